@@ -1,0 +1,87 @@
+"""The prepared dataset: one Parquet file per split, written and read with pyarrow.
+
+Schema: `image` (fixed-size list of float32, row-major C*H*W) and, where the
+source has them, `label` (int64). The schema metadata carries the image shape,
+the binarization and the class names, so a reader needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from components.data.formats import DataFormatError
+
+SPLITS = ("train", "valid", "test")
+BINARIZATIONS = ("none", "static", "dynamic")
+
+
+@dataclass
+class Split:
+    images: np.ndarray            # float32 (N, C, H, W) in [0, 1]
+    labels: np.ndarray | None     # int64 (N,) or None
+    meta: dict
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.meta["image_shape"])
+
+    @property
+    def binary(self) -> bool:
+        """True when the model sees {0, 1} pixels (static data, or dynamic binarization)."""
+        return self.meta["binarization"] != "none"
+
+
+def binarize(images: np.ndarray, mode: str, threshold: float, rng: np.random.Generator) -> np.ndarray:
+    """`static`: pixel > threshold; `dynamic`: one Bernoulli draw with the pixel as probability."""
+    if mode == "static":
+        return (images > threshold).astype(np.float32)
+    if mode == "dynamic":
+        return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)
+    if mode == "none":
+        return images
+    raise ValueError(f"unknown binarization {mode!r}; valid: {', '.join(BINARIZATIONS)}")
+
+
+def write_split(path: Path, images: np.ndarray, labels: np.ndarray | None, meta: dict) -> None:
+    flat = np.ascontiguousarray(images.reshape(len(images), -1), dtype=np.float32)
+    columns = {"image": pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])}
+    if labels is not None:
+        columns["label"] = pa.array(labels.astype(np.int64))
+    table = pa.table(columns).replace_schema_metadata({"genzoo": json.dumps(meta)})
+    pq.write_table(table, path)
+
+
+def read_split(folder: Path, split: str) -> Split:
+    path = Path(folder) / f"{split}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the prepare stage first (dvc repro prepare)")
+    try:
+        table = pq.read_table(path)
+        meta = json.loads(table.schema.metadata[b"genzoo"])
+    except (pa.ArrowInvalid, OSError, KeyError, TypeError) as error:
+        raise DataFormatError(f"{path}: not a genzoo prepared split ({error})") from error
+    width = table.schema.field("image").type.list_size
+    images = table.column("image").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    images = images.reshape(-1, width).reshape(-1, *meta["image_shape"]).astype(np.float32, copy=False)
+    labels = table.column("label").to_numpy() if "label" in table.column_names else None
+    return Split(images, labels, meta)
+
+
+def data_card(splits: dict[str, tuple[np.ndarray, np.ndarray | None]], meta: dict) -> dict:
+    """Counts, pixel mean and class balance of each split: what a person checks first."""
+    card = {"source": meta["source"], "image_shape": meta["image_shape"],
+            "binarization": meta["binarization"], "splits": {}}
+    for name, (images, labels) in splits.items():
+        entry = {"count": int(len(images)), "pixel_mean": round(float(images.mean()), 6)}
+        if labels is not None:
+            counts = np.bincount(labels, minlength=len(meta.get("class_names") or [])).tolist()
+            entry["class_counts"] = counts
+            entry["class_fraction"] = [round(c / max(1, len(labels)), 4) for c in counts]
+        card["splits"][name] = entry
+    return card

@@ -1,0 +1,76 @@
+"""Generative adversarial network (Goodfellow et al., 2014) with MLP generator
+and discriminator, trained with the non-saturating generator loss
+-log D(G(z)) and alternating updates (discriminator, then generator).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.models.base import GenerativeModel
+
+
+class GAN(GenerativeModel):
+    name = "gan"
+    family = "adversarial"
+
+    @dataclasses.dataclass
+    class Params:
+        latent_dim: int = 64
+        hidden_units: int = 256
+        beta1: float = 0.5             # Adam's first-moment decay (Radford et al. 2015)
+        discriminator_steps: int = 1   # discriminator updates per generator update
+
+    def __init__(self, image_shape, params):
+        super().__init__(image_shape, params)
+        H, D = params.hidden_units, self.num_pixels
+        self.generator = nn.Sequential(
+            nn.Linear(params.latent_dim, H), nn.ReLU(),
+            nn.Linear(H, 2 * H), nn.ReLU(),
+            nn.Linear(2 * H, D), nn.Sigmoid(),
+        )
+        self.discriminator = nn.Sequential(
+            nn.Linear(D, 2 * H), nn.LeakyReLU(0.2), nn.Dropout(0.3),
+            nn.Linear(2 * H, H), nn.LeakyReLU(0.2), nn.Dropout(0.3),
+            nn.Linear(H, 1),
+        )
+
+    def configure_optimizers(self, lr):
+        betas = (self.params.beta1, 0.999)
+        return {"discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas),
+                "generator": torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)}
+
+    def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(n, self.params.latent_dim, generator=generator).to(self.device)
+        return self.generator(z)
+
+    def training_step(self, x, optimizers):
+        real = self.flatten(x)
+        ones = torch.ones(len(real), 1, device=real.device)
+        zeros = torch.zeros_like(ones)
+        for _ in range(self.params.discriminator_steps):
+            fake = self.generate(len(real)).detach()
+            d_real, d_fake = self.discriminator(real), self.discriminator(fake)
+            d_loss = (F.binary_cross_entropy_with_logits(d_real, ones)
+                      + F.binary_cross_entropy_with_logits(d_fake, zeros))
+            self.optimize(optimizers["discriminator"], d_loss)
+        # Non-saturating: maximize log D(G(z)) instead of minimizing log(1 - D(G(z))).
+        g_loss = F.binary_cross_entropy_with_logits(self.discriminator(self.generate(len(real))), ones)
+        self.optimize(optimizers["generator"], g_loss)
+        return {"loss": float(d_loss + g_loss), "d_loss": float(d_loss), "g_loss": float(g_loss),
+                "d_real": float(torch.sigmoid(d_real).mean()), "d_fake": float(torch.sigmoid(d_fake).mean())}
+
+    @torch.no_grad()
+    def validation_metrics(self, x):
+        real = self.flatten(x)
+        d_real = torch.sigmoid(self.discriminator(real)).mean()
+        d_fake = torch.sigmoid(self.discriminator(self.generate(len(real)))).mean()
+        return {"d_real": float(d_real), "d_fake": float(d_fake)}
+
+    @torch.no_grad()
+    def sample(self, n, generator=None):
+        return self.unflatten(self.generate(n, generator))

@@ -1,0 +1,79 @@
+"""NADE (Larochelle & Murray, 2011): a fully visible autoregressive model
+whose conditionals share one hidden layer through tied weights.
+
+    a_1 = c,   a_{d+1} = a_d + W[:, o_d] x_{o_d}          (running sum: O(HD) per image)
+    p(x_{o_d} = 1 | x_{o_<d}) = sigmoid(b_{o_d} + V[o_d] . sigmoid(a_d))
+
+`o` is the pixel ordering (raster, or a fixed random permutation saved with
+the model). The log-likelihood is exact; sampling is ancestral.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.models.base import GenerativeModel
+
+
+class NADE(GenerativeModel):
+    name = "nade"
+    family = "explicit"
+    likelihood = "exact"
+    needs_binary = True
+    monitor = "nll"
+
+    @dataclasses.dataclass
+    class Params:
+        hidden_units: int = 500
+        ordering: Literal["raster", "random"] = "raster"
+        ordering_seed: int = 0
+
+    def __init__(self, image_shape, params):
+        super().__init__(image_shape, params)
+        D, H = self.num_pixels, params.hidden_units
+        if params.ordering == "random":
+            order = torch.randperm(D, generator=torch.Generator().manual_seed(params.ordering_seed))
+        else:
+            order = torch.arange(D)
+        self.register_buffer("order", order)          # order[d] = pixel index visited d-th
+        # Parameters are stored in visiting order: column d of W belongs to pixel order[d].
+        self.W = nn.Parameter(torch.randn(H, D) / D ** 0.5)
+        self.c = nn.Parameter(torch.zeros(H))
+        self.V = nn.Parameter(torch.randn(D, H) / H ** 0.5)
+        self.b = nn.Parameter(torch.zeros(D))
+
+    def conditional_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logit of p(x_i = 1 | pixels before i in the ordering), for every pixel i (raster layout)."""
+        xo = self.flatten(x)[:, self.order]                       # (B, D) in visiting order
+        contributions = xo.unsqueeze(1) * self.W.unsqueeze(0)     # (B, H, D)
+        # Exclusive running sum: a_d sees pixels o_1 .. o_{d-1} only.
+        a = self.c[None, :, None] + contributions.cumsum(dim=2) - contributions
+        logits_in_order = torch.einsum("bhd,dh->bd", torch.sigmoid(a), self.V) + self.b
+        logits = torch.empty_like(logits_in_order)
+        logits[:, self.order] = logits_in_order
+        return logits
+
+    def log_prob(self, x):
+        x = self.flatten(x)
+        return -F.binary_cross_entropy_with_logits(self.conditional_logits(x), x, reduction="none").sum(1)
+
+    def training_step(self, x, optimizers):
+        loss = -self.log_prob(x).mean()
+        self.optimize(optimizers["model"], loss)
+        return {"loss": float(loss)}
+
+    @torch.no_grad()
+    def sample(self, n, generator=None):
+        a = self.c.expand(n, -1).clone()
+        out = torch.zeros(n, self.num_pixels, device=self.W.device)
+        for d in range(self.num_pixels):
+            p = torch.sigmoid(torch.sigmoid(a) @ self.V[d] + self.b[d])
+            x_d = torch.bernoulli(p, generator=generator)
+            out[:, self.order[d]] = x_d
+            a += x_d[:, None] * self.W[:, d]
+        return self.unflatten(out)

@@ -1,0 +1,55 @@
+"""Pictures people look at: sample grids and training curves."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def image_grid(images: np.ndarray, columns: int = 10, padding: int = 1, scale: int = 4) -> Image.Image:
+    """Tile (N, C, H, W) images in [0, 1] into one picture, each upscaled `scale` times."""
+    images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
+    n, c, h, w = images.shape
+    rows = -(-n // columns)
+    grid = np.ones((rows * (h + padding) + padding, columns * (w + padding) + padding, c), dtype=np.float32)
+    for i, image in enumerate(images):
+        r, k = divmod(i, columns)
+        top, left = padding + r * (h + padding), padding + k * (w + padding)
+        grid[top:top + h, left:left + w] = image.transpose(1, 2, 0)
+    pixels = (grid * 255).round().astype(np.uint8)
+    picture = Image.fromarray(pixels[..., 0] if c == 1 else pixels)
+    return picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+
+
+def write_history_csv(history: list[dict], path: Path) -> None:
+    keys = list(dict.fromkeys(k for record in history for k in record))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def plot_history(history: list[dict], path: Path, title: str) -> None:
+    """One panel per metric family (train_x beside val_x), epochs on the x axis."""
+    epochs = [r["epoch"] for r in history]
+    names = sorted({k.split("_", 1)[1] for r in history for k in r if k.startswith(("train_", "val_"))})
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4 * max(1, len(names)), 3), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for prefix, style in (("train_", "-"), ("val_", "--")):
+            values = [r.get(prefix + name) for r in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, style, marker="o", markersize=3, label=prefix.rstrip("_"))
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,79 @@
+"""Ray wiring: join the cluster named by RAY_ADDRESS, or start a local Ray sized to this machine."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import warnings
+
+
+_WORKER_LOGGING = None
+
+
+class ClusterUnavailable(RuntimeError):
+    pass
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail within seconds, not after Ray's long connection retries."""
+    hostport = address.removeprefix("ray://").split("/")[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return  # 'auto' or an unusual form: let Ray resolve it
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ClusterUnavailable(
+            f"RAY_ADDRESS={address}: no Ray cluster answers at {host}:{port} ({error}). "
+            "Start one with `ray start --head` or unset RAY_ADDRESS to train locally."
+        ) from error
+
+
+def quiet_ray_logs() -> None:
+    """Keep Ray's internal chatter out of the user's terminal; progress lines still show."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")  # else every progress line shows twice
+    # The controller collects each epoch's report when it polls the workers;
+    # the 2 s default poll makes every short epoch wait up to 2 s.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    for name in ("ray", "ray.train", "ray.tune", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="ray")
+
+
+@contextlib.contextmanager
+def ray_session():
+    import ray
+
+    # Workers log at ERROR only: our own progress lines are prints, which still reach the
+    # terminal; Ray Train's per-report INFO lines and the placement-group cleaner's
+    # "State API unavailable" warnings (no dashboard here) do not.
+    global _WORKER_LOGGING
+    _WORKER_LOGGING = ray.LoggingConfig(encoding="TEXT", log_level="ERROR")
+
+    quiet_ray_logs()
+    address = os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        yield
+        return
+    if address:
+        _check_reachable(address)
+        ray.init(address=address, logging_level=logging.ERROR, logging_config=_WORKER_LOGGING)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
+                 logging_config=_WORKER_LOGGING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def gpus_available() -> bool:
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0
