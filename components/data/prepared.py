@@ -67,9 +67,9 @@ def read_split(folder: Path, split: str) -> Split:
     except (pa.ArrowInvalid, OSError, KeyError, TypeError) as error:
         raise DataFormatError(f"{path}: not a genzoo prepared split ({error})") from error
     width = table.schema.field("image").type.list_size
-    images = table.column("image").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    images = table.column("image").combine_chunks().flatten().to_numpy(zero_copy_only=False).copy()
     images = images.reshape(-1, width).reshape(-1, *meta["image_shape"]).astype(np.float32, copy=False)
-    labels = table.column("label").to_numpy() if "label" in table.column_names else None
+    labels = table.column("label").to_numpy().copy() if "label" in table.column_names else None
     return Split(images, labels, meta)
 
 

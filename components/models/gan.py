@@ -61,8 +61,9 @@ class GAN(GenerativeModel):
         # Non-saturating: maximize log D(G(z)) instead of minimizing log(1 - D(G(z))).
         g_loss = F.binary_cross_entropy_with_logits(self.discriminator(self.generate(len(real))), ones)
         self.optimize(optimizers["generator"], g_loss)
-        return {"loss": float(d_loss + g_loss), "d_loss": float(d_loss), "g_loss": float(g_loss),
-                "d_real": float(torch.sigmoid(d_real).mean()), "d_fake": float(torch.sigmoid(d_fake).mean())}
+        d_loss, g_loss = d_loss.item(), g_loss.item()
+        return {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss,
+                "d_real": torch.sigmoid(d_real).mean().item(), "d_fake": torch.sigmoid(d_fake).mean().item()}
 
     @torch.no_grad()
     def validation_metrics(self, x):

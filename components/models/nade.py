@@ -65,7 +65,7 @@ class NADE(GenerativeModel):
     def training_step(self, x, optimizers):
         loss = -self.log_prob(x).mean()
         self.optimize(optimizers["model"], loss)
-        return {"loss": float(loss)}
+        return {"loss": loss.item()}
 
     @torch.no_grad()
     def sample(self, n, generator=None):

@@ -65,7 +65,7 @@ class VAE(GenerativeModel):
         reconstruction, kl = self.elbo_terms(x)
         loss = -(reconstruction - kl).mean()
         self.optimize(optimizers["model"], loss)
-        return {"loss": float(loss), "reconstruction": float(reconstruction.mean()), "kl": float(kl.mean())}
+        return {"loss": loss.item(), "reconstruction": reconstruction.mean().item(), "kl": kl.mean().item()}
 
     @torch.no_grad()
     def validation_metrics(self, x):

@@ -1,0 +1,90 @@
+"""Sample-quality metrics computed in a feature space (the evaluation classifier's).
+
+* Fréchet distance (FID, Heusel et al. 2017) between Gaussians fitted to the features;
+* KID (Bińkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel,
+  averaged over subsets; unbiased, so it can be slightly negative;
+* precision / recall (Kynkäänniemi et al. 2019): the share of samples inside the
+  real data's k-NN manifold, and of real images inside the samples' manifold;
+* class coverage: the share of classes that receive at least half of their
+  uniform share of samples, and the normalized entropy of the class histogram.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from scipy import linalg
+
+
+def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
+    mu_r, mu_f = real.mean(0), fake.mean(0)
+    cov_r, cov_f = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
+    with warnings.catch_warnings():  # singular products are expected with ReLU features; handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(cov_r @ cov_f)
+    if not np.isfinite(covmean).all():  # near-singular product: regularize, as the reference code does
+        offset = np.eye(len(cov_r)) * 1e-6
+        covmean = linalg.sqrtm((cov_r + offset) @ (cov_f + offset))
+    covmean = covmean.real
+    return float(((mu_r - mu_f) ** 2).sum() + np.trace(cov_r) + np.trace(cov_f) - 2 * np.trace(covmean))
+
+
+def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, subsets: int = 10,
+                              subset_size: int = 200, seed: int = 0) -> tuple[float, float]:
+    """(mean, std) of the unbiased MMD^2 estimate over random subsets."""
+    rng = np.random.default_rng(seed)
+    d = real.shape[1]
+    m = min(subset_size, len(real), len(fake))
+    estimates = []
+    for _ in range(subsets):
+        x = real[rng.choice(len(real), m, replace=False)]
+        y = fake[rng.choice(len(fake), m, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
+        off_diagonal = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        estimates.append(off_diagonal - 2 * kxy.mean())
+    return float(np.mean(estimates)), float(np.std(estimates))
+
+
+def _distances(a: np.ndarray, b: np.ndarray, chunk: int = 1024):
+    """Yield (row offset, pairwise distances) a chunk of rows of `a` at a time (bounded memory)."""
+    tb = torch.from_numpy(b)
+    for start in range(0, len(a), chunk):
+        yield start, torch.cdist(torch.from_numpy(a[start:start + chunk]), tb)
+
+
+def _knn_radii(features: np.ndarray, k: int) -> np.ndarray:
+    radii = np.empty(len(features))
+    for start, d in _distances(features, features):
+        radii[start:start + len(d)] = d.kthvalue(k + 1, dim=1).values.numpy()  # k+1: itself is nearest
+    return radii
+
+
+def _inside_manifold(points: np.ndarray, support: np.ndarray, radii: np.ndarray) -> float:
+    r = torch.from_numpy(radii)
+    inside = sum(int((d <= r[None]).any(dim=1).sum()) for _, d in _distances(points, support))
+    return inside / len(points)
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    precision = _inside_manifold(fake, real, _knn_radii(real, k))
+    recall = _inside_manifold(real, fake, _knn_radii(fake, k))
+    return precision, recall
+
+
+def class_coverage(predicted: np.ndarray, num_classes: int) -> dict[str, float]:
+    counts = np.bincount(predicted, minlength=num_classes).astype(np.float64)
+    share = counts / max(counts.sum(), 1)
+    nonzero = share[share > 0]
+    return {"class_coverage": float((share >= 0.5 / num_classes).mean()),
+            "class_entropy": float(-(nonzero * np.log(nonzero)).sum() / np.log(num_classes))}
+
+
+def sample_quality(real_features: np.ndarray, fake_features: np.ndarray, fake_predictions: np.ndarray,
+                   num_classes: int, seed: int = 0) -> dict[str, float]:
+    real, fake = real_features.astype(np.float64), fake_features.astype(np.float64)
+    kid, kid_std = kernel_inception_distance(real, fake, seed=seed)
+    precision, recall = precision_recall(real, fake)
+    return {"fid": frechet_distance(real, fake), "kid": kid, "kid_std": kid_std,
+            "precision": precision, "recall": recall, **class_coverage(fake_predictions, num_classes)}
