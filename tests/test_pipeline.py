@@ -1,0 +1,168 @@
+"""The whole pipeline, for real: `dvc repro` in a temporary copy of the repository
+with a tiny config; Ray Train, MLflow and DVC are the real ones."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = ("bernoulli", "nade", "vae", "gan")
+pytestmark = pytest.mark.integration
+
+
+def tiny_params() -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["max_examples"] = {"train": 200, "valid": 50, "test": 50}
+    params["train"].update(epochs=2, batch_size=50)
+    params["classifier"]["epochs"] = 1
+    params["evaluate"].update(num_samples=60, iwae_samples=10)
+    params["models"] = {
+        "bernoulli": {"model": "bernoulli", "training": {"epochs": 1}},
+        "nade": {"model": "nade", "hidden_units": 16},
+        "vae": {"model": "vae", "latent_dim": 2, "hidden_units": [16]},
+        "gan": {"model": "gan", "latent_dim": 4, "hidden_units": 16},
+    }
+    return params
+
+
+def environment(repo: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `python` = this one
+    return env
+
+
+def run(args, repo: Path, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=repo, env=environment(repo), capture_output=True, text=True, **kwargs)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A copy of the repository (what git would commit), with a tiny config, after one `dvc repro`."""
+    copy = tmp_path_factory.mktemp("genzoo")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (REPO / name).is_file() and name != "dvc.lock":
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, copy / name)
+    (copy / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    run(["git", "init", "-q"], copy)
+    run(["git", "-c", "user.email=ci@genzoo", "-c", "user.name=ci", "commit", "-qam", "init", "--allow-empty"], copy)
+    first = run(["dvc", "repro"], copy)
+    copy.joinpath("first-repro.log").write_text(first.stdout + first.stderr)
+    return copy
+
+
+def client(repo: Path):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def test_repro_registers_every_model_with_a_champion(repo):
+    log = (repo / "first-repro.log").read_text()
+    assert set(ran_stages(log)) == {"prepare", "classifier", *(f"{s}@{k}" for s in ("train", "evaluate") for k in KEYS),
+                                    "promote"}
+    mlflow_client = client(repo)
+    for key in KEYS:
+        champion = mlflow_client.get_model_version_by_alias(f"genzoo-{key}", "champion")
+        assert champion.tags["genzoo.promotion"].startswith("promoted")
+        metrics = json.loads((repo / f"reports/{key}/metrics.json").read_text())
+        assert (repo / f"reports/{key}/samples.png").stat().st_size > 0
+        assert (repo / f"models/{key}/model.pt").exists()
+        if key != "gan":
+            assert metrics["test_nll"] > 0 and metrics["test_bits_per_dim"] > 0
+        else:
+            assert metrics["log_prob"].startswith("not supported")
+            assert {"fid", "kid", "precision", "recall", "class_coverage"} <= set(metrics)
+    assert (repo / "comparison/index.html").read_text().count("<img") == 2 * len(KEYS)
+    # Progress is visible, Ray's internal chatter is not.
+    assert "[nade] epoch 2/2" in log
+    assert "Failed to query Ray Train Controller" not in log and "Reporting training result" not in log
+
+
+def test_a_second_repro_runs_nothing_and_dvc_reads_metrics(repo):
+    second = run(["dvc", "repro"], repo)
+    assert ran_stages(second.stdout) == []
+    shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
+    assert "test_nll" in shown and "fid" in shown
+
+
+def test_registered_model_loads_and_predicts_without_the_repository(repo, tmp_path):
+    script = textwrap.dedent(f"""
+        import json, sys
+        import mlflow, numpy as np, pandas as pd
+        mlflow.set_tracking_uri("sqlite:///{repo / 'mlflow.db'}")
+        nade = mlflow.pyfunc.load_model("models:/genzoo-nade@champion")
+        import components
+        samples = nade.predict(pd.DataFrame({{"num_samples": [5], "seed": [1]}}))
+        log_p = nade.predict(pd.DataFrame(samples.reshape(5, -1)))
+        gan = mlflow.pyfunc.load_model("models:/genzoo-gan@champion")
+        print(json.dumps({{"components": components.__file__, "samples": list(samples.shape),
+                          "min": float(samples.min()), "max": float(samples.max()),
+                          "log_p": np.asarray(log_p).tolist(),
+                          "gan": list(gan.predict(pd.DataFrame({{"num_samples": [3]}})).shape)}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            env={k: v for k, v in environment(repo).items() if k != "PYTHONPATH"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "/artifacts/code/components/" in out["components"]  # the copy bundled with the model, not genzoo's
+    assert out["samples"] == [5, 1, 8, 8] and 0 <= out["min"] <= out["max"] <= 1
+    assert len(out["log_p"]) == 5 and all(v < 0 for v in out["log_p"])
+    assert out["gan"] == [3, 1, 8, 8]
+
+
+def test_changing_one_model_reruns_only_its_stages_and_promote(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["models"]["bernoulli"]["pseudocount"] = 1.0
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run(["dvc", "repro"], repo)
+    assert sorted(ran_stages(result.stdout)) == ["evaluate@bernoulli", "promote", "train@bernoulli"]
+    versions = client(repo).search_model_versions("name='genzoo-bernoulli'")
+    assert len(versions) == 2
+    newest = max(versions, key=lambda v: int(v.version))
+    assert newest.tags["genzoo.promotion"].startswith(("promoted", "not promoted"))
+    assert "test_nll" in newest.tags["genzoo.promotion"]  # the reason names the compared metric
+    promotion = json.loads((repo / "comparison/promotion.json").read_text())
+    assert {r["key"]: r["new_version"] for r in promotion} == {k: k == "bernoulli" for k in KEYS}
+
+
+def test_a_killed_training_run_resumes_from_its_last_checkpoint(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["models"]["nade"]["training"] = {"epochs": 60, "patience": 60}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    process = subprocess.Popen([sys.executable, "-m", "pipelines.train", "nade"], cwd=repo, env=environment(repo),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    while not list(repo.glob("ray_results/nade-*/checkpoint_*")) and time.time() < deadline:
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.5)
+    time.sleep(2)
+    os.killpg(process.pid, signal.SIGKILL)  # the driver, its local Ray and the worker: a hard crash
+    process.wait()
+    assert list(repo.glob("ray_results/nade-*/checkpoint_*")), "no checkpoint was written before the kill"
+
+    result = run([sys.executable, "-m", "pipelines.train", "nade"], repo, timeout=900)
+    output = result.stdout + result.stderr
+    assert "resuming from the checkpoint of epoch" in output
+    resumed_at = int(output.split("resuming from the checkpoint of epoch ")[1].split()[0])
+    assert resumed_at >= 1
+    assert f"[nade] epoch {resumed_at + 1}/60" in output and f"[nade] epoch {resumed_at}/60" not in output
+    summary = json.loads((repo / "models/nade/training.json").read_text())
+    assert summary["epochs_trained"] == 60
