@@ -28,9 +28,11 @@ class GAN(GenerativeModel):
     def __init__(self, image_shape, params):
         super().__init__(image_shape, params)
         H, D = params.hidden_units, self.num_pixels
+        # Batch normalization keeps the hidden units' spread (and so the dependence on z)
+        # from shrinking layer by layer; without it the generator starts, and stays, collapsed.
         self.generator = nn.Sequential(
-            nn.Linear(params.latent_dim, H), nn.ReLU(),
-            nn.Linear(H, 2 * H), nn.ReLU(),
+            nn.Linear(params.latent_dim, H), nn.BatchNorm1d(H), nn.LeakyReLU(0.2),
+            nn.Linear(H, 2 * H), nn.BatchNorm1d(2 * H), nn.LeakyReLU(0.2),
             nn.Linear(2 * H, D), nn.Sigmoid(),
         )
         self.discriminator = nn.Sequential(
