@@ -16,8 +16,9 @@ import mlflow
 import numpy as np
 import torch
 
-from components.atomic import write_text_atomically
+from components.atomic import atomic_directory, write_text_atomically
 from components.classifier import load_classifier, predict
+from components.completion import complete, is_autoregressive, lower_half_hidden
 from components.config import ConfigError, load_params, repo_path
 from components.data.prepared import read_split
 from components.metrics.likelihood import bits_per_dim, mean_nll
@@ -67,6 +68,16 @@ def quality_metrics(samples: np.ndarray, test_images: np.ndarray, valid_images: 
     return metrics
 
 
+def completion_grid(model, test_images: torch.Tensor, seed: int):
+    """Rows: 10 test images, their upper halves, then three completions of the lower half."""
+    originals = test_images[:10]
+    observed = lower_half_hidden(model.image_shape)
+    generator = torch.Generator().manual_seed(seed)
+    rows = [originals, torch.where(observed, originals, torch.full_like(originals, 0.5))]
+    rows += [complete(model, originals, observed, generator) for _ in range(3)]
+    return image_grid(torch.cat(rows).numpy(), columns=10)
+
+
 def main(key: str) -> None:
     params = load_params()
     if key not in (params.get("models") or {}):
@@ -91,18 +102,24 @@ def main(key: str) -> None:
     metrics["encode"] = "supported" if "encode" in model.capabilities() else f"not supported: {model.name} has no encoder"
 
     grid = image_grid(samples[:100], columns=10)
+    completions = completion_grid(model, test_images, cfg["seed"]) if is_autoregressive(model) else None
     tracking.configure()
     run_id = json.loads(repo_path(f"models/{key}/mlflow.json").read_text())["run_id"]
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"eval_{k}": float(v) for k, v in metrics.items()
                             if isinstance(v, (int, float)) and not isinstance(v, bool)})
         mlflow.log_image(grid, "evaluation/samples.png")
+        if completions is not None:
+            mlflow.log_image(completions, "evaluation/completions.png")
         mlflow.log_dict(metrics, "evaluation/metrics.json")
         mlflow.set_tag("genzoo.evaluated", "true")
     # Files last: a failure above leaves the previous outputs, not a mix.
     report_dir = repo_path(f"reports/{key}")
     report_dir.mkdir(parents=True, exist_ok=True)
-    grid.save(report_dir / "samples.png")
+    with atomic_directory(report_dir / "figures") as figures:
+        grid.save(figures / "samples.png")
+        if completions is not None:
+            completions.save(figures / "completions.png")
     write_text_atomically(report_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
     print(f"[{key}] {shown}")

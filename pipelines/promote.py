@@ -104,8 +104,11 @@ def comparison_page(results: list[dict], card: dict) -> str:
         rows.append("<tr><td><b>{}</b>{}</td><td>{}</td><td>v{} ({})</td>{}</tr>".format(
             html.escape(r["key"]), crown, html.escape(m["family"]), r["version"], html.escape(r["reason"]),
             "".join(f"<td>{_cell(m.get(c))}</td>" for c in columns)))
+        completion = (f'<figcaption>completions: test image, upper half, three completions</figcaption>'
+                      f'<img src="{html.escape(r["key"])}/completions.png" alt="completions">'
+                      if repo_path(f"reports/{r['key']}/figures/completions.png").exists() else "")
         panels.append(f"""<figure><figcaption><b>{html.escape(r['key'])}</b> ({html.escape(m['model'])})</figcaption>
-<img src="{html.escape(r['key'])}/samples.png" alt="samples of {html.escape(r['key'])}">
+<img src="{html.escape(r['key'])}/samples.png" alt="samples of {html.escape(r['key'])}">{completion}
 <img src="{html.escape(r['key'])}/curves.png" alt="training curves of {html.escape(r['key'])}"></figure>""")
     reference = results[0]["metrics"] if results else {}
     floor = ", ".join(f"{c} {_cell(reference.get('real_data_' + c))}" for c in ("fid", "precision", "recall")
@@ -134,10 +137,10 @@ def main() -> None:
         (build / "promotion.json").write_text(json.dumps(summary, indent=2) + "\n")
         for r in results:
             (build / r["key"]).mkdir()
-            for picture in ("samples.png", "curves.png"):
+            for picture in ("figures/samples.png", "figures/completions.png", "curves.png"):
                 source = repo_path(f"reports/{r['key']}/{picture}")
                 if source.exists():
-                    shutil.copy(source, build / r["key"] / picture)
+                    shutil.copy(source, build / r["key"] / source.name)
         (build / "index.html").write_text(comparison_page(results, card))
     print(f"[promote] comparison report: {repo_path('comparison/index.html')}")
 

@@ -9,7 +9,11 @@ EXPLICIT = [
     ("bernoulli", {}),
     ("nade", {"hidden_units": 7}),
     ("nade", {"hidden_units": 7, "ordering": "random", "ordering_seed": 3}),
+    ("markov_ar", {"order_k": 1}),
+    ("markov_ar", {"order_k": 3, "ordering": "random"}),
+    ("pixelcnn", {"features": 4, "residual_blocks": 2, "output_features": 8}),
 ]
+AUTOREGRESSIVE = [(n, p) for n, p in EXPLICIT if n != "bernoulli"]
 
 
 def randomized(name, params):
@@ -20,7 +24,7 @@ def randomized(name, params):
     else:
         with torch.no_grad():
             for p in model.parameters():
-                p.normal_(0, 1.5)
+                p.normal_(0, 1.5 if name != "pixelcnn" else 0.5)
     return model.eval()
 
 
@@ -31,9 +35,9 @@ def test_probabilities_sum_to_one_over_all_binary_images(name, params, all_binar
     assert abs(total.item() - 1.0) < 1e-5
 
 
-@pytest.mark.parametrize("params", [p for n, p in EXPLICIT if n == "nade"])
-def test_nade_conditional_ignores_current_and_later_pixels(params):
-    model = randomized("nade", params)
+@pytest.mark.parametrize("name,params", AUTOREGRESSIVE)
+def test_conditional_ignores_current_and_later_pixels(name, params):
+    model = randomized(name, params)
     x = torch.bernoulli(torch.full((1, 9), 0.5)).requires_grad_(True)
     order = model.order.tolist()
     for d, pixel in enumerate(order):
@@ -42,6 +46,16 @@ def test_nade_conditional_ignores_current_and_later_pixels(params):
         assert torch.all(grad[0, later] == 0), f"pixel {pixel} depends on {later}"
         if d > 0:
             assert grad[0, order[:d]].abs().sum() > 0  # and it does use the earlier ones
+
+
+def test_markov_ar_sees_exactly_the_k_previous_pixels():
+    model = randomized("markov_ar", {"order_k": 2})
+    x = torch.bernoulli(torch.full((1, 9), 0.5)).requires_grad_(True)
+    for d in range(9):
+        (grad,) = torch.autograd.grad(model.conditional_logits(x)[0, d], x)
+        assert set(torch.nonzero(grad[0]).flatten().tolist()) == set(range(max(0, d - 2), d))
+    counts = model.parameter_counts(784, 2)
+    assert counts["markov_ar"] == 784 * 3 and counts["fully_independent"] == 784
 
 
 def test_nade_log_prob_matches_its_sampling_conditionals():

@@ -83,14 +83,15 @@ def test_repro_registers_every_model_with_a_champion(repo):
         champion = mlflow_client.get_model_version_by_alias(f"genzoo-{key}", "champion")
         assert champion.tags["genzoo.promotion"].startswith("promoted")
         metrics = json.loads((repo / f"reports/{key}/metrics.json").read_text())
-        assert (repo / f"reports/{key}/samples.png").stat().st_size > 0
+        assert (repo / f"reports/{key}/figures/samples.png").stat().st_size > 0
+        assert (repo / f"reports/{key}/figures/completions.png").exists() == (key in ("nade",))
         assert (repo / f"models/{key}/model.pt").exists()
         if key != "gan":
             assert metrics["test_nll"] > 0 and metrics["test_bits_per_dim"] > 0
         else:
             assert metrics["log_prob"].startswith("not supported")
             assert {"fid", "kid", "precision", "recall", "class_coverage"} <= set(metrics)
-    assert (repo / "comparison/index.html").read_text().count("<img") == 2 * len(KEYS)
+    assert (repo / "comparison/index.html").read_text().count("<img") == 2 * len(KEYS) + 1  # + completions
     # Progress is visible, Ray's internal chatter is not.
     assert "[nade] epoch 2/2" in log
     assert "Failed to query Ray Train Controller" not in log and "Reporting training result" not in log

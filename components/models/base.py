@@ -16,6 +16,7 @@ from typing import ClassVar, Literal
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm.auto import tqdm
 
 from components.config import ConfigError
 
@@ -111,6 +112,11 @@ class GenerativeModel(nn.Module):
     def capabilities(cls) -> list[str]:
         return [c for c in ("sample", "log_prob", "encode")
                 if getattr(cls, c) is not getattr(GenerativeModel, c)]
+
+    def pixel_steps(self, what: str = "sampling"):
+        """range(D) with a progress bar on a terminal: pixel-by-pixel loops are the slow part."""
+        return tqdm(range(self.num_pixels), desc=f"{self.name}: {what}", disable=None, leave=False,
+                    mininterval=1.0)
 
     def flatten(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(len(x), self.num_pixels)

@@ -71,7 +71,7 @@ class NADE(GenerativeModel):
     def sample(self, n, generator=None):
         a = self.c.expand(n, -1).clone()
         out = torch.zeros(n, self.num_pixels, device=self.W.device)
-        for d in range(self.num_pixels):
+        for d in self.pixel_steps():
             p = torch.sigmoid(torch.sigmoid(a) @ self.V[d] + self.b[d])
             x_d = torch.bernoulli(p, generator=generator)
             out[:, self.order[d]] = x_d

@@ -1,0 +1,88 @@
+"""Markov AR(k) pixel model: a fully visible autoregressive model in which each
+pixel depends only on the k pixels just before it in the ordering.
+
+    p(x) = prod_d p(x_{o_d} | x_{o_{d-k}}, ..., x_{o_{d-1}}),
+    p(x_{o_d} = 1 | ...) = sigmoid(b_d + sum_j w_{d,j} x_{o_{d-j}})
+
+One logistic regression per pixel: D(k+1) parameters, between the fully
+independent model's D and the fully dependent table's 2^D - 1. k=1 is the
+first-order Markov chain over the ordering. Exact likelihood; ancestral sampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.models.base import GenerativeModel
+
+
+class MarkovAR(GenerativeModel):
+    name = "markov_ar"
+    family = "explicit"
+    likelihood = "exact"
+    needs_binary = True
+    monitor = "nll"
+
+    @dataclasses.dataclass
+    class Params:
+        order_k: int = 1                                  # how many previous pixels each one sees
+        ordering: Literal["raster", "random"] = "raster"
+        ordering_seed: int = 0
+
+    def __init__(self, image_shape, params):
+        super().__init__(image_shape, params)
+        D, k = self.num_pixels, params.order_k
+        if k < 1:
+            raise ValueError("markov_ar: order_k must be at least 1")
+        order = (torch.randperm(D, generator=torch.Generator().manual_seed(params.ordering_seed))
+                 if params.ordering == "random" else torch.arange(D))
+        self.register_buffer("order", order)
+        self.weight = nn.Parameter(torch.zeros(D, k))     # weight[d, j-1] multiplies x_{o_{d-j}}
+        self.bias = nn.Parameter(torch.zeros(D))
+        # Pixels near the start have fewer than k predecessors: those weights are masked out.
+        self.register_buffer("mask", (torch.arange(D)[:, None] - torch.arange(1, k + 1)[None] >= 0).float())
+
+    @staticmethod
+    def parameter_counts(num_pixels: int, k: int) -> dict[str, int | str]:
+        return {"markov_ar": num_pixels * (k + 1), "fully_independent": num_pixels,
+                "fully_dependent": f"2^{num_pixels} - 1"}
+
+    def previous(self, xo: torch.Tensor) -> torch.Tensor:
+        """(B, D, k): for visiting step d, the values x_{o_{d-1}}, ..., x_{o_{d-k}} (zero before the start)."""
+        k = self.params.order_k
+        padded = F.pad(xo, (k, 0))
+        return torch.stack([padded[:, k - j: k - j + xo.shape[1]] for j in range(1, k + 1)], dim=2)
+
+    def conditional_logits(self, x):
+        xo = self.flatten(x)[:, self.order]
+        logits_in_order = (self.previous(xo) * (self.weight * self.mask)).sum(2) + self.bias
+        logits = torch.empty_like(logits_in_order)
+        logits[:, self.order] = logits_in_order
+        return logits
+
+    def log_prob(self, x):
+        x = self.flatten(x)
+        return -F.binary_cross_entropy_with_logits(self.conditional_logits(x), x, reduction="none").sum(1)
+
+    def training_step(self, x, optimizers):
+        loss = -self.log_prob(x).mean()
+        self.optimize(optimizers["model"], loss)
+        return {"loss": loss.item()}
+
+    @torch.no_grad()
+    def sample(self, n, generator=None):
+        k, D = self.params.order_k, self.num_pixels
+        xo = torch.zeros(n, D + k, device=self.bias.device)  # k leading zeros: the empty history
+        weight = self.weight * self.mask
+        for d in self.pixel_steps():
+            history = xo[:, d:d + k].flip(1)                     # x_{o_{d-1}}, ..., x_{o_{d-k}}
+            p = torch.sigmoid(history @ weight[d] + self.bias[d])
+            xo[:, d + k] = torch.bernoulli(p.cpu(), generator=generator).to(p.device)
+        out = torch.empty(n, D, device=xo.device)
+        out[:, self.order] = xo[:, k:]
+        return self.unflatten(out)
