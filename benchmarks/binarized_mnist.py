@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -21,10 +20,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from components.data.sources import load_source  # noqa: E402
 from components.metrics.likelihood import mean_nll  # noqa: E402
-from components.models import build_model  # noqa: E402
+from budget import train_within  # noqa: E402
 
 PUBLISHED = {
     "nade": "88.33-88.86 (Uria et al. 2016; Larochelle & Murray 2011)",
@@ -41,35 +41,6 @@ def evaluate(model, images, name: str, iwae_k: int) -> float:
     if name == "vae":
         return mean_nll(lambda x: model.iwae_log_prob(x, iwae_k), images, batch_size=20)
     return mean_nll(model.log_prob, images, batch_size=500)
-
-
-def train_within(name: str, train, valid, seconds: float, batch_size: int, lr: float, device) -> dict:
-    torch.manual_seed(0)
-    model = build_model(name, (1, 28, 28), CONFIGS[name]).to(device)
-    optimizers = model.configure_optimizers(lr)
-    best, best_state, epochs, seen, busy = math.inf, None, 0, 0, 0.0
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        model.train()
-        tick = time.perf_counter()
-        for x in train[torch.randperm(len(train))].split(batch_size):
-            model.training_step(x.to(device), optimizers)
-            seen += len(x)
-            if time.perf_counter() - started >= seconds:
-                break
-        busy += time.perf_counter() - tick
-        epochs = seen / len(train)  # fractional: the budget may end mid-epoch
-        # Validate with the cheap per-model metric: exact NLL, or the negative ELBO for the VAE.
-        model.eval()
-        with torch.no_grad():
-            metric = (sum(model.validation_metrics(v.to(device))[model.monitor] * len(v) for v in valid.split(1000))
-                      / len(valid))
-        if metric < best:
-            best, best_state = metric, {k: v.detach().clone() for k, v in model.state_dict().items()}
-        print(f"  {name}: {epochs:.2f} epochs, {time.perf_counter() - started:.0f}s, val {model.monitor} {metric:.2f}",
-              flush=True)
-    model.load_state_dict(best_state)
-    return {"model": model, "epochs": epochs, "images_per_second": seen / busy, "best_val": best}
 
 
 def main() -> None:
@@ -92,7 +63,7 @@ def main() -> None:
     rows = []
     for name in args.models:
         print(f"training {name} for {args.minutes} min on {device}", flush=True)
-        result = train_within(name, train, valid, args.minutes * 60, args.batch_size, args.lr, device)
+        result = train_within(name, CONFIGS[name], train, valid, args.minutes * 60, args.batch_size, args.lr, device)
         tick = time.perf_counter()
         nll = evaluate(result["model"], test.to(device), name, args.iwae_k)
         rows.append({"model": name, "test_nll_nats": round(nll, 2), "published": PUBLISHED[name],

@@ -7,7 +7,9 @@ from components.completion import complete, lower_half_hidden
 from components.models import build_model
 
 MODELS = [("nade", {"hidden_units": 5}), ("markov_ar", {"order_k": 2}),
-          ("pixelcnn", {"features": 2, "residual_blocks": 1, "output_features": 4})]
+          ("pixelcnn", {"features": 2, "residual_blocks": 1, "output_features": 4}),
+          ("row_lstm", {"features": 2, "layers": 1, "output_features": 4}),
+          ("diagonal_bilstm", {"features": 2, "layers": 1, "output_features": 4})]
 
 
 @pytest.mark.parametrize("name,params", MODELS)

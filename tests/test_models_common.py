@@ -8,7 +8,9 @@ from components.models import NotSupported, available_models, build_model, load_
 
 TINY = {"bernoulli": {}, "nade": {"hidden_units": 4}, "vae": {"latent_dim": 2, "hidden_units": [8]},
         "gan": {"latent_dim": 3, "hidden_units": 8}, "markov_ar": {"order_k": 2},
-        "pixelcnn": {"features": 2, "residual_blocks": 1, "output_features": 4}}
+        "pixelcnn": {"features": 2, "residual_blocks": 1, "output_features": 4},
+        "row_lstm": {"features": 2, "layers": 1, "output_features": 4},
+        "diagonal_bilstm": {"features": 2, "layers": 1, "output_features": 4}}
 
 
 def test_the_four_foundation_models_are_registered():

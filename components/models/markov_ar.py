@@ -18,15 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.models.base import GenerativeModel
+from components.models.autoregressive import BinaryAutoregressive
 
 
-class MarkovAR(GenerativeModel):
+class MarkovAR(BinaryAutoregressive):
     name = "markov_ar"
-    family = "explicit"
-    likelihood = "exact"
-    needs_binary = True
-    monitor = "nll"
 
     @dataclasses.dataclass
     class Params:
@@ -64,15 +60,6 @@ class MarkovAR(GenerativeModel):
         logits = torch.empty_like(logits_in_order)
         logits[:, self.order] = logits_in_order
         return logits
-
-    def log_prob(self, x):
-        x = self.flatten(x)
-        return -F.binary_cross_entropy_with_logits(self.conditional_logits(x), x, reduction="none").sum(1)
-
-    def training_step(self, x, optimizers):
-        loss = -self.log_prob(x).mean()
-        self.optimize(optimizers["model"], loss)
-        return {"loss": loss.item()}
 
     @torch.no_grad()
     def sample(self, n, generator=None):

@@ -12,10 +12,9 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from components.models.base import GenerativeModel
+from components.models.autoregressive import RasterConvAutoregressive
 from components.models.layers import MaskedConv2d
 
 
@@ -32,12 +31,8 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class PixelCNN(GenerativeModel):
+class PixelCNN(RasterConvAutoregressive):
     name = "pixelcnn"
-    family = "explicit"
-    likelihood = "exact"
-    needs_binary = True
-    monitor = "nll"
 
     @dataclasses.dataclass
     class Params:
@@ -47,33 +42,5 @@ class PixelCNN(GenerativeModel):
 
     def __init__(self, image_shape, params):
         super().__init__(image_shape, params)
-        if image_shape[0] != 1:
-            raise ValueError("pixelcnn: single-channel images only (no colour-channel masking yet)")
-        h = params.features
-        self.net = nn.Sequential(
-            MaskedConv2d("A", 1, 2 * h, 7),
-            *[ResidualBlock(h) for _ in range(params.residual_blocks)],
-            nn.ReLU(), MaskedConv2d("B", 2 * h, params.output_features, 1),
-            nn.ReLU(), MaskedConv2d("B", params.output_features, 1, 1),
-        )
-        self.register_buffer("order", torch.arange(self.num_pixels))  # raster order
-
-    def conditional_logits(self, x):
-        return self.net(self.unflatten(x)).reshape(len(x), -1)
-
-    def log_prob(self, x):
-        x = self.flatten(x)
-        return -F.binary_cross_entropy_with_logits(self.conditional_logits(x), x, reduction="none").sum(1)
-
-    def training_step(self, x, optimizers):
-        loss = -self.log_prob(x).mean()
-        self.optimize(optimizers["model"], loss)
-        return {"loss": loss.item()}
-
-    @torch.no_grad()
-    def sample(self, n, generator=None):
-        x = torch.zeros(n, self.num_pixels, device=self.order.device)
-        for i in self.pixel_steps():
-            p = torch.sigmoid(self.conditional_logits(x)[:, i])
-            x[:, i] = torch.bernoulli(p.cpu(), generator=generator).to(x.device)
-        return self.unflatten(x)
+        self.build([ResidualBlock(params.features) for _ in range(params.residual_blocks)],
+                   params.features, params.output_features)

@@ -1,0 +1,138 @@
+"""PixelRNN (van den Oord, Kalchbrenner & Kavukcuoglu, 2016): Row LSTM and Diagonal BiLSTM.
+
+Both start with a 7x7 mask-A convolution, stack LSTM layers with residual
+connections (each layer maps 2h features to h and back to 2h), and end with
+two 1x1 mask-B layers giving each pixel's Bernoulli logit.
+
+* Row LSTM: row by row; the input-to-state is a k x 1 convolution along the
+  row, masked to the current and earlier columns (computed for the whole map
+  at once); the state-to-state is an unmasked k x 1 convolution over the
+  previous row's hidden state. Receptive field: a triangle above the pixel.
+* Diagonal BiLSTM: the map is skewed (row r shifted right by r) so diagonals
+  become columns; a 1x1 input-to-state and a 2x1 column-wise state-to-state
+  convolution run along them, in both directions. The right-to-left output is
+  shifted down one row, so no pixel sees the future; the map is unskewed at
+  the end. Receptive field: everything above and to the left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.models.autoregressive import RasterConvAutoregressive
+
+
+def lstm_update(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gates (B, 4h, ...) in the order output, forget, input, candidate -> (hidden, cell)."""
+    o, f, i, g = gates.chunk(4, dim=1)
+    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(cell), cell
+
+
+class RowLSTMLayer(nn.Module):
+    def __init__(self, h: int, k: int = 3):
+        super().__init__()
+        self.h = h
+        # k x 1 along the row, masked to columns <= the current one (the centre included: mask B).
+        self.input_to_state = nn.Conv2d(2 * h, 4 * h, (1, k), padding=(0, k // 2))
+        mask = torch.ones_like(self.input_to_state.weight)
+        mask[..., k // 2 + 1:] = 0
+        self.register_buffer("mask", mask)
+        self.state_to_state = nn.Conv1d(h, 4 * h, k, padding=k // 2)
+        self.output = nn.Conv2d(h, 2 * h, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        inputs = F.conv2d(x, self.input_to_state.weight * self.mask, self.input_to_state.bias,
+                          padding=self.input_to_state.padding)
+        hidden = x.new_zeros(batch, self.h, width)
+        cell = x.new_zeros(batch, self.h, width)
+        rows = []
+        for r in range(height):
+            hidden, cell = lstm_update(inputs[:, :, r] + self.state_to_state(hidden), cell)
+            rows.append(hidden)
+        return x + self.output(torch.stack(rows, dim=2))
+
+
+def skew(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, H, W + H - 1), row r shifted right by r."""
+    batch, channels, height, width = x.shape
+    out = x.new_zeros(batch, channels, height, width + height - 1)
+    for r in range(height):
+        out[:, :, r, r:r + width] = x[:, :, r]
+    return out
+
+
+def unskew(x: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.stack([x[:, :, r, r:r + width] for r in range(x.shape[2])], dim=2)
+
+
+class DiagonalLSTM(nn.Module):
+    """One direction (left to right) of the Diagonal BiLSTM, on a skewed map."""
+
+    def __init__(self, h: int):
+        super().__init__()
+        self.h = h
+        self.input_to_state = nn.Conv2d(2 * h, 4 * h, 1)   # 1x1: mask B is the identity for one channel
+        self.state_to_state = nn.Conv1d(h, 4 * h, 2)       # 2x1 over rows (r-1, r) of the previous column
+
+    def forward(self, skewed: torch.Tensor) -> torch.Tensor:
+        batch, _, height, columns = skewed.shape
+        inputs = self.input_to_state(skewed)
+        hidden = skewed.new_zeros(batch, self.h, height)
+        cell = skewed.new_zeros(batch, self.h, height)
+        out = []
+        for j in range(columns):
+            recurrent = self.state_to_state(F.pad(hidden, (1, 0)))  # row r sees rows r-1 and r
+            hidden, cell = lstm_update(inputs[..., j] + recurrent, cell)
+            out.append(hidden)
+        return torch.stack(out, dim=3)
+
+
+class DiagonalBiLSTMLayer(nn.Module):
+    def __init__(self, h: int):
+        super().__init__()
+        self.forward_lstm, self.backward_lstm = DiagonalLSTM(h), DiagonalLSTM(h)
+        self.output = nn.Conv2d(h, 2 * h, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        width = x.shape[3]
+        left_to_right = unskew(self.forward_lstm(skew(x)), width)
+        right_to_left = unskew(self.backward_lstm(skew(x.flip(3))), width).flip(3)
+        right_to_left = F.pad(right_to_left, (0, 0, 1, 0))[:, :, :-1]  # down one row: no peeking right
+        return x + self.output(left_to_right + right_to_left)
+
+
+class RowLSTM(RasterConvAutoregressive):
+    name = "row_lstm"
+
+    @dataclasses.dataclass
+    class Params:
+        features: int = 32          # h (the paper: 128 for MNIST-size images)
+        layers: int = 7
+        kernel: int = 3             # k of the k x 1 convolutions
+        output_features: int = 64
+
+    def __init__(self, image_shape, params):
+        super().__init__(image_shape, params)
+        h = params.features
+        self.build([RowLSTMLayer(h, params.kernel) for _ in range(params.layers)], h, params.output_features)
+
+
+class DiagonalBiLSTM(RasterConvAutoregressive):
+    name = "diagonal_bilstm"
+
+    @dataclasses.dataclass
+    class Params:
+        features: int = 16          # h (the paper's MNIST models: 1 layer h=32, or 7 layers h=16)
+        layers: int = 7
+        output_features: int = 64
+
+    def __init__(self, image_shape, params):
+        super().__init__(image_shape, params)
+        h = params.features
+        self.build([DiagonalBiLSTMLayer(h) for _ in range(params.layers)], h, params.output_features)
