@@ -63,7 +63,7 @@ def train_loop(config: dict) -> None:
 
     data_dir = Path(config["data_dir"])
     train_split, valid_split = read_split(data_dir, "train"), read_split(data_dir, "valid")
-    model = build_model(config["model"], train_split.image_shape, config["params"], binary=train_split.binary)
+    model = build_model(config["model"], train_split.image_shape, config["params"], levels=train_split.meta["levels"])
     model.to(device)
     optimizers = model.configure_optimizers(config["lr"])
 

@@ -69,7 +69,7 @@ def fit(key: str, name: str, arch: dict, settings: dict, storage: Path, ray_run:
 
 def log_to_mlflow(key: str, name: str, arch: dict, settings: dict, card: dict, state: dict,
                   model_dir: Path, report_dir: Path) -> dict:
-    model = build_model(name, card["image_shape"], arch, binary=card["binarization"] != "none")
+    model = build_model(name, card["image_shape"], arch, levels=card["levels"])
     with mlflow.start_run(run_name=f"train-{key}") as run:
         mlflow.set_tags({"genzoo.key": key, "genzoo.model": name, "genzoo.family": model.family,
                          "genzoo.stage": "train"})
@@ -94,7 +94,7 @@ def main(key: str) -> None:
     settings = training_settings(params, key)
     card = json.loads(repo_path("data/prepared/card.json").read_text())
     # Fail on a bad config before Ray starts.
-    build_model(name, card["image_shape"], arch, binary=card["binarization"] != "none")
+    build_model(name, card["image_shape"], arch, levels=card["levels"])
     read_split(repo_path("data/prepared"), "valid")
     tracking.configure()
 
@@ -109,7 +109,7 @@ def main(key: str) -> None:
     plot_history(state["history"], report_dir / "curves.png", title=f"{key} ({name})")
 
     with atomic_directory(repo_path(f"models/{key}")) as build:
-        model = build_model(name, card["image_shape"], arch, binary=card["binarization"] != "none")
+        model = build_model(name, card["image_shape"], arch, levels=card["levels"])
         save_model(model, build, state_dict=final_weights(state))
         summary = {"epochs_trained": state["epoch"], "early_stopped": bool(state.get("stopped")),
                    "best_val": None if state["best_metric"] == float("inf") else state["best_metric"],

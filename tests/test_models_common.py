@@ -35,7 +35,7 @@ def test_unknown_parameter_and_wrong_types_fail_early():
 
 def test_binary_models_refuse_grayscale_data():
     with pytest.raises(ConfigError, match="binarize"):
-        build_model("nade", (1, 3, 3), {}, binary=False)
+        build_model("nade", (1, 3, 3), {}, levels=256)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))

@@ -31,11 +31,6 @@ class Split:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.meta["image_shape"])
 
-    @property
-    def binary(self) -> bool:
-        """True when the model sees {0, 1} pixels (static data, or dynamic binarization)."""
-        return self.meta["binarization"] != "none"
-
 
 def binarize(images: np.ndarray, mode: str, threshold: float, rng: np.random.Generator) -> np.ndarray:
     """`static`: pixel > threshold; `dynamic`: one Bernoulli draw with the pixel as probability."""
@@ -76,7 +71,7 @@ def read_split(folder: Path, split: str) -> Split:
 def data_card(splits: dict[str, tuple[np.ndarray, np.ndarray | None]], meta: dict) -> dict:
     """Counts, pixel mean and class balance of each split: what a person checks first."""
     card = {"source": meta["source"], "image_shape": meta["image_shape"],
-            "binarization": meta["binarization"], "splits": {}}
+            "binarization": meta["binarization"], "levels": meta["levels"], "splits": {}}
     for name, (images, labels) in splits.items():
         entry = {"count": int(len(images)), "pixel_mean": round(float(images.mean()), 6)}
         if labels is not None:

@@ -32,21 +32,25 @@ def model_class(name: str) -> type[GenerativeModel]:
     return REGISTRY[name]
 
 
-def build_model(name: str, image_shape, params: dict | None = None, binary: bool = True) -> GenerativeModel:
-    """Construct a model by registry name, validating its parameters and the data it needs."""
+def build_model(name: str, image_shape, params: dict | None = None, levels: int = 2) -> GenerativeModel:
+    """Construct a model by registry name, validating its parameters and the data it needs.
+
+    `levels` is the number of distinct pixel values of the data (2: binary)."""
     cls = model_class(name)
-    if cls.needs_binary and not binary:
+    if cls.pixels == "binary" and levels != 2:
         raise ConfigError(
             f"model {name!r} models binary pixels: set data.binarize to 'static' or 'dynamic' in params.yaml"
         )
-    return cls(tuple(image_shape), parse_params(cls, params or {}))
+    if cls.pixels == "grayscale" and levels == 2:
+        raise ConfigError(f"model {name!r} models grayscale pixels: set data.binarize to 'none' in params.yaml")
+    return cls(tuple(image_shape), parse_params(cls, params or {}), levels)
 
 
 def save_model(model: GenerativeModel, folder: Path, state_dict: dict | None = None) -> None:
     """Write `config.json` + `model.pt`: all `load_model` needs, without the training code."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config = {"model": model.name, "image_shape": list(model.image_shape),
+    config = {"model": model.name, "image_shape": list(model.image_shape), "levels": model.levels,
               "params": dataclasses.asdict(model.params)}
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     torch.save(state_dict if state_dict is not None else model.state_dict(), folder / "model.pt")
@@ -56,6 +60,6 @@ def load_model(folder: Path, map_location: str | torch.device = "cpu") -> Genera
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     cls = model_class(config["model"])
-    model = cls(tuple(config["image_shape"]), cls.Params(**config["params"]))
+    model = cls(tuple(config["image_shape"]), cls.Params(**config["params"]), config.get("levels", 2))
     model.load_state_dict(torch.load(folder / "model.pt", map_location=map_location, weights_only=True))
     return model.eval()

@@ -19,7 +19,7 @@ from components.models.layers import MaskedConv2d
 class BinaryAutoregressive(GenerativeModel):
     family = "explicit"
     likelihood = "exact"
-    needs_binary = True
+    pixels = "binary"
     monitor = "nll"
 
     def conditional_logits(self, x: torch.Tensor) -> torch.Tensor:

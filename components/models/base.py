@@ -31,7 +31,7 @@ class GenerativeModel(nn.Module):
     name: ClassVar[str]                         # registry name, used in params.yaml
     family: ClassVar[Literal["explicit", "latent", "adversarial"]]
     likelihood: ClassVar[str | None] = None     # "exact", a bound's name ("iwae"), or None
-    needs_binary: ClassVar[bool] = False        # models {0,1} pixels only
+    pixels: ClassVar[Literal["binary", "grayscale", "any"]] = "any"   # the data it can model
     monitor: ClassVar[str | None] = None        # validation metric (lower is better) for early stopping
 
     @dataclasses.dataclass
@@ -43,10 +43,11 @@ class GenerativeModel(nn.Module):
         if "name" in cls.__dict__:
             REGISTRY[cls.name] = cls
 
-    def __init__(self, image_shape: tuple[int, int, int], params: "GenerativeModel.Params"):
+    def __init__(self, image_shape: tuple[int, int, int], params: "GenerativeModel.Params", levels: int = 2):
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.params = params
+        self.levels = levels  # distinct pixel values in the data: 2 = binary, 256 = 8-bit
 
     @property
     def num_pixels(self) -> int:

@@ -18,15 +18,15 @@ class IndependentBernoulli(GenerativeModel):
     name = "bernoulli"
     family = "explicit"
     likelihood = "exact"
-    needs_binary = True
+    pixels = "binary"
     monitor = "nll"
 
     @dataclasses.dataclass
     class Params:
         pseudocount: float = 0.5   # Krichevsky-Trofimov smoothing; keeps unseen pixels finite
 
-    def __init__(self, image_shape, params):
-        super().__init__(image_shape, params)
+    def __init__(self, image_shape, params, levels: int = 2):
+        super().__init__(image_shape, params, levels)
         self.register_buffer("ones", torch.zeros(self.num_pixels, dtype=torch.float64))
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
 

@@ -25,8 +25,8 @@ class GAN(GenerativeModel):
         beta1: float = 0.5             # Adam's first-moment decay (Radford et al. 2015)
         discriminator_steps: int = 1   # discriminator updates per generator update
 
-    def __init__(self, image_shape, params):
-        super().__init__(image_shape, params)
+    def __init__(self, image_shape, params, levels: int = 2):
+        super().__init__(image_shape, params, levels)
         H, D = params.hidden_units, self.num_pixels
         # Batch normalization keeps the hidden units' spread (and so the dependence on z)
         # from shrinking layer by layer; without it the generator starts, and stays, collapsed.

@@ -30,8 +30,8 @@ class MarkovAR(BinaryAutoregressive):
         ordering: Literal["raster", "random"] = "raster"
         ordering_seed: int = 0
 
-    def __init__(self, image_shape, params):
-        super().__init__(image_shape, params)
+    def __init__(self, image_shape, params, levels: int = 2):
+        super().__init__(image_shape, params, levels)
         D, k = self.num_pixels, params.order_k
         if k < 1:
             raise ValueError("markov_ar: order_k must be at least 1")

@@ -28,8 +28,8 @@ class NADE(BinaryAutoregressive):
         ordering: Literal["raster", "random"] = "raster"
         ordering_seed: int = 0
 
-    def __init__(self, image_shape, params):
-        super().__init__(image_shape, params)
+    def __init__(self, image_shape, params, levels: int = 2):
+        super().__init__(image_shape, params, levels)
         D, H = self.num_pixels, params.hidden_units
         if params.ordering == "random":
             order = torch.randperm(D, generator=torch.Generator().manual_seed(params.ordering_seed))

@@ -117,8 +117,8 @@ class RowLSTM(RasterConvAutoregressive):
         kernel: int = 3             # k of the k x 1 convolutions
         output_features: int = 64
 
-    def __init__(self, image_shape, params):
-        super().__init__(image_shape, params)
+    def __init__(self, image_shape, params, levels: int = 2):
+        super().__init__(image_shape, params, levels)
         h = params.features
         self.build([RowLSTMLayer(h, params.kernel) for _ in range(params.layers)], h, params.output_features)
 
@@ -132,7 +132,7 @@ class DiagonalBiLSTM(RasterConvAutoregressive):
         layers: int = 7
         output_features: int = 64
 
-    def __init__(self, image_shape, params):
-        super().__init__(image_shape, params)
+    def __init__(self, image_shape, params, levels: int = 2):
+        super().__init__(image_shape, params, levels)
         h = params.features
         self.build([DiagonalBiLSTMLayer(h) for _ in range(params.layers)], h, params.output_features)

@@ -32,7 +32,7 @@ class VAE(GenerativeModel):
     name = "vae"
     family = "latent"
     likelihood = "iwae"
-    needs_binary = True
+    pixels = "binary"
     monitor = "neg_elbo"
 
     @dataclasses.dataclass
@@ -42,8 +42,8 @@ class VAE(GenerativeModel):
         iwae_samples: int = 100      # samples of the importance-weighted log_prob
         iwae_chunk: int = 100        # samples evaluated at once (memory bound)
 
-    def __init__(self, image_shape, params):
-        super().__init__(image_shape, params)
+    def __init__(self, image_shape, params, levels: int = 2):
+        super().__init__(image_shape, params, levels)
         hidden = list(params.hidden_units)
         self.encoder = mlp([self.num_pixels, *hidden, 2 * params.latent_dim])
         self.decoder = mlp([params.latent_dim, *reversed(hidden), self.num_pixels])
