@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 
 import mlflow
 
@@ -29,7 +28,6 @@ def configure() -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # genzoo logs its own pyfunc class by design (loaded with its bundled code).
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
