@@ -29,11 +29,6 @@ class BinaryAutoregressive(GenerativeModel):
         x = self.flatten(x)
         return -F.binary_cross_entropy_with_logits(self.conditional_logits(x), x, reduction="none").sum(1)
 
-    def training_step(self, x, optimizers):
-        loss = -self.log_prob(x).mean()
-        self.optimize(optimizers["model"], loss)
-        return {"loss": loss.item()}
-
     @torch.no_grad()
     def sample(self, n, generator=None):
         """Ancestral sampling with one full pass per pixel; models with a cheaper recursion override it."""

@@ -62,7 +62,10 @@ class GenerativeModel(nn.Module):
         """Called before each training epoch (closed-form models reset statistics here)."""
 
     def training_step(self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
-        raise NotImplementedError
+        """Default: one maximum-likelihood step. Models trained otherwise (ELBO, adversarial) override it."""
+        loss = -self.log_prob(x).mean()
+        self.optimize(optimizers["model"], loss)
+        return {"loss": loss.item()}
 
     @torch.no_grad()
     def validation_metrics(self, x: torch.Tensor) -> dict[str, float]:

@@ -79,11 +79,6 @@ class RNADE(GenerativeModel):
     def log_prob(self, x):
         return self.density_log_prob(self.dequantize(x)) - self.num_pixels * math.log(self.levels)
 
-    def training_step(self, x, optimizers):
-        loss = -self.log_prob(x).mean()
-        self.optimize(optimizers["model"], loss)
-        return {"loss": loss.item()}
-
     @torch.no_grad()
     def sample(self, n, generator=None):
         a = self.c.expand(n, -1).clone()
