@@ -62,7 +62,7 @@ def train_loop(config: dict) -> None:
     torch.manual_seed(config["seed"])  # same seed on every rank: identical initial weights
 
     data_dir = Path(config["data_dir"])
-    train_split, valid_split = read_split(data_dir, "train"), read_split(data_dir, "valid")
+    train_split, valid_split = (read_split(data_dir, split, config["pixels"]) for split in ("train", "valid"))
     model = build_model(config["model"], train_split.image_shape, config["params"], levels=train_split.meta["levels"])
     model.to(device)
     optimizers = model.configure_optimizers(config["lr"])

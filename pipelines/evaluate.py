@@ -85,7 +85,7 @@ def main(key: str) -> None:
     cfg = params["evaluate"]
     model = load_model(repo_path(f"models/{key}"))
     folder = repo_path("data/prepared")
-    test, valid = read_split(folder, "test"), read_split(folder, "valid")
+    test, valid = (read_split(folder, split, model.data_pixels) for split in ("test", "valid"))
     test_images = torch.from_numpy(test.images)
     torch.manual_seed(cfg["seed"])
 

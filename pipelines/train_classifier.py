@@ -1,20 +1,36 @@
-"""DVC stage `classifier`: train the evaluation classifier on the prepared labels."""
+"""DVC stage `classifier`: train the evaluation classifier on the prepared labels.
+
+It learns from the images in both pixel formats (intensities and their
+binarization), since it scores the samples of binary and grayscale models alike.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 
+import numpy as np
+
 from components.atomic import atomic_directory
 from components.classifier import accuracy_of, save_classifier, train_classifier
 from components.config import load_params, repo_path
-from components.data.prepared import read_split
+from components.data.prepared import PIXEL_FORMATS, read_split
+
+
+def in_both_pixel_formats(folder, split: str) -> tuple[np.ndarray, np.ndarray]:
+    views = [read_split(folder, split, pixels) for pixels in PIXEL_FORMATS]
+    if views[0].meta["levels"] == views[1].meta["levels"]:  # a binary source: one format
+        return views[0].images, views[0].labels
+    for view in views:
+        if view.meta["stochastic_binarization"]:  # dynamic: one draw is enough to learn from
+            view.images = (np.random.default_rng(0).random(view.images.shape) < view.images).astype(np.float32)
+    return np.concatenate([v.images for v in views]), np.concatenate([v.labels for v in views])
 
 
 def main() -> None:
     cfg = load_params()["classifier"]
     folder = repo_path("data/prepared")
-    train, valid, test = (read_split(folder, s) for s in ("train", "valid", "test"))
+    train = read_split(folder, "train")
     with atomic_directory(repo_path("models/classifier")) as build:
         if train.labels is None:
             reason = f"{train.meta['source']} has no labels: sample-quality metrics are unavailable"
@@ -22,12 +38,16 @@ def main() -> None:
             print(f"[classifier] skipped: {reason}")
             return
         num_classes = max(len(train.meta.get("class_names") or []), int(train.labels.max()) + 1)
-        model, history = train_classifier(train.images, train.labels, valid.images, valid.labels, num_classes,
+        (images, labels), (valid_images, valid_labels) = (in_both_pixel_formats(folder, s) for s in ("train", "valid"))
+        model, history = train_classifier(images, labels, valid_images, valid_labels, num_classes,
                                           cfg["epochs"], cfg["batch_size"], cfg["lr"], cfg["seed"])
-        test_accuracy = accuracy_of(model, test.images, test.labels)
+        test_accuracy = {}
+        for pixels in PIXEL_FORMATS:
+            test = read_split(folder, "test", pixels)
+            test_accuracy[pixels] = accuracy_of(model, test.images, test.labels)
         save_classifier(model, build, {"test_accuracy": test_accuracy, "history": history,
                                        "class_names": train.meta.get("class_names")})
-    print(f"[classifier] test accuracy {test_accuracy:.4f}")
+    print("[classifier] test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in test_accuracy.items()))
 
 
 if __name__ == "__main__":

@@ -106,13 +106,30 @@ def test_prepare_writes_parquet_splits_with_shape_metadata_and_a_card(tmp_path):
     result = run_prepare(tmp_path, {"source": "digits", "binarize": "dynamic", "seed": 0,
                                     "max_examples": {"train": 100}})
     assert result.returncode == 0, result.stderr
-    train = read_split(tmp_path / "data/prepared", "train")
-    test = read_split(tmp_path / "data/prepared", "test")
+    folder = tmp_path / "data/prepared"
+    train = read_split(folder, "train", "binary")
+    test = read_split(folder, "test", "binary")
     assert train.images.shape == (100, 1, 8, 8) and train.image_shape == (1, 8, 8)
     assert train.meta["stochastic_binarization"] and not np.isin(train.images, (0, 1)).all()
-    assert np.isin(test.images, (0, 1)).all() and test.labels is not None
+    assert np.isin(test.images, (0, 1)).all() and test.labels is not None and test.meta["levels"] == 2
+    # The dynamic draw of an evaluation split is the same at every read.
+    np.testing.assert_array_equal(test.images, read_split(folder, "test", "binary").images)
+    # Grayscale models read the stored intensities: digits have 17 levels.
+    grayscale = read_split(folder, "test", "grayscale")
+    assert grayscale.meta["levels"] == 17 and len(np.unique(grayscale.images)) > 2
+    np.testing.assert_allclose(grayscale.images * 16, np.round(grayscale.images * 16), atol=1e-5)
     card = json.loads((tmp_path / "data/prepared/card.json").read_text())
     assert card["splits"]["train"]["count"] == 100 and sum(card["splits"]["train"]["class_counts"]) == 100
+
+
+def test_static_binarization_thresholds_the_intensities(tmp_path):
+    result = run_prepare(tmp_path, {"source": "digits", "binarize": "static", "threshold": 0.5,
+                                    "max_examples": {"train": 50, "valid": 20, "test": 20}})
+    assert result.returncode == 0, result.stderr
+    grayscale = read_split(tmp_path / "data/prepared", "valid", "grayscale")
+    binary = read_split(tmp_path / "data/prepared", "valid", "binary")
+    np.testing.assert_array_equal(binary.images, (grayscale.images > 0.5).astype(np.float32))
+    assert not binary.meta["stochastic_binarization"]
 
 
 def test_prepare_failure_names_the_file_and_leaves_no_output(tmp_path):

@@ -34,7 +34,7 @@ def test_unknown_parameter_and_wrong_types_fail_early():
 
 
 def test_binary_models_refuse_grayscale_data():
-    with pytest.raises(ConfigError, match="binarize"):
+    with pytest.raises(ConfigError, match="models binary pixels; it was given data with 256 levels"):
         build_model("nade", (1, 3, 3), {}, levels=256)
 
 

@@ -29,7 +29,7 @@ def tiny_params() -> dict:
         "bernoulli": {"model": "bernoulli", "training": {"epochs": 1}},
         "nade": {"model": "nade", "hidden_units": 16},
         "vae": {"model": "vae", "latent_dim": 2, "hidden_units": [16]},
-        "gan": {"model": "gan", "latent_dim": 4, "hidden_units": 16},
+        "gan": {"model": "gan", "latent_dim": 4, "hidden_units": 16, "pixels": "grayscale"},
     }
     return params
 
@@ -86,6 +86,9 @@ def test_repro_registers_every_model_with_a_champion(repo):
         assert (repo / f"reports/{key}/figures/samples.png").stat().st_size > 0
         assert (repo / f"reports/{key}/figures/completions.png").exists() == (key in ("nade",))
         assert (repo / f"models/{key}/model.pt").exists()
+        # One prepared dataset, each model in its pixel format: the GAN asked for the 17-level intensities.
+        levels = json.loads((repo / f"models/{key}/config.json").read_text())["levels"]
+        assert levels == (17 if key == "gan" else 2)
         if key != "gan":
             assert metrics["test_nll"] > 0 and metrics["test_bits_per_dim"] > 0
         else:

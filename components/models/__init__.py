@@ -15,7 +15,7 @@ from components.config import ConfigError
 from components.models.base import REGISTRY, GenerativeModel, NotSupported, parse_params
 
 __all__ = ["GenerativeModel", "NotSupported", "available_models", "build_model", "load_model",
-           "model_class", "save_model"]
+           "model_class", "pixel_format", "save_model"]
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
@@ -32,17 +32,32 @@ def model_class(name: str) -> type[GenerativeModel]:
     return REGISTRY[name]
 
 
+def pixel_format(name: str, requested: str | None = None, binarization: str = "static") -> str:
+    """The pixel format ("binary" | "grayscale") model `name` trains on.
+
+    A model of one kind of pixel gets that kind; a model of any pixels (GAN,
+    VAE, PixelCNN, ...) gets the `pixels:` of its params entry, or binary
+    unless `data.binarize` is "none"."""
+    cls = model_class(name)
+    if requested not in (None, "binary", "grayscale"):
+        raise ConfigError(f"model {name!r}: pixels {requested!r} is not one of 'binary', 'grayscale'")
+    if cls.pixels != "any":
+        if requested not in (None, cls.pixels):
+            raise ConfigError(f"model {name!r} models {cls.pixels} pixels only; remove `pixels: {requested}`")
+        return cls.pixels
+    return requested or ("grayscale" if binarization == "none" else "binary")
+
+
 def build_model(name: str, image_shape, params: dict | None = None, levels: int = 2) -> GenerativeModel:
     """Construct a model by registry name, validating its parameters and the data it needs.
 
     `levels` is the number of distinct pixel values of the data (2: binary)."""
     cls = model_class(name)
     if cls.pixels == "binary" and levels != 2:
-        raise ConfigError(
-            f"model {name!r} models binary pixels: set data.binarize to 'static' or 'dynamic' in params.yaml"
-        )
+        raise ConfigError(f"model {name!r} models binary pixels; it was given data with {levels} levels")
     if cls.pixels == "grayscale" and levels == 2:
-        raise ConfigError(f"model {name!r} models grayscale pixels: set data.binarize to 'none' in params.yaml")
+        raise ConfigError(f"model {name!r} models grayscale pixels, and this data is binary "
+                          "(a grayscale source such as digits or mnist is needed)")
     return cls(tuple(image_shape), parse_params(cls, params or {}), levels)
 
 

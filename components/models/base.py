@@ -50,6 +50,11 @@ class GenerativeModel(nn.Module):
         self.levels = levels  # distinct pixel values in the data: 2 = binary, 256 = 8-bit
 
     @property
+    def data_pixels(self) -> str:
+        """The pixel format of the data the model was built for (see `read_split`)."""
+        return "binary" if self.levels == 2 else "grayscale"
+
+    @property
     def num_pixels(self) -> int:
         c, h, w = self.image_shape
         return c * h * w
