@@ -13,7 +13,7 @@ import torch
 
 
 def is_autoregressive(model) -> bool:
-    return hasattr(model, "conditional_logits") and hasattr(model, "order")
+    return hasattr(model, "conditionals") and hasattr(model, "order")
 
 
 @torch.no_grad()
@@ -26,8 +26,7 @@ def complete(model, images: torch.Tensor, observed: torch.Tensor,
         pixel = int(model.order[step])
         missing = ~known[:, pixel]
         if missing.any():
-            p = torch.sigmoid(model.conditional_logits(x)[:, pixel])
-            draw = torch.bernoulli(p.cpu(), generator=generator).to(x.device)
+            draw = model.draw(model.conditionals(x)[:, pixel], generator)
             x[:, pixel] = torch.where(missing, draw, x[:, pixel])
     return model.unflatten(x)
 

@@ -45,7 +45,7 @@ def test_conditional_ignores_current_and_later_pixels(name, params):
     for x in torch.bernoulli(torch.full((4, 1, 9), 0.5)):  # several inputs: ReLUs can hide a path in one
         x.requires_grad_(True)
         for d, pixel in enumerate(order):
-            (grad,) = torch.autograd.grad(model.conditional_logits(x)[0, pixel], x)
+            (grad,) = torch.autograd.grad(model.conditionals(x)[0, pixel], x)
             later = order[d:]  # the pixel itself and everything after it in the ordering
             assert torch.all(grad[0, later] == 0), f"pixel {pixel} depends on {later}"
             uses_the_past += d > 0 and bool(grad[0, order[:d]].abs().sum() > 0)
@@ -56,7 +56,7 @@ def test_markov_ar_sees_exactly_the_k_previous_pixels():
     model = randomized("markov_ar", {"order_k": 2})
     x = torch.bernoulli(torch.full((1, 9), 0.5)).requires_grad_(True)
     for d in range(9):
-        (grad,) = torch.autograd.grad(model.conditional_logits(x)[0, d], x)
+        (grad,) = torch.autograd.grad(model.conditionals(x)[0, d], x)
         assert set(torch.nonzero(grad[0]).flatten().tolist()) == set(range(max(0, d - 2), d))
     counts = model.parameter_counts(784, 2)
     assert counts["markov_ar"] == 784 * 3 and counts["fully_independent"] == 784

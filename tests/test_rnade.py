@@ -52,5 +52,17 @@ def test_log_prob_is_the_dequantized_bound_and_samples_lie_in_range():
 
 
 def test_rnade_refuses_binary_data():
-    with pytest.raises(ConfigError, match="grayscale pixels: set data.binarize to 'none'"):
+    with pytest.raises(ConfigError, match="models grayscale pixels, and this data is binary"):
         build_model("rnade", (1, 2, 2), {}, levels=2)
+
+
+def test_rnade_completion_keeps_observed_pixels_and_fills_the_rest_with_intensities():
+    from components.completion import complete, lower_half_hidden
+
+    model = build_model("rnade", (1, 4, 4), {"hidden_units": 6, "components": 3}, levels=17).eval()
+    images = torch.randint(0, 17, (20, 1, 4, 4)) / 16.0
+    observed = lower_half_hidden((1, 4, 4))
+    done = complete(model, images, observed, torch.Generator().manual_seed(0))
+    again = complete(model, images, observed, torch.Generator().manual_seed(0))
+    assert torch.equal(done, again) and torch.equal(done[:, :, :2], images[:, :, :2])
+    assert done.min() >= 0 and done.max() <= 1 and not torch.equal(done[:, :, 2:], images[:, :, 2:])

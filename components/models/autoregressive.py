@@ -1,9 +1,12 @@
-"""What every fully visible autoregressive model over binary pixels shares.
+"""What every fully visible autoregressive model shares.
 
 A subclass provides `order` (a buffer: order[d] is the pixel visited d-th) and
-`conditional_logits(x)`: for every pixel i, the logit of p(x_i = 1 | pixels
-before i in the ordering). The exact log-likelihood, the training step and a
-generic ancestral sampler follow from those two.
+`conditionals(x)`: for every pixel i, the parameters of p(x_i | pixels before i
+in the ordering), in raster layout. Binary data (2 levels) gets one logit per
+pixel (a Bernoulli conditional); data with L > 2 intensity levels gets L logits
+per pixel (an L-way softmax, e.g. 256-way for 8-bit images, as in PixelCNN and
+PixelRNN). The exact log-likelihood, the training step, ancestral sampling and
+completion (components/completion.py) follow from `conditionals` and `draw`.
 """
 
 from __future__ import annotations
@@ -16,18 +19,39 @@ from components.models.base import GenerativeModel
 from components.models.layers import MaskedConv2d
 
 
-class BinaryAutoregressive(GenerativeModel):
+class Autoregressive(GenerativeModel):
     family = "explicit"
     likelihood = "exact"
-    pixels = "binary"
     monitor = "nll"
 
-    def conditional_logits(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def outputs_per_pixel(self) -> int:
+        """1 Bernoulli logit for binary pixels, else one logit per intensity level."""
+        return 1 if self.levels == 2 else self.levels
+
+    def conditionals(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D) Bernoulli logits, or (B, D, L) softmax logits, of every pixel given its predecessors."""
         raise NotImplementedError
+
+    def intensity_index(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixel values k / (L - 1) in [0, 1] -> level indices k."""
+        return torch.round(x * (self.levels - 1)).long()
 
     def log_prob(self, x):
         x = self.flatten(x)
-        return -F.binary_cross_entropy_with_logits(self.conditional_logits(x), x, reduction="none").sum(1)
+        logits = self.conditionals(x)
+        if self.levels == 2:
+            return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
+        log_p = torch.log_softmax(logits, dim=-1)
+        return log_p.gather(-1, self.intensity_index(x).unsqueeze(-1)).squeeze(-1).sum(1)
+
+    def draw(self, pixel_conditionals: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One pixel value per image in [0, 1], from that pixel's slice of `conditionals`."""
+        device = pixel_conditionals.device
+        if self.levels == 2:
+            return torch.bernoulli(torch.sigmoid(pixel_conditionals).cpu(), generator=generator).to(device)
+        k = torch.multinomial(torch.softmax(pixel_conditionals, -1).cpu(), 1, generator=generator).squeeze(1)
+        return (k.float() / (self.levels - 1)).to(device)
 
     @torch.no_grad()
     def sample(self, n, generator=None):
@@ -35,15 +59,14 @@ class BinaryAutoregressive(GenerativeModel):
         x = torch.zeros(n, self.num_pixels, device=self.order.device)
         for step in self.pixel_steps():
             pixel = int(self.order[step])
-            p = torch.sigmoid(self.conditional_logits(x)[:, pixel])
-            x[:, pixel] = torch.bernoulli(p.cpu(), generator=generator).to(x.device)
+            x[:, pixel] = self.draw(self.conditionals(x)[:, pixel], generator)
         return self.unflatten(x)
 
 
-class RasterConvAutoregressive(BinaryAutoregressive):
+class RasterConvAutoregressive(Autoregressive):
     """PixelCNN and PixelRNN share their ends: a 7x7 mask-A input convolution (the only
     layer that hides the centre pixel), a model-specific stack of layers carrying 2h
-    features, then ReLU, 1x1 mask-B, ReLU, 1x1 mask-B to one logit per pixel (raster order)."""
+    features, then ReLU, 1x1 mask-B, ReLU, 1x1 mask-B to each pixel's logit(s) (raster order)."""
 
     def build(self, layers: list[nn.Module], h: int, output_features: int) -> None:
         if self.image_shape[0] != 1:
@@ -51,9 +74,12 @@ class RasterConvAutoregressive(BinaryAutoregressive):
         self.net = nn.Sequential(
             MaskedConv2d("A", 1, 2 * h, 7), *layers,
             nn.ReLU(), MaskedConv2d("B", 2 * h, output_features, 1),
-            nn.ReLU(), MaskedConv2d("B", output_features, 1, 1),
+            nn.ReLU(), MaskedConv2d("B", output_features, self.outputs_per_pixel, 1),
         )
         self.register_buffer("order", torch.arange(self.num_pixels))
 
-    def conditional_logits(self, x):
-        return self.net(self.unflatten(x)).reshape(len(x), -1)
+    def conditionals(self, x):
+        out = self.net(self.unflatten(x))                                 # (B, outputs, H, W)
+        if self.levels == 2:
+            return out.reshape(len(x), -1)
+        return out.reshape(len(x), self.outputs_per_pixel, -1).transpose(1, 2)   # (B, D, L)

@@ -2,11 +2,13 @@
 pixel depends only on the k pixels just before it in the ordering.
 
     p(x) = prod_d p(x_{o_d} | x_{o_{d-k}}, ..., x_{o_{d-1}}),
-    p(x_{o_d} = 1 | ...) = sigmoid(b_d + sum_j w_{d,j} x_{o_{d-j}})
+    binary:     p(x_{o_d} = 1 | ...) = sigmoid(b_d + sum_j w_{d,j} x_{o_{d-j}})
+    L levels:   p(x_{o_d} = v | ...) = softmax_v(b_dv + sum_j w_{d,v,j} x_{o_{d-j}})
 
-One logistic regression per pixel: D(k+1) parameters, between the fully
-independent model's D and the fully dependent table's 2^D - 1. k=1 is the
-first-order Markov chain over the ordering. Exact likelihood; ancestral sampling.
+One logistic (or multinomial logistic) regression per pixel on the previous
+k intensities: D(k+1) parameters for binary data, between the fully independent
+model's D and the fully dependent table's 2^D - 1. k=1 is the first-order
+Markov chain over the ordering. Exact likelihood; ancestral sampling.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.models.autoregressive import BinaryAutoregressive
+from components.models.autoregressive import Autoregressive
 
 
-class MarkovAR(BinaryAutoregressive):
+class MarkovAR(Autoregressive):
     name = "markov_ar"
 
     @dataclasses.dataclass
@@ -38,15 +40,19 @@ class MarkovAR(BinaryAutoregressive):
         order = (torch.randperm(D, generator=torch.Generator().manual_seed(params.ordering_seed))
                  if params.ordering == "random" else torch.arange(D))
         self.register_buffer("order", order)
-        self.weight = nn.Parameter(torch.zeros(D, k))     # weight[d, j-1] multiplies x_{o_{d-j}}
-        self.bias = nn.Parameter(torch.zeros(D))
+        outputs = self.outputs_per_pixel
+        self.weight = nn.Parameter(torch.zeros(D, outputs, k))  # weight[d, :, j-1] multiplies x_{o_{d-j}}
+        self.bias = nn.Parameter(torch.zeros(D, outputs))
         # Pixels near the start have fewer than k predecessors: those weights are masked out.
-        self.register_buffer("mask", (torch.arange(D)[:, None] - torch.arange(1, k + 1)[None] >= 0).float())
+        mask = (torch.arange(D)[:, None] - torch.arange(1, k + 1)[None] >= 0).float()
+        self.register_buffer("mask", mask[:, None, :])
 
     @staticmethod
-    def parameter_counts(num_pixels: int, k: int) -> dict[str, int | str]:
-        return {"markov_ar": num_pixels * (k + 1), "fully_independent": num_pixels,
-                "fully_dependent": f"2^{num_pixels} - 1"}
+    def parameter_counts(num_pixels: int, k: int, levels: int = 2) -> dict[str, int | str]:
+        """This model's parameters beside the fully independent and fully dependent models' counts."""
+        outputs = 1 if levels == 2 else levels
+        return {"markov_ar": num_pixels * outputs * (k + 1), "fully_independent": num_pixels * (levels - 1),
+                "fully_dependent": f"{levels}^{num_pixels} - 1"}
 
     def previous(self, xo: torch.Tensor) -> torch.Tensor:
         """(B, D, k): for visiting step d, the values x_{o_{d-1}}, ..., x_{o_{d-k}} (zero before the start)."""
@@ -54,12 +60,12 @@ class MarkovAR(BinaryAutoregressive):
         padded = F.pad(xo, (k, 0))
         return torch.stack([padded[:, k - j: k - j + xo.shape[1]] for j in range(1, k + 1)], dim=2)
 
-    def conditional_logits(self, x):
+    def conditionals(self, x):
         xo = self.flatten(x)[:, self.order]
-        logits_in_order = (self.previous(xo) * (self.weight * self.mask)).sum(2) + self.bias
+        logits_in_order = torch.einsum("bdk,dlk->bdl", self.previous(xo), self.weight * self.mask) + self.bias
         logits = torch.empty_like(logits_in_order)
         logits[:, self.order] = logits_in_order
-        return logits
+        return logits.squeeze(-1) if self.levels == 2 else logits
 
     @torch.no_grad()
     def sample(self, n, generator=None):
@@ -68,8 +74,8 @@ class MarkovAR(BinaryAutoregressive):
         weight = self.weight * self.mask
         for d in self.pixel_steps():
             history = xo[:, d:d + k].flip(1)                     # x_{o_{d-1}}, ..., x_{o_{d-k}}
-            p = torch.sigmoid(history @ weight[d] + self.bias[d])
-            xo[:, d + k] = torch.bernoulli(p.cpu(), generator=generator).to(p.device)
+            logits = history @ weight[d].T + self.bias[d]        # (n, outputs)
+            xo[:, d + k] = self.draw(logits.squeeze(-1) if self.levels == 2 else logits, generator)
         out = torch.empty(n, D, device=xo.device)
         out[:, self.order] = xo[:, k:]
         return self.unflatten(out)

@@ -16,11 +16,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from components.models.autoregressive import BinaryAutoregressive
+from components.models.autoregressive import Autoregressive
 
 
-class NADE(BinaryAutoregressive):
+class NADE(Autoregressive):
     name = "nade"
+    pixels = "binary"    # RNADE (rnade.py) is NADE for intensities
 
     @dataclasses.dataclass
     class Params:
@@ -42,7 +43,7 @@ class NADE(BinaryAutoregressive):
         self.V = nn.Parameter(torch.randn(D, H) / H ** 0.5)
         self.b = nn.Parameter(torch.zeros(D))
 
-    def conditional_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def conditionals(self, x: torch.Tensor) -> torch.Tensor:
         """Logit of p(x_i = 1 | pixels before i in the ordering), for every pixel i (raster layout)."""
         xo = self.flatten(x)[:, self.order]                       # (B, D) in visiting order
         a = self.c.expand(len(xo), -1)

@@ -2,7 +2,8 @@
 
 A 7x7 mask-A convolution (the only layer that hides the centre pixel), then
 residual blocks of 1x1 -> 3x3 mask-B -> 1x1 convolutions (paper, figure 5),
-then two 1x1 mask-B output layers giving each pixel's Bernoulli logit. Every
+then two 1x1 mask-B output layers giving each pixel's Bernoulli logit (binary
+data) or its 256-way softmax logits (8-bit data; L-way for L levels). Every
 conditional sees only pixels above, or left in the same row: the
 log-likelihood is exact; sampling is pixel by pixel in raster order.
 """

@@ -11,6 +11,9 @@ Pixels with L intensity levels are dequantized, y = (k + u) / L with
 u ~ U(0, 1), so the density is exact for y; `log_prob` of discrete images is
 log p(y) - D log L, one draw of the standard variational lower bound on the
 discrete log-likelihood (Theis et al. 2016), reported in bits/dim.
+
+Samples and completions are mapped back to the data's intensity scale
+(y = (k + 1/2) / L  <->  x = k / (L - 1), the same affine map both ways).
 """
 
 from __future__ import annotations
@@ -57,6 +60,13 @@ class RNADE(GenerativeModel):
         u = torch.rand(k.shape, generator=generator).to(k.device)
         return (k + u) / self.levels
 
+    def to_density_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """Intensities k / (L - 1) -> bin centres (k + 1/2) / L (affine, so sampled values map too)."""
+        return x * (self.levels - 1) / self.levels + 0.5 / self.levels
+
+    def to_intensity_scale(self, y: torch.Tensor) -> torch.Tensor:
+        return ((y - 0.5 / self.levels) * self.levels / (self.levels - 1)).clamp(0.0, 1.0)
+
     def mixture(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log weights, means, log widths), each (B, D, K), in visiting order, for dequantized y."""
         yo = y[:, self.order]
@@ -79,17 +89,34 @@ class RNADE(GenerativeModel):
     def log_prob(self, x):
         return self.density_log_prob(self.dequantize(x)) - self.num_pixels * math.log(self.levels)
 
+    def conditionals(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D, 3K): each pixel's mixture (log weights, means, log widths) given its predecessors."""
+        visiting = torch.cat(self.mixture(self.to_density_scale(self.flatten(x))), dim=-1)
+        out = torch.empty_like(visiting)
+        out[:, self.order] = visiting
+        return out
+
+    @staticmethod
+    def draw_from_mixture(mixture: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One value y per image from a pixel's mixture (log weights, means, log widths), on the density scale."""
+        log_w, mu, log_sigma = mixture.chunk(3, dim=-1)
+        k = torch.multinomial(log_w.exp().cpu(), 1, generator=generator).to(mu.device)
+        noise = torch.randn(len(mu), 1, generator=generator).to(mu.device)
+        return (mu.gather(1, k) + log_sigma.gather(1, k).exp() * noise).squeeze(1)
+
+    def draw(self, pixel_conditionals: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One value per image from a pixel's mixture, on the intensity scale (for completion)."""
+        return self.to_intensity_scale(self.draw_from_mixture(pixel_conditionals, generator))
+
     @torch.no_grad()
     def sample(self, n, generator=None):
         a = self.c.expand(n, -1).clone()
         out = torch.zeros(n, self.num_pixels, device=self.W.device)
         K = self.params.components
-        for d in self.pixel_steps():
-            params = torch.sigmoid(self.rho[d] * a) @ self.V[d].T + self.b[d]
-            logits, mu, log_sigma = params[:, :K], params[:, K:2 * K], params[:, 2 * K:].clamp(-7.0, 3.0)
-            k = torch.multinomial(torch.softmax(logits, -1).cpu(), 1, generator=generator).to(a.device)
-            noise = torch.randn(n, 1, generator=generator).to(a.device)
-            y = (mu.gather(1, k) + log_sigma.gather(1, k).exp() * noise).squeeze(1)
-            out[:, self.order[d]] = y
+        for d in self.pixel_steps():   # the running sum, as in NADE: O(HD) per sample
+            logits, mu, log_sigma = (torch.sigmoid(self.rho[d] * a) @ self.V[d].T + self.b[d]).split(K, dim=1)
+            mixture = torch.cat([torch.log_softmax(logits, -1), mu, log_sigma.clamp(-7.0, 3.0)], dim=1)
+            y = self.draw_from_mixture(mixture, generator)
+            out[:, self.order[d]] = self.to_intensity_scale(y)
             a = a + y[:, None] * self.W[:, d]
-        return self.unflatten(out.clamp(0.0, 1.0))
+        return self.unflatten(out)
