@@ -53,10 +53,10 @@ def training_settings(params: dict, key: str) -> dict:
 def architecture_params(params: dict, key: str) -> tuple[str, dict]:
     """(model type name, its constructor parameters) of the entry `models.<key>`.
 
-    The entry's other keys, `training` (settings) and `pixels` (the data format), are not
-    constructor parameters."""
+    The entry's other keys, `training` (settings), `pixels` (the data format) and `sweep`
+    (a search space, see pipelines/sweep.py), are not constructor parameters."""
     entry = model_entry(params, key)
     name = entry.pop("model")
-    entry.pop("training", None)
-    entry.pop("pixels", None)
+    for other in ("training", "pixels", "sweep"):
+        entry.pop(other, None)
     return name, entry
