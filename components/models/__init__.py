@@ -55,9 +55,6 @@ def build_model(name: str, image_shape, params: dict | None = None, levels: int 
     cls = model_class(name)
     if cls.pixels == "binary" and levels != 2:
         raise ConfigError(f"model {name!r} models binary pixels; it was given data with {levels} levels")
-    if cls.pixels == "grayscale" and levels == 2:
-        raise ConfigError(f"model {name!r} models grayscale pixels, and this data is binary "
-                          "(a grayscale source such as digits or mnist is needed)")
     return cls(tuple(image_shape), parse_params(cls, params or {}), levels)
 
 
