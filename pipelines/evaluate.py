@@ -90,7 +90,11 @@ def main(key: str) -> None:
     torch.manual_seed(cfg["seed"])
 
     metrics = {"model": model.name, "family": model.family, "capabilities": model.capabilities(),
-               "promotion_metric": PROMOTION_METRIC[model.family]}
+               "promotion_metric": PROMOTION_METRIC[model.family], "pixels": model.data_pixels,
+               "levels": model.levels, "parameters": sum(p.numel() for p in model.parameters())}
+    if hasattr(model, "parameter_counts"):  # AR(k): its count beside the fully independent and dependent ones
+        counts = model.parameter_counts(model.num_pixels, model.params.order_k, model.levels)
+        metrics.update({f"parameters_{k}": v for k, v in counts.items() if k != model.name})
     print(f"[{key}] evaluating on {len(test_images)} test images")
     metrics.update(likelihood_metrics(model, test_images, cfg))
     with torch.no_grad():
