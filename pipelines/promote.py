@@ -95,8 +95,9 @@ def _cell(value) -> str:
 
 def comparison_page(results: list[dict], card: dict) -> str:
     """An HTML page a person would rather look at than read: samples, curves, figures."""
-    columns = ["test_nll", "test_bits_per_dim", "test_elbo", "fid", "kid", "precision", "recall",
-               "class_coverage"]
+    # Likelihoods compare only within one pixel format: binary vs. L-level intensities.
+    columns = ["pixels", "parameters", "test_nll", "test_bits_per_dim", "test_elbo", "fid", "kid", "precision",
+               "recall", "class_coverage"]
     rows, panels = [], []
     for r in results:
         m = r["metrics"]
@@ -119,7 +120,8 @@ def comparison_page(results: list[dict], card: dict) -> str:
 figure{{display:inline-block;margin:1em;vertical-align:top}}img{{display:block;max-width:600px;image-rendering:pixelated}}</style>
 </head><body><h1>genzoo: model comparison</h1>
 <p>Data: {html.escape(card['source'])} {card['image_shape']}, {html.escape(card['binarization'])} binarization;
-test NLL in nats per image (lower is better; VAE: importance-weighted estimate).
+test NLL in nats per image (lower is better; VAE: importance-weighted estimate; compare
+likelihoods only between models of the same pixel format).
 Sample metrics use the evaluation classifier's features; held-out real data scores {floor or 'n/a'}.</p>
 <table><tr><th>model</th><th>family</th><th>registry</th>{header}</tr>{''.join(rows)}</table>
 <h2>Samples and training curves</h2>{''.join(panels)}</body></html>
