@@ -31,7 +31,9 @@ class GenerativeModel(nn.Module):
     name: ClassVar[str]                         # registry name, used in params.yaml
     family: ClassVar[Literal["explicit", "latent", "adversarial"]]
     likelihood: ClassVar[str | None] = None     # "exact", a bound's name ("iwae"), or None
-    pixels: ClassVar[Literal["binary", "grayscale", "any"]] = "any"   # the data it can model
+    # The pixel format it reads (see read_split): binary only, the intensities (grayscale; a binary
+    # source gives 2 levels), or either, chosen by its params entry's `pixels`.
+    pixels: ClassVar[Literal["binary", "grayscale", "any"]] = "any"
     monitor: ClassVar[str | None] = None        # validation metric (lower is better) for early stopping
 
     @dataclasses.dataclass
