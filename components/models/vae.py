@@ -1,94 +1,118 @@
-"""Variational autoencoder (Kingma & Welling, 2014) with MLP encoder and decoder.
+"""Variational autoencoder (Kingma & Welling, 2014), MLP or convolutional.
 
-The ELBO is reported as its two parts: the reconstruction term
-E_q[log p(x|z)] (summed over pixels) and the prior-fitting term KL(q(z|x) || p(z))
-(summed over latent dimensions). `log_prob` is the importance-weighted bound
-of Burda et al. (2015) with `iwae_samples` samples, which tightens towards
-log p(x) as the number of samples grows.
+q(z|x) is a diagonal Gaussian from the encoder, p(z) = N(0, I), and p(x|z)
+is Bernoulli for binary data or a discretized logistic for grayscale data
+(see `pixel_likelihood`). The ELBO is reported as its two parts: the
+reconstruction term E_q[log p(x|z)] (summed over pixels) and the
+prior-fitting term KL(q(z|x) || p(z)) (summed over latent dimensions, in
+closed form), so `beta` is the only weight on the KL term. Training
+maximizes reconstruction - w * KL with w rising linearly from 0 to `beta`
+over `kl_warmup_epochs` (Sønderby et al. 2016; beta > 1: Higgins et al.
+2017), or, with `train_samples` k > 1, the importance-weighted bound itself
+(IWAE, Burda et al. 2015). `log_prob` is the importance-weighted bound with
+`iwae_samples` samples, evaluated in chunks so that k = 5000 fits in memory;
+it tightens towards log p(x) as k grows.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from components.models.base import GenerativeModel
-
-
-def mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(n_in, n_out))
-        if i < len(sizes) - 2:
-            layers.append(nn.Tanh())
-    return nn.Sequential(*layers)
+from components.config import ConfigError
+from components.models.autoencoder import Autoencoder
 
 
-class VAE(GenerativeModel):
+class VAE(Autoencoder):
     name = "vae"
-    family = "latent"
     likelihood = "iwae"
-    pixels = "binary"
-    monitor = "neg_elbo"
 
     @dataclasses.dataclass
     class Params:
         latent_dim: int = 50
+        architecture: Literal["mlp", "conv"] = "mlp"
         hidden_units: list[int] = dataclasses.field(default_factory=lambda: [200, 200])
+        conv_channels: list[int] = dataclasses.field(default_factory=lambda: [32, 64])  # conv only
+        beta: float = 1.0            # weight of the KL term; 1 = the ELBO
+        kl_warmup_epochs: int = 0    # KL weight rises linearly from 0 to beta over these epochs
+        train_samples: int = 1       # k of the training objective: 1 = ELBO, k > 1 = IWAE bound
         iwae_samples: int = 100      # samples of the importance-weighted log_prob
         iwae_chunk: int = 100        # samples evaluated at once (memory bound)
 
     def __init__(self, image_shape, params, levels: int = 2):
         super().__init__(image_shape, params, levels)
-        hidden = list(params.hidden_units)
-        self.encoder = mlp([self.num_pixels, *hidden, 2 * params.latent_dim])
-        self.decoder = mlp([params.latent_dim, *reversed(hidden), self.num_pixels])
+        if params.train_samples < 1 or params.iwae_samples < 1 or params.iwae_chunk < 1:
+            raise ConfigError("model 'vae': train_samples, iwae_samples and iwae_chunk must be at least 1")
+        if params.train_samples > 1 and (params.beta != 1 or params.kl_warmup_epochs):
+            raise ConfigError("model 'vae': beta and kl_warmup_epochs weight the ELBO's KL term; "
+                              "the IWAE objective (train_samples > 1) has none")
+        self.build_networks(2 * params.latent_dim)
+        # Early stopping watches the bound being trained (the ELBO is the k = 1 case).
+        self.monitor = "neg_elbo" if params.train_samples == 1 else f"neg_iwae{params.train_samples}"
+        self.register_buffer("epochs_started", torch.zeros((), dtype=torch.long))  # checkpointed with the weights
 
     def posterior(self, x):
-        mean, log_var = self.encoder(self.flatten(x)).chunk(2, dim=-1)
+        mean, log_var = self.encoder(self.encoder_input(x)).chunk(2, dim=-1)
         return mean, log_var
 
     def elbo_terms(self, x) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-image (reconstruction log-likelihood, KL to the prior), one reparameterized sample."""
-        x = self.flatten(x)
         mean, log_var = self.posterior(x)
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
-        reconstruction = -F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="none").sum(1)
+        reconstruction = self.reconstruction_log_prob(z, x)
         kl = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(1)
         return reconstruction, kl
 
+    def log_importance_weights(self, x, k: int, posterior=None) -> torch.Tensor:
+        """(k, B) log p(x, z_j) - log q(z_j | x) for reparameterized z_j ~ q(z | x)."""
+        mean, log_var = posterior or self.posterior(x)
+        eps = torch.randn(k, *mean.shape, device=mean.device)
+        z = mean + eps * torch.exp(0.5 * log_var)                            # (k, B, L)
+        log_q = (-0.5 * eps.pow(2) - 0.5 * log_var - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prior = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return self.reconstruction_log_prob(z, x) + log_prior - log_q
+
+    def on_epoch_start(self):
+        self.epochs_started += 1
+
+    def kl_weight(self) -> float:
+        """beta times the warm-up's progress: 0 in the first epoch, beta from epoch kl_warmup_epochs + 1."""
+        warmup, finished = self.params.kl_warmup_epochs, max(0, int(self.epochs_started) - 1)
+        progress = 1.0 if warmup == 0 else min(1.0, finished / warmup)
+        return self.params.beta * progress
+
     def training_step(self, x, optimizers):
+        k = self.params.train_samples
+        if k > 1:
+            bound = torch.logsumexp(self.log_importance_weights(x, k), dim=0) - math.log(k)
+            loss = -bound.mean()
+            self.optimize(optimizers["model"], loss)
+            return {"loss": loss.item()}
         reconstruction, kl = self.elbo_terms(x)
-        loss = -(reconstruction - kl).mean()
+        weight = self.kl_weight()
+        loss = -(reconstruction - weight * kl).mean()
         self.optimize(optimizers["model"], loss)
-        return {"loss": loss.item(), "reconstruction": reconstruction.mean().item(), "kl": kl.mean().item()}
+        return {"loss": loss.item(), "reconstruction": reconstruction.mean().item(), "kl": kl.mean().item(),
+                "kl_weight": weight}
 
     @torch.no_grad()
     def validation_metrics(self, x):
         reconstruction, kl = self.elbo_terms(x)
-        return {"neg_elbo": float(-(reconstruction - kl).mean()),
-                "reconstruction": float(reconstruction.mean()), "kl": float(kl.mean())}
+        metrics = {"neg_elbo": float(-(reconstruction - kl).mean()),
+                   "reconstruction": float(reconstruction.mean()), "kl": float(kl.mean())}
+        if self.params.train_samples > 1:
+            metrics[self.monitor] = float(-self.iwae_log_prob(x, self.params.train_samples).mean())
+        return metrics
 
     @torch.no_grad()
     def iwae_log_prob(self, x, k: int, chunk: int | None = None) -> torch.Tensor:
         """log (1/k) sum_j p(x, z_j) / q(z_j | x), z_j ~ q(z|x): a lower bound on log p(x)."""
-        x = self.flatten(x)
-        mean, log_var = self.posterior(x)
-        std = torch.exp(0.5 * log_var)
-        log_weights = []
-        for start in range(0, k, chunk or self.params.iwae_chunk):
-            m = min(chunk or self.params.iwae_chunk, k - start)
-            eps = torch.randn(m, *mean.shape, device=x.device)
-            z = mean + eps * std                                            # (m, B, L)
-            log_q = (-0.5 * eps.pow(2) - 0.5 * log_var - 0.5 * math.log(2 * math.pi)).sum(-1)
-            log_prior = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
-            logits = self.decoder(z)
-            log_lik = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
-            log_weights.append(log_lik + log_prior - log_q)
+        chunk, posterior = chunk or self.params.iwae_chunk, self.posterior(x)
+        log_weights = [self.log_importance_weights(x, min(chunk, k - start), posterior)
+                       for start in range(0, k, chunk)]
         return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(k)
 
     def log_prob(self, x):
@@ -98,8 +122,5 @@ class VAE(GenerativeModel):
     def encode(self, x):
         return self.posterior(x)[0]
 
-    @torch.no_grad()
-    def sample(self, n, generator=None):
-        z = torch.randn(n, self.params.latent_dim, generator=generator).to(self.device)
-        probs = torch.sigmoid(self.decoder(z))
-        return self.unflatten(torch.bernoulli(probs.cpu(), generator=generator).to(probs.device))
+    def prior_sample(self, n, generator=None):
+        return torch.randn(n, self.params.latent_dim, generator=generator)
