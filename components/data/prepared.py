@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from components.data.formats import DataFormatError
 
 SPLITS = ("train", "valid", "test")
+ANOMALY_SPLITS = ("holdout", "ood")   # scored against the test split (see pipelines/prepare.py)
 BINARIZATIONS = ("none", "static", "dynamic")
 PIXEL_FORMATS = ("binary", "grayscale")
 
@@ -96,14 +97,15 @@ def in_pixel_format(split: Split, pixels: str) -> Split:
         return Split(split.images, split.labels, binary_meta)
     if mode == "dynamic" and meta["split"] == "train":
         return Split(split.images, split.labels, {**binary_meta, "stochastic_binarization": True})
-    rng = np.random.default_rng([meta.get("seed", 0), SPLITS.index(meta["split"])])
+    rng = np.random.default_rng([meta.get("seed", 0), (SPLITS + ANOMALY_SPLITS).index(meta["split"])])
     return Split(binarize(split.images, mode, meta.get("threshold", 0.5), rng), split.labels, binary_meta)
 
 
 def data_card(splits: dict[str, tuple[np.ndarray, np.ndarray | None]], meta: dict) -> dict:
     """Counts, pixel mean and class balance of each split: what a person checks first."""
     card = {"source": meta["source"], "image_shape": meta["image_shape"], "binarization": meta["binarization"],
-            "threshold": meta["threshold"], "levels": meta["levels"], "splits": {}}
+            "threshold": meta["threshold"], "levels": meta["levels"], "ood": meta.get("ood"),
+            "holdout_class": meta.get("holdout_class"), "splits": {}}
     for name, (images, labels) in splits.items():
         entry = {"count": int(len(images)), "pixel_mean": round(float(images.mean()), 6)}
         if meta["levels"] > 2:
