@@ -21,19 +21,32 @@ from components.classifier import load_classifier, predict
 from components.completion import complete, is_autoregressive, lower_half_hidden
 from components.config import ConfigError, load_params, repo_path
 from components.data.prepared import read_split
-from components.metrics.likelihood import bits_per_dim, mean_nll
+from components.latent_figures import has_latent_space, interpolation_grid, latent_scatter, reconstruction_grid
+from components.metrics.anomaly import anomaly_auroc
+from components.metrics.likelihood import bits_per_dim, per_image_log_prob
+from components.metrics.representation import probe_accuracies
 from components.metrics.sample_quality import sample_quality
 from components.models import load_model
-from components.plots import image_grid
+from components.plots import image_grid, plt
 from pipelines import tracking
 
-# The number each family is ranked by (lower is better) when promoting.
+# The number each family is ranked by (lower is better) when promoting; models without a likelihood
+# (GAN, adversarial autoencoder) are ranked by FID.
 PROMOTION_METRIC = {"explicit": "test_nll", "latent": "test_nll", "adversarial": "fid"}
 
 
-def likelihood_metrics(model, test_images: torch.Tensor, cfg: dict) -> dict:
+def log_likelihood(model, cfg: dict, images: torch.Tensor) -> torch.Tensor:
+    """Per-image log p(x) as evaluation measures it: the VAE's importance-weighted bound
+    with `evaluate.iwae_samples` samples, else the model's log_prob."""
+    if hasattr(model, "iwae_log_prob"):
+        return per_image_log_prob(lambda x: model.iwae_log_prob(x, cfg["iwae_samples"]), images, batch_size=64)
+    return per_image_log_prob(model.log_prob, images)
+
+
+def likelihood_metrics(model, test_images: torch.Tensor, cfg: dict) -> tuple[dict, torch.Tensor | None]:
+    """The test NLL figures, and the per-image log-likelihoods they come from (None without a likelihood)."""
     if model.likelihood is None:
-        return {"log_prob": f"not supported: {model.name} defines no likelihood"}
+        return {"log_prob": f"not supported: {model.name} defines no likelihood"}, None
     metrics = {"likelihood": model.likelihood}
     if hasattr(model, "elbo_terms"):  # latent-variable model: report the ELBO split too
         reconstruction, kl = [], []
@@ -45,11 +58,50 @@ def likelihood_metrics(model, test_images: torch.Tensor, cfg: dict) -> dict:
         reconstruction, kl = torch.cat(reconstruction).mean().item(), torch.cat(kl).mean().item()
         metrics.update(test_elbo=reconstruction - kl, test_reconstruction=reconstruction, test_kl=kl,
                        iwae_samples=cfg["iwae_samples"])
-        nll = mean_nll(lambda x: model.iwae_log_prob(x, cfg["iwae_samples"]), test_images, batch_size=64)
-    else:
-        nll = mean_nll(model.log_prob, test_images)
+    log_p = log_likelihood(model, cfg, test_images)
+    nll = float(-log_p.double().mean())
     metrics.update(test_nll=nll, test_bits_per_dim=bits_per_dim(nll, model.num_pixels))
+    return metrics, log_p
+
+
+def anomaly_metrics(model, test_log_prob: torch.Tensor | None, cfg: dict, folder) -> dict:
+    """Density estimation used for anomaly detection: AUROC of -log p(x) separating the test
+    split from each anomaly set that prepare wrote (another dataset; a held-out class)."""
+    if test_log_prob is None:
+        return {"anomaly_detection": f"not supported: {model.name} defines no likelihood"}
+    meta = read_split(folder, "test").meta
+    metrics = {"anomaly_ood_set": meta.get("ood") or "none"}
+    for split, absent in (("ood", "no OOD set prepared"),
+                          ("holdout", "data.holdout_class is not set: the model saw every class")):
+        if not (folder / f"{split}.parquet").exists():
+            metrics[f"anomaly_auroc_{split}"] = f"not measured: {absent}"
+            continue
+        images = torch.from_numpy(read_split(folder, split, model.data_pixels).images)
+        anomalies = log_likelihood(model, cfg, images)
+        metrics[f"anomaly_auroc_{split}"] = anomaly_auroc(test_log_prob.numpy(), anomalies.numpy())
+    if meta.get("holdout_class") is not None:
+        metrics["anomaly_holdout_class"] = meta["holdout_class"]
     return metrics
+
+
+@torch.no_grad()
+def codes_of(model, split) -> np.ndarray:
+    images = torch.from_numpy(split.images)
+    if split.meta.get("stochastic_binarization"):  # dynamically binarized train split: one seeded draw
+        images = torch.bernoulli(images, generator=torch.Generator().manual_seed(0))
+    return torch.cat([model.encode(images[start:start + 256]).cpu()
+                      for start in range(0, len(images), 256)]).numpy()
+
+
+def representation_metrics(model, folder, test) -> dict:
+    """Representation learning: label accuracy of a linear probe and k-NN on the codes of
+    a model trained without labels (fitted on the train split, scored on the test split)."""
+    if "encode" not in model.capabilities():
+        return {"representation": f"not supported: {model.name} has no encoder"}
+    train = read_split(folder, "train", model.data_pixels)
+    if train.labels is None or test.labels is None:
+        return {"representation": "not measured: the data has no labels"}
+    return probe_accuracies(codes_of(model, train), train.labels, codes_of(model, test), test.labels)
 
 
 def quality_metrics(samples: np.ndarray, test_images: np.ndarray, valid_images: np.ndarray, seed: int) -> dict:
@@ -90,13 +142,16 @@ def main(key: str) -> None:
     torch.manual_seed(cfg["seed"])
 
     metrics = {"model": model.name, "family": model.family, "capabilities": model.capabilities(),
-               "promotion_metric": PROMOTION_METRIC[model.family], "pixels": model.data_pixels,
+               "promotion_metric": PROMOTION_METRIC[model.family] if model.likelihood else "fid",
+               "pixels": model.data_pixels,
                "levels": model.levels, "parameters": sum(p.numel() for p in model.parameters())}
     if hasattr(model, "parameter_counts"):  # AR(k): its count beside the fully independent and dependent ones
         counts = model.parameter_counts(model.num_pixels, model.params.order_k, model.levels)
         metrics.update({f"parameters_{k}": v for k, v in counts.items() if k != model.name})
     print(f"[{key}] evaluating on {len(test_images)} test images")
-    metrics.update(likelihood_metrics(model, test_images, cfg))
+    likelihood, test_log_prob = likelihood_metrics(model, test_images, cfg)
+    metrics.update(likelihood)
+    metrics.update(anomaly_metrics(model, test_log_prob, cfg, folder))
     with torch.no_grad():
         samples = model.sample(cfg["num_samples"], generator=torch.Generator().manual_seed(cfg["seed"])).numpy()
     if samples.shape[1:] != tuple(model.image_shape) or samples.min() < 0 or samples.max() > 1:
@@ -104,9 +159,16 @@ def main(key: str) -> None:
                            f"[{samples.min()}, {samples.max()}], expected (n, *{model.image_shape}) in [0, 1]")
     metrics.update(quality_metrics(samples, test.images, valid.images, cfg["seed"]))
     metrics["encode"] = "supported" if "encode" in model.capabilities() else f"not supported: {model.name} has no encoder"
+    metrics.update(representation_metrics(model, folder, test))
 
     grid = image_grid(samples[:100], columns=10)
     completions = completion_grid(model, test_images, cfg["seed"]) if is_autoregressive(model) else None
+    latent = {}  # file name -> picture of the latent space (models with an encoder and a decoder)
+    if has_latent_space(model):
+        latent["reconstructions.png"] = reconstruction_grid(model, test_images)
+        latent["interpolations.png"] = interpolation_grid(model, test_images)
+        latent["latent_scatter.png"] = latent_scatter(codes_of(model, test), test.labels,
+                                                      f"{key}: test codes by label")
     tracking.configure()
     run_id = json.loads(repo_path(f"models/{key}/mlflow.json").read_text())["run_id"]
     with mlflow.start_run(run_id=run_id):
@@ -115,6 +177,11 @@ def main(key: str) -> None:
         mlflow.log_image(grid, "evaluation/samples.png")
         if completions is not None:
             mlflow.log_image(completions, "evaluation/completions.png")
+        for name, picture in latent.items():
+            if isinstance(picture, plt.Figure):
+                mlflow.log_figure(picture, f"evaluation/{name}")
+            else:
+                mlflow.log_image(picture, f"evaluation/{name}")
         mlflow.log_dict(metrics, "evaluation/metrics.json")
         mlflow.set_tag("genzoo.evaluated", "true")
     # Files last: a failure above leaves the previous outputs, not a mix.
@@ -124,6 +191,12 @@ def main(key: str) -> None:
         grid.save(figures / "samples.png")
         if completions is not None:
             completions.save(figures / "completions.png")
+        for name, picture in latent.items():
+            if isinstance(picture, plt.Figure):
+                picture.savefig(figures / name, dpi=90)
+                plt.close(picture)
+            else:
+                picture.save(figures / name)
     write_text_atomically(report_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
     print(f"[{key}] {shown}")

@@ -25,6 +25,9 @@ from components.config import load_params, repo_path
 from pipelines import tracking
 
 ALIAS = "champion"
+LATENT_PICTURES = [("reconstructions.png", "reconstructions: test images, then their reconstructions"),
+                   ("interpolations.png", "interpolations between two test images' codes"),
+                   ("latent_scatter.png", "test codes coloured by label")]
 
 
 def registered_version(client: MlflowClient, name: str, logged: dict):
@@ -98,9 +101,15 @@ def comparison_page(results: list[dict], card: dict) -> str:
     # Likelihoods compare only within one pixel format: binary vs. L-level intensities.
     columns = ["pixels", "parameters", "test_nll", "test_bits_per_dim", "test_elbo", "fid", "kid", "precision",
                "recall", "class_coverage"]
-    rows, panels = [], []
+    # The three uses: generation (above), density -> anomaly detection, codes -> labels.
+    uses = ["anomaly_auroc_ood", "anomaly_auroc_holdout", "linear_probe_accuracy", "knn_accuracy"]
+    rows, use_rows, panels = [], [], []
     for r in results:
         m = r["metrics"]
+        # A use the model lacks shows the reason recorded in its metrics ("not supported: ...").
+        use_rows.append("<tr><td><b>{}</b></td>{}</tr>".format(html.escape(r["key"]), "".join(
+            f"<td>{_cell(m.get(c, m.get('anomaly_detection' if 'auroc' in c else 'representation')))}</td>"
+            for c in uses)))
         crown = " &#128081;" if r["champion_version"] == r["version"] else ""
         rows.append("<tr><td><b>{}</b>{}</td><td>{}</td><td>v{} ({})</td>{}</tr>".format(
             html.escape(r["key"]), crown, html.escape(m["family"]), r["version"], html.escape(r["reason"]),
@@ -108,6 +117,10 @@ def comparison_page(results: list[dict], card: dict) -> str:
         completion = (f'<figcaption>completions: test image, upper half, three completions</figcaption>'
                       f'<img src="{html.escape(r["key"])}/completions.png" alt="completions">'
                       if repo_path(f"reports/{r['key']}/figures/completions.png").exists() else "")
+        completion += "".join(
+            f'<figcaption>{caption}</figcaption><img src="{html.escape(r["key"])}/{picture}" alt="{caption}">'
+            for picture, caption in LATENT_PICTURES
+            if repo_path(f"reports/{r['key']}/figures/{picture}").exists())
         panels.append(f"""<figure><figcaption><b>{html.escape(r['key'])}</b> ({html.escape(m['model'])})</figcaption>
 <img src="{html.escape(r['key'])}/samples.png" alt="samples of {html.escape(r['key'])}">{completion}
 <img src="{html.escape(r['key'])}/curves.png" alt="training curves of {html.escape(r['key'])}"></figure>""")
@@ -124,6 +137,12 @@ test NLL in nats per image (lower is better; VAE: importance-weighted estimate; 
 likelihoods only between models of the same pixel format).
 Sample metrics use the evaluation classifier's features; held-out real data scores {floor or 'n/a'}.</p>
 <table><tr><th>model</th><th>family</th><th>registry</th>{header}</tr>{''.join(rows)}</table>
+<h2>Uses: anomaly detection and representations</h2>
+<p>Anomaly AUROC of -log p(x): test images against {html.escape(str(card.get('ood')))} (ood) and against
+{html.escape('class ' + str(card['holdout_class']) if card.get('holdout_class') is not None
+             else 'no held-out class (set data.holdout_class)')} (holdout); 0.5 is chance.
+Label accuracy of a linear probe and k-NN on each model's codes, fitted on the training split.</p>
+<table><tr><th>model</th>{''.join(f"<th>{c}</th>" for c in uses)}</tr>{''.join(use_rows)}</table>
 <h2>Samples and training curves</h2>{''.join(panels)}</body></html>
 """
 
@@ -139,7 +158,8 @@ def main() -> None:
         (build / "promotion.json").write_text(json.dumps(summary, indent=2) + "\n")
         for r in results:
             (build / r["key"]).mkdir()
-            for picture in ("figures/samples.png", "figures/completions.png", "curves.png"):
+            for picture in ("figures/samples.png", "figures/completions.png", "curves.png",
+                            *(f"figures/{name}" for name, _ in LATENT_PICTURES)):
                 source = repo_path(f"reports/{r['key']}/{picture}")
                 if source.exists():
                     shutil.copy(source, build / r["key"] / source.name)

@@ -79,3 +79,49 @@ def test_prepare_refuses_a_class_the_source_does_not_have(tmp_path):
     result = run_prepare(tmp_path, {"source": "digits", "binarize": "static", "holdout_class": 12})
     assert result.returncode != 0 and "holdout_class" in result.stderr
     assert not (tmp_path / "data/prepared").exists()
+
+
+@pytest.fixture(scope="module")
+def prepared_digits(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prepared")
+    result = run_prepare(folder, {"source": "digits", "binarize": "static", "holdout_class": 0,
+                                  "ood": {"count": 60}, "max_examples": {"train": 300, "test": 80}})
+    assert result.returncode == 0, result.stderr
+    return folder / "data/prepared"
+
+
+@pytest.mark.parametrize("name, params", [
+    ("vae", {"latent_dim": 2, "hidden_units": [16]}),
+    ("aae", {"latent_dim": 2, "hidden_units": [16], "discriminator_units": [8]}),
+    ("gan", {"latent_dim": 2, "hidden_units": 8}),
+    ("nade", {"hidden_units": 8}),
+])
+def test_evaluation_measures_each_use_the_model_supports_and_names_the_rest(prepared_digits, name, params):
+    import torch
+
+    from components.latent_figures import has_latent_space, interpolation_grid, latent_scatter, reconstruction_grid
+    from components.models import build_model
+    from pipelines.evaluate import anomaly_metrics, likelihood_metrics, representation_metrics
+
+    test = read_split(prepared_digits, "test", "binary")
+    model = build_model(name, test.image_shape, params).eval()
+    test_images = torch.from_numpy(test.images)
+    likelihood, test_log_prob = likelihood_metrics(model, test_images, {"iwae_samples": 10})
+    anomaly = anomaly_metrics(model, test_log_prob, {"iwae_samples": 10}, prepared_digits)
+    representation = representation_metrics(model, prepared_digits, test)
+    if model.likelihood is None:
+        assert test_log_prob is None and anomaly["anomaly_detection"].startswith("not supported: ")
+    else:
+        assert len(test_log_prob) == len(test_images)
+        assert likelihood["test_nll"] == pytest.approx(-test_log_prob.double().mean().item())
+        assert 0 <= anomaly["anomaly_auroc_ood"] <= 1 and 0 <= anomaly["anomaly_auroc_holdout"] <= 1
+        assert anomaly["anomaly_ood_set"] == "natural_image_patches" and anomaly["anomaly_holdout_class"] == 0
+    if "encode" in model.capabilities():
+        assert 0 <= representation["linear_probe_accuracy"] <= 1 and 0 <= representation["knn_accuracy"] <= 1
+    else:
+        assert representation["representation"].startswith("not supported: ")
+    assert has_latent_space(model) == (name in ("vae", "aae"))
+    if has_latent_space(model):
+        assert reconstruction_grid(model, test_images).size == ((10 * 9 + 1) * 4, (4 * 9 + 1) * 4)
+        assert interpolation_grid(model, test_images).size == ((12 * 9 + 1) * 4, (8 * 9 + 1) * 4)
+        assert latent_scatter(model.encode(test_images).numpy(), test.labels, name).axes

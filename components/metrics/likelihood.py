@@ -12,9 +12,12 @@ def bits_per_dim(nll_nats: float, num_pixels: int) -> float:
 
 
 @torch.no_grad()
+def per_image_log_prob(log_prob_fn, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """log p(x) (nats) of every image under `log_prob_fn`, a batch at a time."""
+    return torch.cat([log_prob_fn(images[start:start + batch_size]).cpu()
+                      for start in range(0, len(images), batch_size)])
+
+
 def mean_nll(log_prob_fn, images: torch.Tensor, batch_size: int = 256) -> float:
     """Mean negative log-likelihood (nats per image) of `images` under `log_prob_fn`."""
-    total = 0.0
-    for start in range(0, len(images), batch_size):
-        total += float(-log_prob_fn(images[start:start + batch_size]).sum())
-    return total / len(images)
+    return float(-per_image_log_prob(log_prob_fn, images, batch_size).double().mean())
