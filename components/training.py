@@ -8,8 +8,11 @@ history) reported to Ray Train; a restarted run picks up from the latest one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +51,28 @@ def validate(model: GenerativeModel, images: torch.Tensor, batch_size: int, devi
     return {k: float(v / summed[-1]) for k, v in zip(keys, summed[:-1])}
 
 
+def placement(rank: int, world: int) -> list[dict]:
+    """Where every worker runs (node, host, pid), gathered on all ranks: the run's record of its layout."""
+    import ray
+
+    me = {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
+          "pid": os.getpid()}
+    if world == 1:
+        return [me]
+    everyone = [None] * world
+    torch.distributed.all_gather_object(everyone, me)
+    return everyone
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 mixed precision where the device supports it (CPU and recent GPUs); else full precision."""
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def train_loop(config: dict) -> None:
     """Ray Train worker entry point. `config` is plain data (see pipelines/train.py)."""
     import ray.train
@@ -67,7 +92,8 @@ def train_loop(config: dict) -> None:
     model.to(device)
     optimizers = model.configure_optimizers(config["lr"])
 
-    state = {"epoch": 0, "best_metric": math.inf, "best_state": None, "bad_epochs": 0, "history": []}
+    state = {"epoch": 0, "best_metric": math.inf, "best_state": None, "bad_epochs": 0, "history": [],
+             "resumed_at_epochs": []}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
@@ -76,9 +102,12 @@ def train_loop(config: dict) -> None:
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(saved["optimizers"][name])
         state.update({k: v for k, v in saved.items() if k != "optimizers"})
+        state["resumed_at_epochs"] = [*state.get("resumed_at_epochs", []), state["epoch"]]
         if rank == 0:
             print(f"[{config['key']}] resuming from the checkpoint of epoch {state['epoch']}", flush=True)
 
+    state["workers"] = placement(rank, world)
+    precision = autocast(device, config.get("precision", "fp32"))
     train_images, valid_images = shard(train_split, rank, world), shard(valid_split, rank, world)
     stochastic = bool(train_split.meta.get("stochastic_binarization"))
     epochs, patience, monitor = config["epochs"], config["patience"], model.monitor
@@ -94,7 +123,9 @@ def train_loop(config: dict) -> None:
         for x in batches(train_images, config["batch_size"], shuffle):
             if stochastic:  # dynamic binarization: a fresh draw every time an image is seen
                 x = torch.bernoulli(x, generator=shuffle)
-            for key, value in model.training_step(x.to(device), optimizers).items():
+            with precision:
+                step = model.training_step(x.to(device), optimizers)
+            for key, value in step.items():
                 sums[key] = sums.get(key, 0.0) + value * len(x)
             seen += len(x)
         seconds = time.perf_counter() - started

@@ -1,4 +1,5 @@
-"""Ray wiring: join the cluster named by RAY_ADDRESS, or start a local Ray sized to this machine."""
+"""Ray wiring: join the cluster named by RAY_ADDRESS (or `cluster.address` in params.yaml),
+or start a local Ray sized to this machine."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ _WORKER_LOGGING = None
 
 class ClusterUnavailable(RuntimeError):
     pass
+
+
+def cluster_address(params: dict | None = None) -> str | None:
+    """RAY_ADDRESS wins over params.yaml's `cluster.address`; None means a local Ray for this stage."""
+    return os.environ.get("RAY_ADDRESS") or ((params or {}).get("cluster") or {}).get("address") or None
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -48,8 +54,10 @@ def quiet_ray_logs() -> None:
 
 
 @contextlib.contextmanager
-def ray_session():
+def ray_session(address: str | None = None):
+    """Ray for one stage: the cluster at `address` (see `cluster_address`), else a local one."""
     import ray
+    from ray.exceptions import AuthenticationError
 
     # Workers log at ERROR only: our own progress lines are prints, which still reach the
     # terminal; Ray Train's per-report INFO lines and the placement-group cleaner's
@@ -58,13 +66,20 @@ def ray_session():
     _WORKER_LOGGING = ray.LoggingConfig(encoding="TEXT", log_level="ERROR")
 
     quiet_ray_logs()
-    address = os.environ.get("RAY_ADDRESS")
+    address = address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         yield
         return
     if address:
         _check_reachable(address)
-        ray.init(address=address, logging_level=logging.ERROR, logging_config=_WORKER_LOGGING)
+        try:
+            ray.init(address=address, logging_level=logging.ERROR, logging_config=_WORKER_LOGGING)
+        except AuthenticationError as error:
+            raise ClusterUnavailable(
+                f"the Ray cluster at {address} refused this client: {error.message}. Clusters use token "
+                "authentication: set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token "
+                "(`ray get-auth-token` on the head node prints it)."
+            ) from error
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
                  logging_config=_WORKER_LOGGING)
@@ -78,3 +93,9 @@ def gpus_available() -> bool:
     import ray
 
     return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def alive_nodes() -> int:
+    import ray
+
+    return sum(1 for node in ray.nodes() if node["Alive"])

@@ -1,0 +1,182 @@
+"""A model's hyperparameter sweep: concurrent Ray Tune trials, each one Ray Train run.
+
+A model entry in params.yaml may declare
+
+    sweep:
+      trials: 8              # trial budget: configurations drawn from the space
+      concurrent: 2          # trials at once (default: as many as the cluster's CPUs hold)
+      grace_epochs: 2        # ASHA stops a poor trial only after this many epochs
+      space:
+        hidden_units: {choice: [50, 100, 200]}      # a model parameter
+        training.lr: {loguniform: [0.0001, 0.01]}   # a training setting
+
+Tune launches the trials (each trial's driver builds its own TorchTrainer, as in a
+plain run) and its ASHA scheduler stops trials whose validation metric trails the
+others'. The best trial's last checkpoint (which holds its best weights) becomes the
+stage's output; the driver logs every trial as a child run of the stage's MLflow run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from components.config import ConfigError
+
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
+SEARCHABLE_SETTINGS = ("lr", "batch_size", "patience", "seed")
+SPEC_KEYS = ("trials", "concurrent", "grace_epochs", "space")
+
+
+@dataclasses.dataclass
+class Plan:
+    space: dict            # {"params": {name: spec}, "settings": {name: spec}} as written in params.yaml
+    trials: int
+    concurrent: int | None
+    grace_epochs: int
+
+
+@dataclasses.dataclass
+class Trial:
+    trial_id: str
+    sampled: dict          # {"model.<parameter>": v, "train.<setting>": v}, as the parent run's params
+    history: list[dict]    # one record per epoch, as the workers reported them
+    best: float | None
+    error: str | None = None
+
+
+def _domain(where: str, spec):
+    from ray import tune
+
+    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+        raise ConfigError(f"{where}: expected one of {{{', '.join(f'{d}: ...' for d in DISTRIBUTIONS)}}}, "
+                          f"got {spec!r}")
+    (kind, values), = spec.items()
+    if kind == "choice":
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: choice takes a non-empty list of values, got {values!r}")
+        return tune.choice(values)
+    if not (isinstance(values, list) and len(values) == 2 and all(isinstance(v, (int, float)) for v in values)
+            and values[0] < values[1]):
+        raise ConfigError(f"{where}: {kind} takes [low, high] with low < high, got {values!r}")
+    return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[kind](*values)
+
+
+def plan(key: str, spec, build) -> Plan:
+    """Check a model's `sweep` entry before Ray starts. `build(params)` builds the model (or raises
+    ConfigError), so a space that names a parameter the model lacks, or a wrong type, fails here."""
+    where = f"models.{key}.sweep"
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: expected a mapping with {', '.join(SPEC_KEYS)}")
+    unknown = set(spec) - set(SPEC_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(SPEC_KEYS)}")
+    space = {"params": {}, "settings": {}}
+    for name, value in (spec.get("space") or {}).items():
+        if name.startswith("training."):
+            setting = name.removeprefix("training.")
+            if setting not in SEARCHABLE_SETTINGS:
+                raise ConfigError(f"{where}.space: {name} cannot be searched; training settings that can: "
+                                  f"{', '.join('training.' + s for s in SEARCHABLE_SETTINGS)}")
+            space["settings"][setting] = value
+        else:
+            space["params"][name] = value
+        _domain(f"{where}.space.{name}", value)
+    if not space["params"] and not space["settings"]:
+        raise ConfigError(f"{where}: `space` names nothing to search")
+    for name, value in space["params"].items():  # every value of a choice, the low end of a range
+        (kind, values), = value.items()
+        for candidate in (values if kind == "choice" else values[:1]):
+            build({name: candidate})
+    numbers = {}
+    for field, default in (("trials", 4), ("grace_epochs", 1), ("concurrent", None)):
+        number = spec.get(field, default)
+        if number is not None and (not isinstance(number, int) or isinstance(number, bool) or number < 1):
+            raise ConfigError(f"{where}.{field}: expected a positive integer, got {number!r}")
+        numbers[field] = number
+    return Plan(space=space, **numbers)
+
+
+def _run_trial(trial: dict, base: dict, settings: dict, storage: str) -> None:
+    """One Tune trial: a Ray Train run of the sampled configuration, reporting every epoch to Tune."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from pipelines.train import make_trainer
+
+    trial_id = tune.get_context().get_trial_id()
+    config = {**base, "key": f"{base['key']} {trial_id}", "params": {**base["params"], **trial["params"]}}
+    for name, value in trial["settings"].items():
+        config[name] = type(base[name])(value)
+    # Named by the trial id: a restored sweep resumes each trial's own Train run.
+    trainer = make_trainer(config, settings, Path(storage), trial_id, callbacks=[TuneReportCallback()])
+    trainer.fit()
+
+
+def run(sweep: Plan, base: dict, settings: dict, monitor: str, storage: Path,
+        name: str) -> tuple[dict, dict, list[Trial]]:
+    """Run the sweep (or resume it after a crash) minimizing the reported metric `monitor`;
+    return the best trial's checkpoint state and sampled values, and every trial."""
+    import ray
+    from ray import tune
+    from ray._common.constants import HEAD_NODE_RESOURCE_NAME
+    from ray.tune.schedulers import ASHAScheduler
+
+    from pipelines.train import read_state
+
+    cpus_per_trial = int(settings["num_workers"]) * int(settings.get("cpus_per_worker", 1))
+    concurrent = sweep.concurrent or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_trial)
+    # A trial's driver only waits on its TorchTrainer: its workers hold the CPUs. Tune needs the
+    # driver to hold something, so (like Ray's own helper actors) it holds a sliver of the head node.
+    trainable = tune.with_resources(
+        tune.with_parameters(_run_trial, base=base, settings=settings, storage=str(storage / f"{name}-runs")),
+        {HEAD_NODE_RESOURCE_NAME: 0.001})
+    path = storage / name
+    if tune.Tuner.can_restore(str(path)):
+        print(f"[{base['key']}] resuming the sweep in {path}", flush=True)
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    else:
+        space = {part: {k: _domain(k, v) for k, v in sweep.space[part].items()} for part in ("params", "settings")}
+        tuner = tune.Tuner(
+            trainable, param_space=space,
+            tune_config=tune.TuneConfig(
+                metric=monitor, mode="min", num_samples=sweep.trials, max_concurrent_trials=concurrent,
+                scheduler=ASHAScheduler(time_attr="epoch", max_t=base["epochs"],
+                                        grace_period=min(sweep.grace_epochs, base["epochs"]))),
+            run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0))
+    print(f"[{base['key']}] sweep: {sweep.trials} trial(s), {concurrent} at a time, ASHA on {monitor}",
+          flush=True)
+    grid = tuner.fit()
+
+    trials = []
+    for result in grid:
+        # Each trial's last checkpoint holds its whole history (Tune's own result logs are off).
+        checkpoint = (result.metrics or {}).get("checkpoint_path")
+        history = read_state(checkpoint)["history"] if checkpoint else []
+        trials.append(Trial(
+            trial_id=(result.metrics or {}).get("trial_id") or Path(result.path).name,
+            sampled={**{f"model.{k}": v for k, v in result.config["params"].items()},
+                     **{f"train.{k}": v for k, v in result.config["settings"].items()}},
+            history=history, best=min((r[monitor] for r in history if monitor in r), default=None),
+            error=None if result.error is None else f"{type(result.error).__name__}: {result.error}"))
+    if all(t.best is None for t in trials):
+        raise RuntimeError(f"every trial of the {base['key']} sweep failed; first error: {trials[0].error}")
+    best = grid.get_best_result(metric=monitor, mode="min", scope="all")
+    state = read_state(best.metrics["checkpoint_path"])
+    return state, best.config, trials
+
+
+def log_trials(trials: list[Trial], monitor: str) -> None:
+    """Every trial as a child of the active MLflow run: what it tried, its curve, its best value."""
+    import mlflow
+
+    for number, trial in enumerate(trials):
+        with mlflow.start_run(run_name=f"trial-{number}", nested=True):
+            mlflow.set_tags({"genzoo.stage": "trial", "genzoo.trial_id": trial.trial_id,
+                             **({"genzoo.trial_error": trial.error[:4000]} if trial.error else {})})
+            mlflow.log_params(trial.sampled)
+            for record in trial.history:
+                mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+            if trial.best is not None:
+                mlflow.log_metrics({f"best_{monitor}": trial.best,
+                                    "epochs_trained": max(int(r["epoch"]) for r in trial.history)})
