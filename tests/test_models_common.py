@@ -7,6 +7,7 @@ from components.config import ConfigError
 from components.models import NotSupported, available_models, build_model, load_model, save_model
 
 TINY = {"bernoulli": {}, "nade": {"hidden_units": 4}, "vae": {"latent_dim": 2, "hidden_units": [8]},
+        "aae": {"latent_dim": 2, "hidden_units": [8], "discriminator_units": [4]},
         "gan": {"latent_dim": 3, "hidden_units": 8}, "markov_ar": {"order_k": 2},
         "pixelcnn": {"features": 2, "residual_blocks": 1, "output_features": 4},
         "row_lstm": {"features": 2, "layers": 1, "output_features": 4},
