@@ -28,6 +28,7 @@ def train_within(name: str, params: dict, train: torch.Tensor, valid: torch.Tens
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
         model.train()
+        model.on_epoch_start()  # the interface's per-epoch hook (closed-form statistics, KL warm-up)
         tick = time.perf_counter()
         for x in train[torch.randperm(len(train))].split(batch_size):
             model.training_step(x.to(device), optimizers)
@@ -36,9 +37,9 @@ def train_within(name: str, params: dict, train: torch.Tensor, valid: torch.Tens
                 break
         busy += time.perf_counter() - tick
         model.eval()
-        with torch.no_grad():
-            metric = sum(model.validation_metrics(v.to(device))[model.monitor] * len(v)
-                         for v in valid.split(500)) / len(valid)
+        with torch.no_grad():  # nothing monitored (adversarial models): the latest weights count as best
+            metric = -seen if model.monitor is None else sum(
+                model.validation_metrics(v.to(device))[model.monitor] * len(v) for v in valid.split(500)) / len(valid)
         if metric < best:
             best, best_state = metric, {k: v.detach().clone() for k, v in model.state_dict().items()}
         print(f"  {name}: {seen / len(train):.2f} epochs, {time.perf_counter() - started:.0f}s, "
