@@ -94,7 +94,12 @@ def test_repro_registers_every_model_with_a_champion(repo):
         else:
             assert metrics["log_prob"].startswith("not supported")
             assert {"fid", "kid", "precision", "recall", "class_coverage"} <= set(metrics)
-    assert (repo / "comparison/index.html").read_text().count("<img") == 2 * len(KEYS) + 1  # + completions
+    # The comparison page shows every figure evaluate made, and the training curves, from its own folder.
+    page = (repo / "comparison/index.html").read_text()
+    pictures = [f"{key}/{png.name}" for key in KEYS for png in (repo / f"reports/{key}/figures").glob("*.png")]
+    pictures += [f"{key}/curves.png" for key in KEYS]
+    assert page.count("<img") == len(pictures)
+    assert all(f'src="{p}"' in page and (repo / "comparison" / p).is_file() for p in pictures)
     # Progress is visible, Ray's internal chatter is not.
     assert "[nade] epoch 2/2" in log
     assert "Failed to query Ray Train Controller" not in log and "Reporting training result" not in log
