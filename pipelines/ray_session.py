@@ -72,13 +72,19 @@ def ray_session(address: str | None = None):
         return
     if address:
         _check_reachable(address)
+        # Ray sends a token to an explicit address only in token mode; a token given is a token meant.
+        if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+            from ray._private.authentication.authentication_token_setup import (
+                maybe_enable_token_auth_if_token_available)
+
+            maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
         try:
             ray.init(address=address, logging_level=logging.ERROR, logging_config=_WORKER_LOGGING)
-        except AuthenticationError as error:
+        except (AuthenticationError, ConnectionError) as error:
             raise ClusterUnavailable(
-                f"the Ray cluster at {address} refused this client: {error.message}. Clusters use token "
-                "authentication: set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token "
-                "(`ray get-auth-token` on the head node prints it)."
+                f"the Ray cluster at {address} answers but refused this client ({error}). Clusters started "
+                "with token authentication (the default since Ray 2.59) need the cluster's token: set "
+                "RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH); `ray get-auth-token` on the head node prints it."
             ) from error
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,

@@ -1,0 +1,188 @@
+"""Training on a real two-node Ray cluster, started on this machine with `ray start` and
+token authentication: data-parallel workers on both nodes, a Ray Tune sweep, and a run
+that survives losing a worker."""
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).parent / "ray")
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_nodes(address: str, env: dict, count: int, process: subprocess.Popen, log: Path) -> None:
+    """Until the cluster has `count` live nodes; fails at once if the `ray start` just launched exits."""
+    deadline = time.time() + 120
+    probe = (f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
+             "print(sum(n['Alive'] for n in ray.nodes()))")
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ray start exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        host, port = address.split(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+        except OSError:
+            time.sleep(0.5)
+            continue
+        result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+        if result.returncode == 0 and int(result.stdout.strip().splitlines()[-1]) >= count:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"the Ray cluster at {address} did not reach {count} nodes:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """End one `ray start --block` and everything it started (its own process group)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # whatever did not exit on SIGTERM
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head node and a second node, one CPU each, on free ports, with their own temp dirs and a token.
+
+    Each `ray start --block` runs in its own process group and its children die with it
+    (Ray's kernel fate-sharing), so the finalizer ends exactly this cluster, never another's."""
+    root = tmp_path_factory.mktemp("cluster")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16), RAY_USAGE_STATS_ENABLED="0")
+    common = ["--block", "--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+              f"--dashboard-agent-listen-port={free_port()}"]
+    head = [RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={root / 'head'}",
+            *common]
+    processes = []
+    try:
+        processes.append(subprocess.Popen(head, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                                          stderr=open(root / "head.log", "w")))
+        wait_for_nodes(address, env, 1, processes[-1], root / "head.log")
+        common[-1] = f"--dashboard-agent-listen-port={free_port()}"
+        second = [RAY, "start", f"--address={address}", f"--temp-dir={root / 'second'}", *common]
+        processes.append(subprocess.Popen(second, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                                          stderr=open(root / "second.log", "w")))
+        wait_for_nodes(address, env, 2, processes[-1], root / "second.log")
+        yield {"address": address, "token": env["RAY_AUTH_TOKEN"]}
+    finally:
+        for process in reversed(processes):
+            stop(process)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A prepared tiny dataset and a params.yaml whose runs checkpoint to a folder both nodes reach."""
+    folder = tmp_path_factory.mktemp("workspace")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["max_examples"] = {"train": 120, "valid": 40, "test": 20}
+    params["train"].update(epochs=3, batch_size=20, num_workers=2, max_failures=2,
+                           storage_path=str(folder / "shared_storage"))
+    params["models"] = {
+        "nade": {"model": "nade", "hidden_units": 8},
+        "nade_long": {"model": "nade", "hidden_units": 8, "training": {"epochs": 40, "patience": 40}},
+        "nade_sweep": {"model": "nade", "hidden_units": 8, "training": {"epochs": 3, "num_workers": 1},
+                       "sweep": {"trials": 2, "concurrent": 2,
+                                 "space": {"hidden_units": {"choice": [4, 12]},
+                                           "training.lr": {"loguniform": [0.001, 0.01]}}}},
+    }
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (folder / "components").symlink_to(REPO / "components")  # the code MLflow bundles with a model
+    subprocess.run([sys.executable, "-m", "pipelines.prepare"], cwd=folder, check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    return folder
+
+
+def train_command(workspace: Path, cluster: dict, key: str) -> tuple[list[str], dict]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "MLFLOW_TRACKING_URI"}
+    # What a user sets to use a cluster: its address and its token.
+    env.update(PYTHONPATH=str(REPO), RAY_ADDRESS=cluster["address"], RAY_AUTH_TOKEN=cluster["token"])
+    return [sys.executable, "-m", "pipelines.train", key], env
+
+
+def train(workspace: Path, cluster: dict, key: str) -> dict:
+    command, env = train_command(workspace, cluster, key)
+    result = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads((workspace / f"models/{key}/training.json").read_text())
+
+
+def test_two_workers_train_on_both_nodes(cluster, workspace):
+    summary = train(workspace, cluster, "nade")
+    workers = summary["workers"]
+    assert sorted(w["rank"] for w in workers) == [0, 1]
+    assert len({w["node_id"] for w in workers}) == 2  # one CPU per node: one worker on each
+    assert summary["epochs_trained"] == 3 and summary["resumed_at_epochs"] == []
+    assert (workspace / "models/nade/model.pt").exists()
+
+
+def test_a_sweep_logs_one_parent_run_with_a_child_per_trial(cluster, workspace):
+    from mlflow import MlflowClient
+
+    summary = train(workspace, cluster, "nade_sweep")
+    logged = json.loads((workspace / "models/nade_sweep/mlflow.json").read_text())
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
+    parent = client.get_run(logged["run_id"])
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 2 and summary["sweep"]["trials"] == 2
+    assert {c.data.tags["genzoo.stage"] for c in children} == {"trial"}
+    assert all(c.data.metrics["best_val_nll"] > 0 for c in children)
+    # The stage's model is the best trial's: its sampled size, and the best value of all trials.
+    best_child = min(children, key=lambda c: c.data.metrics["best_val_nll"])
+    best_size = summary["sweep"]["best"]["params"]["hidden_units"]
+    assert best_child.data.params["model.hidden_units"] == str(best_size)
+    config = json.loads((workspace / "models/nade_sweep/config.json").read_text())
+    assert config["params"]["hidden_units"] == best_size
+    assert summary["best_val"] == pytest.approx(best_child.data.metrics["best_val_nll"])
+    assert parent.data.params["model.hidden_units"] == str(best_size)
+
+
+def test_a_killed_worker_resumes_from_its_checkpoint_and_finishes(cluster, workspace):
+    command, env = train_command(workspace, cluster, "nade_long")
+    process = subprocess.Popen(command, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    storage = workspace / "shared_storage"
+    deadline = time.time() + 180
+    # Ray Train resumes from the checkpoints its controller has registered (it then writes this snapshot).
+    while not list(storage.glob("nade_long-*/checkpoint_manager_snapshot.json")) and time.time() < deadline:
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.2)
+    checkpoint = max(storage.glob("nade_long-*/checkpoint_*/state.pt"), key=lambda p: p.stat().st_mtime)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert state["epoch"] < 40, "the run ended before the worker could be killed"
+    victim = next(w for w in state["workers"] if w["rank"] == 1)
+    os.kill(victim["pid"], signal.SIGKILL)  # a worker process dies mid-run; the driver lives on
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output[-4000:]
+
+    summary = json.loads((workspace / "models/nade_long/training.json").read_text())
+    assert len(summary["resumed_at_epochs"]) == 1 and summary["resumed_at_epochs"][0] >= 1, output[-4000:]
+    assert victim["pid"] not in {w["pid"] for w in summary["workers"]}  # a fresh worker group finished
+    epochs = [int(line.split(",")[0]) for line in
+              (workspace / "reports/nade_long/training.csv").read_text().splitlines()[1:]]
+    assert epochs == list(range(1, 41)) and summary["epochs_trained"] == 40
