@@ -60,8 +60,11 @@ def main() -> None:
     parser.add_argument("--ood-count", type=int, default=2000, help="natural-image patches")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (small networks on a shared CPU run fastest on one)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(args.threads)
     started = time.perf_counter()
 
     splits = load_source("mnist", path=args.mnist)

@@ -123,9 +123,12 @@ def main() -> None:
                         help="a seeded random N binarized-MNIST test images for the NLL (0 = all 10,000)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (small networks on a shared CPU run fastest on one)")
     parser.add_argument("--out", type=Path, help="folder for the sample grids")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(args.threads)
     started = time.perf_counter()
     nll_rows = likelihood_rows(args, device) if args.binarized and args.likelihood_models else []
     probe_rows = representation_rows(args, device) if args.mnist and args.code_models else []
