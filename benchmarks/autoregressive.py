@@ -74,6 +74,7 @@ def main() -> None:
                      "images_per_second": round(result["images_per_second"]),
                      "sample_64_seconds": round(sample_seconds, 2),
                      "parameters": sum(p.numel() for p in model.parameters())})
+        print(json.dumps(rows[-1]), flush=True)  # each row as it is done: a long run keeps what it measured
 
     print(f"\nbinarized MNIST (static), test images: {len(test)}; device: {device} "
           f"({platform.machine()}, {torch.get_num_threads()} threads); budget {args.minutes} min per model")
