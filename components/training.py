@@ -77,6 +77,7 @@ def train_loop(config: dict) -> None:
     """Ray Train worker entry point. `config` is plain data (see pipelines/train.py)."""
     import ray.train
     import ray.train.torch
+    import ray.util
 
     # Ray Train logs every report at INFO through the root logger; progress is our own prints.
     logging.getLogger().setLevel(logging.WARNING)
@@ -107,6 +108,9 @@ def train_loop(config: dict) -> None:
             print(f"[{config['key']}] resuming from the checkpoint of epoch {state['epoch']}", flush=True)
 
     state["workers"] = placement(rank, world)
+    # The workers' placement group, for a sweep to release when Tune stops this run (pipelines/sweep.py).
+    group = ray.util.get_current_placement_group()
+    reported = {"placement_group": group.id.hex()} if group else {}
     precision = autocast(device, config.get("precision", "fp32"))
     train_images, valid_images = shard(train_split, rank, world), shard(valid_split, rank, world)
     stochastic = bool(train_split.meta.get("stochastic_binarization"))
@@ -156,7 +160,7 @@ def train_loop(config: dict) -> None:
                             "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
                             "stopped": stop}, Path(folder) / CHECKPOINT_FILE)
                 checkpoint = ray.train.Checkpoint.from_directory(folder)
-            ray.train.report({k: v for k, v in record.items()}, checkpoint=checkpoint)
+            ray.train.report({**record, **reported}, checkpoint=checkpoint)
 
 
 def final_weights(checkpoint_state: dict) -> dict:

@@ -113,6 +113,31 @@ def _run_trial(trial: dict, base: dict, settings: dict, storage: str) -> None:
     trainer.fit()
 
 
+def _release_when_stopped():
+    """A Tune callback that frees a stopped trial's workers.
+
+    Tune stops a trial (ASHA, or its last epoch) by ending the trial's driver, which kills its
+    Train controller before it removes its workers' placement group. Ray Train's cleaner for that
+    asks the dashboard's state API whether the controller died; without the dashboard (local Ray
+    here, `ray[default]` not installed) the trial's CPUs would stay reserved and later trials would
+    never start. So the sweep removes the group the trial's workers reported."""
+    from ray import tune
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    class ReleaseStoppedTrials(tune.Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            group = (trial.last_result or {}).get("placement_group")
+            if group:
+                group = PlacementGroup(PlacementGroupID.from_hex(group))
+                if placement_group_table(group).get("state") not in (None, "REMOVED"):
+                    remove_placement_group(group)
+
+        on_trial_error = on_trial_complete
+
+    return ReleaseStoppedTrials()
+
+
 def run(sweep: Plan, base: dict, settings: dict, monitor: str, storage: Path,
         name: str) -> tuple[dict, dict, list[Trial]]:
     """Run the sweep (or resume it after a crash) minimizing the reported metric `monitor`;
@@ -141,9 +166,12 @@ def run(sweep: Plan, base: dict, settings: dict, monitor: str, storage: Path,
             trainable, param_space=space,
             tune_config=tune.TuneConfig(
                 metric=monitor, mode="min", num_samples=sweep.trials, max_concurrent_trials=concurrent,
-                scheduler=ASHAScheduler(time_attr="epoch", max_t=base["epochs"],
+                # max_t past the last epoch: a trial that trains every epoch ends on its own (its
+                # controller releases its workers); ASHA stops only the trailing ones.
+                scheduler=ASHAScheduler(time_attr="epoch", max_t=base["epochs"] + 1,
                                         grace_period=min(sweep.grace_epochs, base["epochs"]))),
-            run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0))
+            run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
+                                      callbacks=[_release_when_stopped()]))
     print(f"[{base['key']}] sweep: {sweep.trials} trial(s), {concurrent} at a time, ASHA on {monitor}",
           flush=True)
     grid = tuner.fit()
