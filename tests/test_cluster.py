@@ -140,6 +140,17 @@ def test_two_workers_train_on_both_nodes(cluster, workspace):
     assert (workspace / "models/nade/model.pt").exists()
 
 
+def test_several_nodes_without_shared_storage_is_refused(cluster, workspace, tmp_path):
+    (tmp_path / "params.yaml").write_text((workspace / "params.yaml").read_text().replace(
+        f"storage_path: {workspace / 'shared_storage'}", "storage_path: null"))
+    (tmp_path / "data").symlink_to(workspace / "data")
+    command, env = train_command(tmp_path, cluster, "nade")
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "the Ray cluster has several nodes: set train.storage_path" in result.stderr
+    assert not (tmp_path / "models").exists()
+
+
 def test_a_sweep_logs_one_parent_run_with_a_child_per_trial(cluster, workspace):
     from mlflow import MlflowClient
 
