@@ -50,7 +50,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--linear-lr", type=float, default=1e-2,
                         help="learning rate of the linear AR(k) model (a convex fit: 1e-3 crawls)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (on a shared 2-core machine one thread per benchmark is fastest)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     splits = load_source("binarized_mnist", path=args.data)
