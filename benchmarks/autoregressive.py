@@ -29,6 +29,8 @@ from components.metrics.likelihood import mean_nll  # noqa: E402
 
 MODELS = {  # row -> (model name, params, published test NLL in nats and its source)
     "markov_ar": ("markov_ar", {"order_k": 28}, "~97 for a logistic fully visible AR model (FVSBN; all predecessors)"),
+    # k = D - 1: every pixel sees all its predecessors, i.e. the logistic fully visible model (FVSBN) itself.
+    "markov_ar_full": ("markov_ar", {"order_k": 783}, "~97 (logistic FVSBN, all predecessors)"),
     "nade": ("nade", {"hidden_units": 500}, "88.33-88.86 (Uria et al. 2016; Larochelle & Murray 2011)"),
     "pixelcnn": ("pixelcnn", {"features": 16, "residual_blocks": 7, "output_features": 32},
                  "81.30 (van den Oord et al. 2016)"),
