@@ -41,6 +41,10 @@ MODELS = {
     "markov_ar": ("markov_ar", {"order_k": 28}),
     "nade": ("nade", {"hidden_units": 100}),
     "vae": ("vae", {"latent_dim": 20, "hidden_units": [200], "iwae_samples": 100}),
+    "rnade": ("rnade", {"hidden_units": 100, "components": 5}),  # on binary pixels: a bound (dequantized)
+    "pixelcnn": ("pixelcnn", {"features": 16, "residual_blocks": 3, "output_features": 32}),
+    "row_lstm": ("row_lstm", {"features": 16, "layers": 1, "output_features": 32}),
+    "diagonal_bilstm": ("diagonal_bilstm", {"features": 16, "layers": 1, "output_features": 32}),
 }
 DEEP_SVDD_MEAN_AUROC = 0.948  # one-class MNIST, Ruff et al. 2018, Table 1
 
