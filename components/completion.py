@@ -26,7 +26,7 @@ def complete(model, images: torch.Tensor, observed: torch.Tensor,
         pixel = int(model.order[step])
         missing = ~known[:, pixel]
         if missing.any():
-            draw = model.draw(model.conditionals(x)[:, pixel], generator)
+            draw = model.draw(model.pixel_conditionals(x, pixel), generator)
             x[:, pixel] = torch.where(missing, draw, x[:, pixel])
     return model.unflatten(x)
 

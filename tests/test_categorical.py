@@ -90,3 +90,15 @@ def test_markov_ar_parameter_counts_for_binary_and_8_bit_pixels():
     counts = model.parameter_counts(784, 3, levels=256)
     assert counts == {"markov_ar": 784 * 256 * 4, "fully_independent": 784 * 255, "fully_dependent": "256^784 - 1"}
     assert model.parameter_counts(784, 3)["markov_ar"] == 784 * 4
+
+
+@pytest.mark.parametrize("levels", [2, 17])
+@pytest.mark.parametrize("name,params", CATEGORICAL)
+def test_one_pixels_conditionals_equal_the_full_pass(name, params, levels):
+    """Sampling and completion ask for one pixel at a time (the raster models compute only the
+    rows down to it): the same numbers as the whole-image pass."""
+    model = randomized(name, params, (1, 4, 5), levels)
+    x = torch.randint(0, levels, (3, 20)).float() / (levels - 1)
+    full = model.conditionals(x)
+    for pixel in range(20):
+        assert torch.allclose(model.pixel_conditionals(x, pixel), full[:, pixel], atol=1e-5)

@@ -53,13 +53,18 @@ class Autoregressive(GenerativeModel):
         k = torch.multinomial(torch.softmax(pixel_conditionals, -1).cpu(), 1, generator=generator).squeeze(1)
         return (k.float() / (self.levels - 1)).to(device)
 
+    def pixel_conditionals(self, x: torch.Tensor, pixel: int) -> torch.Tensor:
+        """`conditionals(x)[:, pixel]`; a model whose pixel depends on less than the whole image
+        may compute less (sampling and completion call this once per pixel)."""
+        return self.conditionals(x)[:, pixel]
+
     @torch.no_grad()
     def sample(self, n, generator=None):
-        """Ancestral sampling with one full pass per pixel; models with a cheaper recursion override it."""
+        """Ancestral sampling with one pass per pixel; models with a cheaper recursion override it."""
         x = torch.zeros(n, self.num_pixels, device=self.order.device)
         for step in self.pixel_steps():
             pixel = int(self.order[step])
-            x[:, pixel] = self.draw(self.conditionals(x)[:, pixel], generator)
+            x[:, pixel] = self.draw(self.pixel_conditionals(x, pixel), generator)
         return self.unflatten(x)
 
 
@@ -83,3 +88,10 @@ class RasterConvAutoregressive(Autoregressive):
         if self.levels == 2:
             return out.reshape(len(x), -1)
         return out.reshape(len(x), self.outputs_per_pixel, -1).transpose(1, 2)   # (B, D, L)
+
+    def pixel_conditionals(self, x, pixel):
+        # Raster order: row r's outputs depend on rows <= r only, so the rows below are never
+        # computed (half the work of sampling and completion).
+        row, column = divmod(pixel, self.image_shape[2])
+        out = self.net(self.unflatten(x)[:, :, :row + 1])[:, :, row, column]   # (B, outputs)
+        return out.squeeze(1) if self.levels == 2 else out

@@ -96,6 +96,10 @@ class RNADE(GenerativeModel):
         out[:, self.order] = visiting
         return out
 
+    def pixel_conditionals(self, x: torch.Tensor, pixel: int) -> torch.Tensor:
+        """One pixel's mixture (completion's interface, as in autoregressive.py)."""
+        return self.conditionals(x)[:, pixel]
+
     @staticmethod
     def draw_from_mixture(mixture: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One value y per image from a pixel's mixture (log weights, means, log widths), on the density scale."""
