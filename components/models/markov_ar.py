@@ -57,12 +57,23 @@ class MarkovAR(Autoregressive):
     def previous(self, xo: torch.Tensor) -> torch.Tensor:
         """(B, D, k): for visiting step d, the values x_{o_{d-1}}, ..., x_{o_{d-k}} (zero before the start)."""
         k = self.params.order_k
-        padded = F.pad(xo, (k, 0))
-        return torch.stack([padded[:, k - j: k - j + xo.shape[1]] for j in range(1, k + 1)], dim=2)
+        return F.pad(xo, (k, 0)).unfold(1, k, 1)[:, : xo.shape[1]].flip(2)
+
+    def dense_weight(self) -> torch.Tensor:
+        """(D, D) matrix M with M[d, d - j] = weight of x_{o_{d-j}} in pixel d's logit (binary data):
+        one matrix product then serves any k, up to k = D - 1, the fully visible logistic model."""
+        D, k = self.num_pixels, self.params.order_k
+        columns = torch.arange(D, device=self.weight.device)[:, None] - torch.arange(1, k + 1, device=self.weight.device)
+        # Masked entries (columns < 0) add zero at column 0.
+        return torch.zeros(D, D, device=self.weight.device).scatter_add(
+            1, columns.clamp(min=0), (self.weight * self.mask)[:, 0])
 
     def conditionals(self, x):
         xo = self.flatten(x)[:, self.order]
-        logits_in_order = torch.einsum("bdk,dlk->bdl", self.previous(xo), self.weight * self.mask) + self.bias
+        if self.levels == 2:
+            logits_in_order = (xo @ self.dense_weight().T)[..., None] + self.bias
+        else:
+            logits_in_order = torch.einsum("bdk,dlk->bdl", self.previous(xo), self.weight * self.mask) + self.bias
         logits = torch.empty_like(logits_in_order)
         logits[:, self.order] = logits_in_order
         return logits.squeeze(-1) if self.levels == 2 else logits
