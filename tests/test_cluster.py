@@ -175,20 +175,29 @@ def test_a_sweep_logs_one_parent_run_with_a_child_per_trial(cluster, workspace):
 
 def test_a_killed_worker_resumes_from_its_checkpoint_and_finishes(cluster, workspace):
     command, env = train_command(workspace, cluster, "nade_long")
-    process = subprocess.Popen(command, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    log = workspace / "nade_long.log"  # a file, not a pipe: nobody reads a pipe until the run ends
+    with open(log, "w") as sink:
+        process = subprocess.Popen(command, cwd=workspace, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
     storage = workspace / "shared_storage"
-    deadline = time.time() + 180
-    # Ray Train resumes from the checkpoints its controller has registered (it then writes this snapshot).
-    while not list(storage.glob("nade_long-*/checkpoint_manager_snapshot.json")) and time.time() < deadline:
-        assert process.poll() is None, process.stdout.read()
+
+    def registered_checkpoints():
+        # Ray Train resumes from the checkpoints its controller has registered (it then writes this snapshot).
+        if not list(storage.glob("nade_long-*/checkpoint_manager_snapshot.json")):
+            return []
+        return list(storage.glob("nade_long-*/checkpoint_*/state.pt"))
+
+    deadline = time.time() + 300  # generous: a loaded 2-core machine starts two Ray nodes slowly
+    while not registered_checkpoints() and time.time() < deadline:
+        assert process.poll() is None, log.read_text()
         time.sleep(0.2)
-    checkpoint = max(storage.glob("nade_long-*/checkpoint_*/state.pt"), key=lambda p: p.stat().st_mtime)
+    assert registered_checkpoints(), f"no checkpoint registered within 300 s:\n{log.read_text()[-4000:]}"
+    checkpoint = max(registered_checkpoints(), key=lambda p: p.stat().st_mtime)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     assert state["epoch"] < 40, "the run ended before the worker could be killed"
     victim = next(w for w in state["workers"] if w["rank"] == 1)
     os.kill(victim["pid"], signal.SIGKILL)  # a worker process dies mid-run; the driver lives on
-    output, _ = process.communicate(timeout=300)
+    process.wait(timeout=300)
+    output = log.read_text()
     assert process.returncode == 0, output[-4000:]
 
     summary = json.loads((workspace / "models/nade_long/training.json").read_text())
