@@ -50,7 +50,7 @@ class NADE(Autoregressive):
         a = self.c.expand(len(xo), -1)                            # a_d at the start of the block
         hidden = []
         # The running sum, a block of pixels per step: inside a block the prefix sums are one masked
-        # matmul, so the Python loop has D/16 steps, not D (2x the training speed on 28x28).
+        # matmul, so the Python loop has D/16 steps, not D.
         for start in range(0, self.num_pixels, self.BLOCK):
             x_block, W_block = xo[:, start:start + self.BLOCK], self.W[:, start:start + self.BLOCK]
             strictly_before = torch.ones(x_block.shape[1], x_block.shape[1], device=xo.device).tril(-1)
