@@ -125,15 +125,30 @@ def _release_when_stopped():
     from ray._raylet import PlacementGroupID
     from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
 
+    def release(group_hex: str) -> None:
+        group = PlacementGroup(PlacementGroupID.from_hex(group_hex))
+        if placement_group_table(group).get("state") not in (None, "REMOVED"):
+            remove_placement_group(group)
+
     class ReleaseStoppedTrials(tune.Callback):
+        def __init__(self):
+            self.groups: dict[str, set[str]] = {}  # trial id -> every group its workers reported
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result.get("placement_group"):
+                self.groups.setdefault(trial.trial_id, set()).add(result["placement_group"])
+
         def on_trial_complete(self, iteration, trials, trial, **info):
-            group = (trial.last_result or {}).get("placement_group")
-            if group:
-                group = PlacementGroup(PlacementGroupID.from_hex(group))
-                if placement_group_table(group).get("state") not in (None, "REMOVED"):
-                    remove_placement_group(group)
+            for group in self.groups.pop(trial.trial_id, set()):
+                release(group)
 
         on_trial_error = on_trial_complete
+
+        def on_experiment_end(self, trials, **info):
+            # Whatever a trial reported and no completion released (a fresh-clone run leaked one).
+            for trial_id in list(self.groups):
+                for group in self.groups.pop(trial_id):
+                    release(group)
 
     return ReleaseStoppedTrials()
 
