@@ -7,7 +7,7 @@ import torch
 from components.config import ConfigError
 from components.models import NotSupported, build_model, load_model, save_model
 from components.models.aae import rbf_mmd2
-from components.models.pixel_likelihood import DiscretizedLogisticPixels
+from components.layers.pixel_likelihood import DiscretizedLogisticPixels
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,10 @@ from components.models.base import REGISTRY, GenerativeModel, NotSupported, pars
 __all__ = ["GenerativeModel", "NotSupported", "available_models", "build_model", "load_model",
            "model_class", "pixel_format", "save_model"]
 
+# One module per model, named after it (dvc.yaml's stages depend on `components/models/<name>.py`);
+# the subpackage `families` holds what several models share.
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
+    if _module.name != "base" and not _module.ispkg:
         importlib.import_module(f"{__name__}.{_module.name}")
 
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.models.autoencoder import Autoencoder, mlp
+from components.models.families.autoencoder import Autoencoder, mlp
 
 MIXTURE_COMPONENTS, MIXTURE_RADIUS, MIXTURE_STD = 10, 4.0, 0.5
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.models.autoregressive import Autoregressive
+from components.models.families.autoregressive import Autoregressive
 
 
 class MarkovAR(Autoregressive):

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from components.models.autoregressive import Autoregressive
+from components.models.families.autoregressive import Autoregressive
 
 
 class NADE(Autoregressive):

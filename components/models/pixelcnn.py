@@ -15,8 +15,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from components.models.autoregressive import RasterConvAutoregressive
-from components.models.layers import MaskedConv2d
+from components.models.families.autoregressive import RasterConvAutoregressive
+from components.layers.masked import MaskedConv2d
 
 
 class ResidualBlock(nn.Module):

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 
 from components.config import ConfigError
-from components.models.autoencoder import Autoencoder
+from components.models.families.autoencoder import Autoencoder
 
 
 class VAE(Autoencoder):

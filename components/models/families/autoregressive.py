@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from components.models.base import GenerativeModel
-from components.models.layers import MaskedConv2d
+from components.layers.masked import MaskedConv2d
 
 
 class Autoregressive(GenerativeModel):

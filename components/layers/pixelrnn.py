@@ -1,29 +1,12 @@
-"""PixelRNN (van den Oord, Kalchbrenner & Kavukcuoglu, 2016): Row LSTM and Diagonal BiLSTM.
-
-Both start with a 7x7 mask-A convolution, stack LSTM layers with residual
-connections (each layer maps 2h features to h and back to 2h), and end with
-two 1x1 mask-B layers giving each pixel's Bernoulli logit.
-
-* Row LSTM: row by row; the input-to-state is a k x 1 convolution along the
-  row, masked to the current and earlier columns (computed for the whole map
-  at once); the state-to-state is an unmasked k x 1 convolution over the
-  previous row's hidden state. Receptive field: a triangle above the pixel.
-* Diagonal BiLSTM: the map is skewed (row r shifted right by r) so diagonals
-  become columns; a 1x1 input-to-state and a 2x1 column-wise state-to-state
-  convolution run along them, in both directions. The right-to-left output is
-  shifted down one row, so no pixel sees the future; the map is unskewed at
-  the end. Receptive field: everything above and to the left.
-"""
+"""The recurrent layers of PixelRNN (van den Oord, Kalchbrenner & Kavukcuoglu, 2016):
+the Row LSTM layer and the Diagonal BiLSTM layer (see components/models/row_lstm.py and
+diagonal_bilstm.py for the models and their equations)."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from components.models.autoregressive import RasterConvAutoregressive
 
 
 def lstm_update(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,34 +88,3 @@ class DiagonalBiLSTMLayer(nn.Module):
         right_to_left = unskew(self.backward_lstm(skew(x.flip(3))), width).flip(3)
         right_to_left = F.pad(right_to_left, (0, 0, 1, 0))[:, :, :-1]  # down one row: no peeking right
         return x + self.output(left_to_right + right_to_left)
-
-
-class RowLSTM(RasterConvAutoregressive):
-    name = "row_lstm"
-
-    @dataclasses.dataclass
-    class Params:
-        features: int = 32          # h (the paper: 128 for MNIST-size images)
-        layers: int = 7
-        kernel: int = 3             # k of the k x 1 convolutions
-        output_features: int = 64
-
-    def __init__(self, image_shape, params, levels: int = 2):
-        super().__init__(image_shape, params, levels)
-        h = params.features
-        self.build([RowLSTMLayer(h, params.kernel) for _ in range(params.layers)], h, params.output_features)
-
-
-class DiagonalBiLSTM(RasterConvAutoregressive):
-    name = "diagonal_bilstm"
-
-    @dataclasses.dataclass
-    class Params:
-        features: int = 16          # h (the paper's MNIST models: 1 layer h=32, or 7 layers h=16)
-        layers: int = 7
-        output_features: int = 64
-
-    def __init__(self, image_shape, params, levels: int = 2):
-        super().__init__(image_shape, params, levels)
-        h = params.features
-        self.build([DiagonalBiLSTMLayer(h) for _ in range(params.layers)], h, params.output_features)

@@ -15,7 +15,7 @@ from torch import nn
 
 from components.config import ConfigError
 from components.models.base import GenerativeModel
-from components.models.pixel_likelihood import pixel_likelihood
+from components.layers.pixel_likelihood import pixel_likelihood
 
 
 def mlp(sizes: list[int], activation=nn.Tanh) -> nn.Sequential:

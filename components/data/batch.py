@@ -1,0 +1,142 @@
+"""What a model is given: a `DataSpec` (the shape of the data, once) and `Batch`es (the data).
+
+The spec describes every domain of the prepared dataset (image shape C, H, W
+with 1 or 3 channels, intensity levels), its class names, attribute names and
+caption vocabulary, and which batch fields the data carries. A model is built
+from the spec, so it never guesses the shape of what it will be given.
+
+A `Batch` carries the images of one step in the model's pixel format and,
+where the data has them, labels, binary attributes, captions (text and token
+ids) and the domain index of each image. A model declares the fields it needs
+(`GenerativeModel.requires`); asking for a field the data lacks fails before
+training (`require`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+from components.config import ConfigError
+
+FIELDS = ("labels", "attributes", "captions", "domains")
+PAD, UNKNOWN = "<pad>", "<unk>"   # token ids 0 and 1 of every caption vocabulary
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    name: str
+    image_shape: tuple[int, int, int]   # (C, H, W), C = 1 (grayscale) or 3 (RGB)
+    levels: int                         # distinct intensity levels as the model sees them (2 = binary)
+
+    @property
+    def num_pixels(self) -> int:
+        c, h, w = self.image_shape
+        return c * h * w
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    source: str
+    domains: tuple[DomainSpec, ...]     # one entry for a single-domain dataset
+    class_names: tuple[str, ...] = ()
+    attribute_names: tuple[str, ...] = ()
+    vocabulary: tuple[str, ...] = ()    # caption tokens; 0 = PAD, 1 = UNKNOWN
+    fields: tuple[str, ...] = ()        # the batch fields the data has (subset of FIELDS)
+    pixels: str = "binary"              # "binary" | "grayscale": the format the model reads
+
+    # --- the first (usually only) domain -------------------------------------
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.domains[0].image_shape
+
+    @property
+    def levels(self) -> int:
+        return self.domains[0].levels
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def domain_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.domains)
+
+    @classmethod
+    def single(cls, image_shape, levels: int = 2, **kwargs) -> "DataSpec":
+        """A one-domain spec (tests, benchmarks): `DataSpec.single((1, 28, 28), 2)`."""
+        pixels = kwargs.pop("pixels", "binary" if levels == 2 else "grayscale")
+        return cls(source=kwargs.pop("source", "synthetic"),
+                   domains=(DomainSpec("default", tuple(image_shape), levels),), pixels=pixels, **kwargs)
+
+    def require(self, model: str, needed) -> None:
+        """Fail with a message naming the model, the field and the data source when a field is missing."""
+        for name in needed:
+            if name not in self.fields:
+                raise ConfigError(f"model {model!r} needs {name} in its batches, but data source "
+                                  f"{self.source!r} has none (it has: {', '.join(self.fields) or 'images only'})")
+
+    def tokenize(self, text: str, length: int | None = None) -> list[int]:
+        """Token ids of a caption; words outside the vocabulary map to UNKNOWN, so any text gets ids."""
+        index = {word: i for i, word in enumerate(self.vocabulary)}
+        ids = [index.get(word, 1) for word in words(text)]
+        if length is not None:
+            ids = (ids + [0] * length)[:length]
+        return ids
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DataSpec":
+        values = dict(values)
+        values["domains"] = tuple(DomainSpec(d["name"], tuple(d["image_shape"]), int(d["levels"]))
+                                  for d in values["domains"])
+        for key in ("class_names", "attribute_names", "vocabulary", "fields"):
+            values[key] = tuple(values.get(key) or ())
+        return cls(**values)
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor                        # (B, C, H, W) float32 in [0, 1]
+    labels: torch.Tensor | None = None          # (B,) int64 class index
+    attributes: torch.Tensor | None = None      # (B, A) float32 in {0, 1}
+    captions: list[str] | None = None           # (B,) text
+    caption_tokens: torch.Tensor | None = None  # (B, T) int64, 0-padded
+    domains: torch.Tensor | None = None         # (B,) int64 index into DataSpec.domains
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def to(self, device) -> "Batch":
+        def move(value):
+            return value.to(device) if isinstance(value, torch.Tensor) else value
+        return Batch(**{f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extra"},
+                     extra={k: move(v) for k, v in self.extra.items()})
+
+    def select(self, index: torch.Tensor) -> "Batch":
+        """The images at `index` (a bool mask or indices) with their fields."""
+        def pick(value):
+            if value is None:
+                return None
+            if isinstance(value, list):
+                positions = index.nonzero().flatten() if index.dtype == torch.bool else index
+                return [value[int(i)] for i in positions]
+            return value[index.to(value.device)]
+        return Batch(**{f.name: pick(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extra"},
+                     extra={k: pick(v) for k, v in self.extra.items()})
+
+    def by_domain(self, count: int) -> list["Batch"]:
+        """The batch split into its `count` domains (each domain's images in their own order)."""
+        if self.domains is None:
+            raise ValueError("this batch has no domains")
+        return [self.select(self.domains == d) for d in range(count)]

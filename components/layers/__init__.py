@@ -1,0 +1,1 @@
+"""Layers shared by several models: masked convolutions, PixelRNN layers, pixel likelihoods."""

@@ -1,0 +1,36 @@
+"""PixelRNN's Diagonal BiLSTM (van den Oord, Kalchbrenner & Kavukcuoglu, 2016).
+
+A 7x7 mask-A convolution, then Diagonal BiLSTM layers with residual
+connections, then two 1x1 mask-B layers giving each pixel's conditional. The
+map is skewed (row r shifted right by r) so diagonals become columns; along
+them, in both directions,
+
+    [o, f, i, g] = sigma(K^ss (*) h_{i-1} + K^is (*) x_i),
+    c_i = f . c_{i-1} + i . g,   h_i = o . tanh(c_i)
+
+with K^is a 1x1 and K^ss a 2x1 column convolution. The right-to-left output is
+shifted down one row, so no pixel sees the future; the map is unskewed at the
+end. Receptive field: everything above and to the left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from components.layers.pixelrnn import DiagonalBiLSTMLayer
+from components.models.families.autoregressive import RasterConvAutoregressive
+
+
+class DiagonalBiLSTM(RasterConvAutoregressive):
+    name = "diagonal_bilstm"
+
+    @dataclasses.dataclass
+    class Params:
+        features: int = 16          # h (the paper's MNIST models: 1 layer h=32, or 7 layers h=16)
+        layers: int = 7
+        output_features: int = 64
+
+    def __init__(self, image_shape, params, levels: int = 2):
+        super().__init__(image_shape, params, levels)
+        h = params.features
+        self.build([DiagonalBiLSTMLayer(h) for _ in range(params.layers)], h, params.output_features)

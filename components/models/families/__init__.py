@@ -1,0 +1,1 @@
+"""Base classes of model families (autoregressive, autoencoder): what their models share."""
