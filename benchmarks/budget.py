@@ -11,6 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from components.data.batch import Batch, DataSpec
 from components.models import build_model  # noqa: E402
 
 
@@ -22,7 +23,7 @@ def train_within(name: str, params: dict, train: torch.Tensor, valid: torch.Tens
     time only) and the best validation value of the model's monitored metric.
     """
     torch.manual_seed(0)
-    model = build_model(name, tuple(train.shape[1:]), params).to(device)
+    model = build_model(name, DataSpec.single(tuple(train.shape[1:])), params).to(device)
     optimizers = model.configure_optimizers(lr)
     best, best_state, seen, busy = math.inf, None, 0, 0.0
     started = time.perf_counter()
@@ -31,7 +32,7 @@ def train_within(name: str, params: dict, train: torch.Tensor, valid: torch.Tens
         model.on_epoch_start()  # the interface's per-epoch hook (closed-form statistics, KL warm-up)
         tick = time.perf_counter()
         for x in train[torch.randperm(len(train))].split(batch_size):
-            model.training_step(x.to(device), optimizers)
+            model.training_step(Batch(x.to(device)), optimizers)
             seen += len(x)
             if time.perf_counter() - started >= seconds:
                 break
@@ -39,7 +40,7 @@ def train_within(name: str, params: dict, train: torch.Tensor, valid: torch.Tens
         model.eval()
         with torch.no_grad():  # nothing monitored (adversarial models): the latest weights count as best
             metric = -seen if model.monitor is None else sum(
-                model.validation_metrics(v.to(device))[model.monitor] * len(v) for v in valid.split(500)) / len(valid)
+                model.validation_metrics(Batch(v.to(device)))[model.monitor] * len(v) for v in valid.split(500)) / len(valid)
         if metric < best:
             best, best_state = metric, {k: v.detach().clone() for k, v in model.state_dict().items()}
         print(f"  {name}: {seen / len(train):.2f} epochs, {time.perf_counter() - started:.0f}s, "

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from components.data.batch import Batch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -102,7 +104,7 @@ def representation_rows(args, device) -> list[dict]:
                      "latent_dim": params["latent_dim"], "epochs": round(result["epochs"], 2)})
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-            grid = image_grid(model.sample(100, torch.Generator().manual_seed(0)).cpu().numpy(), scale=2)
+            grid = image_grid(model.sample(100, generator=torch.Generator().manual_seed(0)).cpu().numpy(), scale=2)
             grid.save(args.out / f"{key}_samples.png")
             with torch.no_grad():
                 means = model.decode(model.prior_sample(100, torch.Generator().manual_seed(0)))

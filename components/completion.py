@@ -12,10 +12,6 @@ from __future__ import annotations
 import torch
 
 
-def is_autoregressive(model) -> bool:
-    return hasattr(model, "conditionals") and hasattr(model, "order")
-
-
 @torch.no_grad()
 def complete(model, images: torch.Tensor, observed: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Pictures of a model's latent space (models with `encode` and `decode`):
+"""Pictures of a model's latent space (models declaring `encode` and `decode`):
 reconstructions beside their inputs, walks between two images' codes, and the
 codes of the test images coloured by their label."""
 
@@ -8,10 +8,6 @@ import numpy as np
 import torch
 
 from components.plots import image_grid, plt
-
-
-def has_latent_space(model) -> bool:
-    return "encode" in model.capabilities() and hasattr(model, "decode")
 
 
 @torch.no_grad()

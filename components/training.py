@@ -19,22 +19,24 @@ from pathlib import Path
 
 import torch
 
+from components.data.batch import Batch
 from components.data.prepared import Split, read_split
 from components.models import GenerativeModel, build_model
 
 CHECKPOINT_FILE = "state.pt"
 
 
-def shard(split: Split, rank: int, world: int) -> torch.Tensor:
+def shard(split: Split, rank: int, world: int) -> Batch:
     """Rank's share of the images; every rank gets the same count, so collective ops stay in step."""
     per_rank = len(split.images) // world
-    return torch.from_numpy(split.images[rank::world][:per_rank])
+    labels = None if split.labels is None else torch.from_numpy(split.labels[rank::world][:per_rank])
+    return Batch(torch.from_numpy(split.images[rank::world][:per_rank]), labels=labels)
 
 
-def batches(images: torch.Tensor, batch_size: int, generator: torch.Generator | None = None):
-    order = torch.randperm(len(images), generator=generator) if generator is not None else torch.arange(len(images))
-    for start in range(0, len(images), batch_size):
-        yield images[order[start:start + batch_size]]
+def batches(data: Batch, batch_size: int, generator: torch.Generator | None = None):
+    order = torch.randperm(len(data), generator=generator) if generator is not None else torch.arange(len(data))
+    for start in range(0, len(data), batch_size):
+        yield data.select(order[start:start + batch_size])
 
 
 @torch.no_grad()
@@ -89,7 +91,7 @@ def train_loop(config: dict) -> None:
 
     data_dir = Path(config["data_dir"])
     train_split, valid_split = (read_split(data_dir, split, config["pixels"]) for split in ("train", "valid"))
-    model = build_model(config["model"], train_split.image_shape, config["params"], levels=train_split.meta["levels"])
+    model = build_model(config["model"], train_split.spec, config["params"])
     model.to(device)
     optimizers = model.configure_optimizers(config["lr"])
 
@@ -126,7 +128,7 @@ def train_loop(config: dict) -> None:
         seen, started = 0, time.perf_counter()
         for x in batches(train_images, config["batch_size"], shuffle):
             if stochastic:  # dynamic binarization: a fresh draw every time an image is seen
-                x = torch.bernoulli(x, generator=shuffle)
+                x.images = torch.bernoulli(x.images, generator=shuffle)
             with precision:
                 step = model.training_step(x.to(device), optimizers)
             for key, value in step.items():

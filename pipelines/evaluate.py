@@ -18,10 +18,11 @@ import torch
 
 from components.atomic import atomic_directory, write_text_atomically
 from components.classifier import load_classifier, predict
-from components.completion import complete, is_autoregressive, lower_half_hidden
+from components.completion import lower_half_hidden
 from components.config import ConfigError, load_params, repo_path
 from components.data.prepared import read_split
-from components.latent_figures import has_latent_space, interpolation_grid, latent_scatter, reconstruction_grid
+from components.data.batch import Batch
+from components.latent_figures import interpolation_grid, latent_scatter, reconstruction_grid
 from components.metrics.anomaly import anomaly_auroc
 from components.metrics.likelihood import bits_per_dim, per_image_log_prob
 from components.metrics.representation import probe_accuracies
@@ -36,11 +37,9 @@ PROMOTION_METRIC = {"explicit": "test_nll", "latent": "test_nll", "adversarial":
 
 
 def log_likelihood(model, cfg: dict, images: torch.Tensor) -> torch.Tensor:
-    """Per-image log p(x) as evaluation measures it: the VAE's importance-weighted bound
-    with `evaluate.iwae_samples` samples, else the model's log_prob."""
-    if hasattr(model, "iwae_log_prob"):
-        return per_image_log_prob(lambda x: model.iwae_log_prob(x, cfg["iwae_samples"]), images, batch_size=64)
-    return per_image_log_prob(model.log_prob, images)
+    """Per-image log p(x) as the model's evaluation estimator gives it (e.g. the VAE's
+    importance-weighted bound with `evaluate.iwae_samples` samples)."""
+    return per_image_log_prob(lambda x: model.evaluation_log_prob(x, cfg), images, batch_size=64)
 
 
 def likelihood_metrics(model, test_images: torch.Tensor, cfg: dict) -> tuple[dict, torch.Tensor | None]:
@@ -48,16 +47,6 @@ def likelihood_metrics(model, test_images: torch.Tensor, cfg: dict) -> tuple[dic
     if model.likelihood is None:
         return {"log_prob": f"not supported: {model.name} defines no likelihood"}, None
     metrics = {"likelihood": model.likelihood}
-    if hasattr(model, "elbo_terms"):  # latent-variable model: report the ELBO split too
-        reconstruction, kl = [], []
-        with torch.no_grad():
-            for start in range(0, len(test_images), 256):
-                r, k = model.elbo_terms(test_images[start:start + 256])
-                reconstruction.append(r)
-                kl.append(k)
-        reconstruction, kl = torch.cat(reconstruction).mean().item(), torch.cat(kl).mean().item()
-        metrics.update(test_elbo=reconstruction - kl, test_reconstruction=reconstruction, test_kl=kl,
-                       iwae_samples=cfg["iwae_samples"])
     log_p = log_likelihood(model, cfg, test_images)
     nll = float(-log_p.double().mean())
     metrics.update(test_nll=nll, test_bits_per_dim=bits_per_dim(nll, model.num_pixels))
@@ -96,7 +85,7 @@ def codes_of(model, split) -> np.ndarray:
 def representation_metrics(model, folder, test) -> dict:
     """Representation learning: label accuracy of a linear probe and k-NN on the codes of
     a model trained without labels (fitted on the train split, scored on the test split)."""
-    if "encode" not in model.capabilities():
+    if not model.can("encode"):
         return {"representation": f"not supported: {model.name} has no encoder"}
     train = read_split(folder, "train", model.data_pixels)
     if train.labels is None or test.labels is None:
@@ -126,7 +115,7 @@ def completion_grid(model, test_images: torch.Tensor, seed: int):
     observed = lower_half_hidden(model.image_shape)
     generator = torch.Generator().manual_seed(seed)
     rows = [originals, torch.where(observed, originals, torch.full_like(originals, 0.5))]
-    rows += [complete(model, originals, observed, generator) for _ in range(3)]
+    rows += [model.complete(originals, observed, generator) for _ in range(3)]
     return image_grid(torch.cat(rows).numpy(), columns=10)
 
 
@@ -141,13 +130,12 @@ def main(key: str) -> None:
     test_images = torch.from_numpy(test.images)
     torch.manual_seed(cfg["seed"])
 
-    metrics = {"model": model.name, "family": model.family, "capabilities": model.capabilities(),
+    metrics = {"model": model.name, "family": model.family, "capabilities": sorted(model.capabilities),
                "promotion_metric": PROMOTION_METRIC[model.family] if model.likelihood else "fid",
                "pixels": model.data_pixels,
                "levels": model.levels, "parameters": sum(p.numel() for p in model.parameters())}
-    if hasattr(model, "parameter_counts"):  # AR(k): its count beside the fully independent and dependent ones
-        counts = model.parameter_counts(model.num_pixels, model.params.order_k, model.levels)
-        metrics.update({f"parameters_{k}": v for k, v in counts.items() if k != model.name})
+    test_batch = Batch(test_images, labels=None if test.labels is None else torch.from_numpy(test.labels))
+    metrics.update(model.evaluation_metrics(test_batch, cfg))
     print(f"[{key}] evaluating on {len(test_images)} test images")
     likelihood, test_log_prob = likelihood_metrics(model, test_images, cfg)
     metrics.update(likelihood)
@@ -158,17 +146,18 @@ def main(key: str) -> None:
         raise RuntimeError(f"{key}: samples have shape {samples.shape} and range "
                            f"[{samples.min()}, {samples.max()}], expected (n, *{model.image_shape}) in [0, 1]")
     metrics.update(quality_metrics(samples, test.images, valid.images, cfg["seed"]))
-    metrics["encode"] = "supported" if "encode" in model.capabilities() else f"not supported: {model.name} has no encoder"
+    metrics["encode"] = "supported" if model.can("encode") else f"not supported: {model.name} has no encoder"
     metrics.update(representation_metrics(model, folder, test))
 
     grid = image_grid(samples[:100], columns=10)
-    completions = completion_grid(model, test_images, cfg["seed"]) if is_autoregressive(model) else None
+    completions = completion_grid(model, test_images, cfg["seed"]) if model.can("complete") else None
     latent = {}  # file name -> picture of the latent space (models with an encoder and a decoder)
-    if has_latent_space(model):
+    if model.can("encode") and model.can("decode"):
         latent["reconstructions.png"] = reconstruction_grid(model, test_images)
         latent["interpolations.png"] = interpolation_grid(model, test_images)
         latent["latent_scatter.png"] = latent_scatter(codes_of(model, test), test.labels,
                                                       f"{key}: test codes by label")
+    latent.update(model.evaluation_figures(test_batch, cfg))
     tracking.configure()
     run_id = json.loads(repo_path(f"models/{key}/mlflow.json").read_text())["run_id"]
     with mlflow.start_run(run_id=run_id):

@@ -110,7 +110,7 @@ def log_to_mlflow(key: str, model, settings: dict, card: dict, state: dict, mode
             name="model", python_model=GenzooPyfunc(), artifacts={"model_dir": str(model_dir)},
             code_paths=[str(repo_path("components"))], pip_requirements=PYFUNC_REQUIREMENTS,
             metadata={"genzoo_model": name, "likelihood": model.likelihood or "none",
-                      "capabilities": model.capabilities(), "image_shape": card["image_shape"]},
+                      "capabilities": sorted(model.capabilities), "image_shape": card["image_shape"]},
         )
         return {"run_id": run.info.run_id, "model_uri": info.model_uri, "model_id": info.model_id}
 
@@ -122,14 +122,14 @@ def main(key: str) -> None:
     card = json.loads(repo_path("data/prepared/card.json").read_text())
     # Fail on a bad config before Ray starts.
     pixels = pixel_format(name, model_entry(params, key).get("pixels"), card["binarization"])
-    levels = read_split(repo_path("data/prepared"), "valid", pixels).meta["levels"]
-    model = build_model(name, card["image_shape"], arch, levels=levels)
+    spec = read_split(repo_path("data/prepared"), "valid", pixels).spec
+    model = build_model(name, spec, arch)
     if settings.get("precision", "fp32") not in PRECISIONS:
         raise ConfigError(f"models.{key}.training.precision: {settings['precision']!r} is not one of "
                           f"{', '.join(PRECISIONS)}")
     sweep_spec = model_entry(params, key).get("sweep")
     plan = sweep_spec and sweep.plan(key, sweep_spec, lambda overrides: build_model(
-        name, card["image_shape"], {**arch, **overrides}, levels=levels))
+        name, spec, {**arch, **overrides}))
     if plan and not model.monitor:
         raise ConfigError(f"models.{key}.sweep: {name} reports no validation metric to compare trials by")
     tracking.configure()
@@ -155,7 +155,7 @@ def main(key: str) -> None:
     plot_history(state["history"], report_dir / "curves.png", title=f"{key} ({name})")
 
     with atomic_directory(repo_path(f"models/{key}")) as build:
-        model = build_model(name, card["image_shape"], arch, levels=levels)
+        model = build_model(name, spec, arch)
         save_model(model, build, state_dict=final_weights(state))
         summary = {"epochs_trained": state["epoch"], "early_stopped": bool(state.get("stopped")),
                    "best_val": None if state["best_metric"] == float("inf") else state["best_metric"],

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from components.completion import complete, lower_half_hidden
+from components.data.batch import DataSpec
 from components.models import build_model
 
 CATEGORICAL = [
@@ -17,7 +18,7 @@ CATEGORICAL = [
 
 
 def randomized(name, params, shape, levels):
-    model = build_model(name, shape, params, levels=levels)
+    model = build_model(name, DataSpec.single(shape, levels), params)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.5)
@@ -85,7 +86,7 @@ def test_categorical_completion_samples_the_exact_conditional():
 
 
 def test_markov_ar_parameter_counts_for_binary_and_8_bit_pixels():
-    model = build_model("markov_ar", (1, 28, 28), {"order_k": 3}, levels=256)
+    model = build_model("markov_ar", DataSpec.single((1, 28, 28), 256), {"order_k": 3})
     assert sum(p.numel() for p in model.parameters()) == 784 * 256 * 4
     counts = model.parameter_counts(784, 3, levels=256)
     assert counts == {"markov_ar": 784 * 256 * 4, "fully_independent": 784 * 255, "fully_dependent": "256^784 - 1"}

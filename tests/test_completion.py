@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from components.completion import complete, lower_half_hidden
+from components.data.batch import DataSpec
 from components.models import build_model
 
 MODELS = [("nade", {"hidden_units": 5}), ("markov_ar", {"order_k": 2}),
@@ -15,7 +16,7 @@ MODELS = [("nade", {"hidden_units": 5}), ("markov_ar", {"order_k": 2}),
 @pytest.mark.parametrize("name,params", MODELS)
 def test_completion_keeps_observed_pixels_and_samples_the_exact_conditional(name, params):
     torch.manual_seed(0)
-    model = build_model(name, (1, 2, 2), params).eval()
+    model = build_model(name, DataSpec.single((1, 2, 2)), params).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 1.0)

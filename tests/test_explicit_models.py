@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from components.data.batch import Batch, DataSpec
 from components.models import build_model
 
 EXPLICIT = [
@@ -20,9 +21,9 @@ AUTOREGRESSIVE = [(n, p) for n, p in EXPLICIT if n != "bernoulli"]
 
 def randomized(name, params, shape=(1, 3, 3)):
     """A model with random (non-trivial) parameters and statistics."""
-    model = build_model(name, shape, params)
+    model = build_model(name, DataSpec.single(shape), params)
     if name == "bernoulli":
-        model.training_step(torch.bernoulli(torch.rand(50, *shape)), {})
+        model.training_step(Batch(torch.bernoulli(torch.rand(50, *shape))), {})
     else:
         with torch.no_grad():
             for p in model.parameters():
@@ -81,10 +82,10 @@ def test_nade_log_prob_matches_its_sampling_conditionals():
 
 def test_bernoulli_closed_form_fit_is_the_mle():
     data = torch.bernoulli(torch.rand(1, 1, 3, 3).expand(200, -1, -1, -1))
-    model = build_model("bernoulli", (1, 3, 3), {"pseudocount": 0.0})
+    model = build_model("bernoulli", DataSpec.single((1, 3, 3)), {"pseudocount": 0.0})
     model.on_epoch_start()
     for batch in data.split(64):
-        model.training_step(batch, {})
+        model.training_step(Batch(batch), {})
     mean = data.reshape(200, 9).mean(0).clamp(1e-6, 1 - 1e-6)
     assert torch.allclose(torch.sigmoid(model.logits()), mean, atol=1e-5)
     # The MLE maximizes the training likelihood: any perturbation lowers it.

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from components.config import ConfigError
+from components.data.batch import Batch, DataSpec
 from components.models import NotSupported, available_models, build_model, load_model, save_model
 
 TINY = {"bernoulli": {}, "nade": {"hidden_units": 4}, "vae": {"latent_dim": 2, "hidden_units": [8]},
@@ -20,28 +21,28 @@ def test_the_four_foundation_models_are_registered():
 
 def test_unknown_model_name_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="unknown model 'pixelgan'.*bernoulli.*nade"):
-        build_model("pixelgan", (1, 3, 3))
+        build_model("pixelgan", DataSpec.single((1, 3, 3)))
 
 
 def test_unknown_parameter_and_wrong_types_fail_early():
     with pytest.raises(ConfigError, match="unknown parameter.*hidden.*valid: hidden_units"):
-        build_model("nade", (1, 3, 3), {"hidden": 3})
+        build_model("nade", DataSpec.single((1, 3, 3)), {"hidden": 3})
     with pytest.raises(ConfigError, match="'hidden_units': expected int, got str"):
-        build_model("nade", (1, 3, 3), {"hidden_units": "100"})
+        build_model("nade", DataSpec.single((1, 3, 3)), {"hidden_units": "100"})
     with pytest.raises(ConfigError, match="not one of 'raster', 'random'"):
-        build_model("nade", (1, 3, 3), {"ordering": "spiral"})
+        build_model("nade", DataSpec.single((1, 3, 3)), {"ordering": "spiral"})
     with pytest.raises(ConfigError, match=r"hidden_units'\[1\]: expected int"):
-        build_model("vae", (1, 3, 3), {"hidden_units": [8, 2.5]})
+        build_model("vae", DataSpec.single((1, 3, 3)), {"hidden_units": [8, 2.5]})
 
 
 def test_binary_models_refuse_grayscale_data():
     with pytest.raises(ConfigError, match="models binary pixels; it was given data with 256 levels"):
-        build_model("nade", (1, 3, 3), {}, levels=256)
+        build_model("nade", DataSpec.single((1, 3, 3), 256), {})
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_samples_have_the_right_shape_and_range_and_are_reproducible(name):
-    model = build_model(name, (1, 3, 4), TINY[name]).eval()
+    model = build_model(name, DataSpec.single((1, 3, 4)), TINY[name]).eval()
     a = model.sample(6, generator=torch.Generator().manual_seed(5))
     b = model.sample(6, generator=torch.Generator().manual_seed(5))
     assert a.shape == (6, 1, 3, 4)
@@ -51,10 +52,10 @@ def test_samples_have_the_right_shape_and_range_and_are_reproducible(name):
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_capabilities_are_honest(name, tmp_path):
-    model = build_model(name, (1, 3, 3), TINY[name]).eval()
+    model = build_model(name, DataSpec.single((1, 3, 3)), TINY[name]).eval()
     x = torch.bernoulli(torch.full((4, 1, 3, 3), 0.5))
     for capability, call in (("log_prob", lambda: model.log_prob(x)), ("encode", lambda: model.encode(x))):
-        if capability in model.capabilities():
+        if capability in model.capabilities:
             assert call().shape[0] == 4
         else:
             with pytest.raises(NotSupported):
@@ -66,12 +67,12 @@ def test_capabilities_are_honest(name, tmp_path):
 
 
 def test_gan_alternates_two_optimizers_with_the_non_saturating_loss():
-    model = build_model("gan", (1, 3, 3), TINY["gan"])
+    model = build_model("gan", DataSpec.single((1, 3, 3)), TINY["gan"])
     optimizers = model.configure_optimizers(1e-3)
     assert set(optimizers) == {"discriminator", "generator"}
     g_before = [p.clone() for p in model.generator.parameters()]
     d_before = [p.clone() for p in model.discriminator.parameters()]
-    out = model.training_step(torch.bernoulli(torch.full((8, 1, 3, 3), 0.5)), optimizers)
+    out = model.training_step(Batch(torch.bernoulli(torch.full((8, 1, 3, 3), 0.5))), optimizers)
     assert {"d_loss", "g_loss"} <= set(out)
     assert any(not torch.equal(a, b) for a, b in zip(g_before, model.generator.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(d_before, model.discriminator.parameters()))

@@ -5,12 +5,13 @@ import itertools
 import pytest
 import torch
 
+from components.data.batch import DataSpec
 from components.models import build_model
 
 
 def randomized(**params):
     torch.manual_seed(0)
-    model = build_model("rnade", (1, 1, 2), {"hidden_units": 4, "components": 3, **params}, levels=256)
+    model = build_model("rnade", DataSpec.single((1, 1, 2), 256), {"hidden_units": 4, "components": 3, **params})
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.3)  # moderate widths: the integration grid resolves them
@@ -28,7 +29,7 @@ def test_density_integrates_to_one():
 @pytest.mark.parametrize("ordering", ["raster", "random"])
 def test_mixture_of_each_pixel_ignores_it_and_later_pixels(ordering):
     torch.manual_seed(0)
-    model = build_model("rnade", (1, 2, 3), {"hidden_units": 5, "components": 2, "ordering": ordering}, levels=256)
+    model = build_model("rnade", DataSpec.single((1, 2, 3), 256), {"hidden_units": 5, "components": 2, "ordering": ordering})
     y = torch.rand(1, 6, requires_grad=True)
     order = model.order.tolist()
     for d in range(6):
@@ -55,7 +56,7 @@ def test_log_prob_is_the_dequantized_bound_and_samples_lie_in_range():
 def test_rnade_on_binary_data_is_a_bound_on_the_discrete_likelihood():
     """A binary source (binarized MNIST) reaches RNADE as 2-level intensities: the dequantized
     density bounds the discrete probabilities, which then sum to at most 1 (the mass in [0, 1]^D)."""
-    model = build_model("rnade", (1, 2, 2), {"hidden_units": 4, "components": 3}, levels=2).eval()
+    model = build_model("rnade", DataSpec.single((1, 2, 2), 2), {"hidden_units": 4, "components": 3}).eval()
     images = torch.tensor(list(itertools.product([0.0, 1.0], repeat=4))).reshape(16, 1, 2, 2)
     with torch.no_grad():
         bound = torch.stack([model.log_prob(images) for _ in range(200)]).exp().mean(0)  # E_u[p(y)/L^D]
@@ -65,7 +66,7 @@ def test_rnade_on_binary_data_is_a_bound_on_the_discrete_likelihood():
 def test_rnade_completion_keeps_observed_pixels_and_fills_the_rest_with_intensities():
     from components.completion import complete, lower_half_hidden
 
-    model = build_model("rnade", (1, 4, 4), {"hidden_units": 6, "components": 3}, levels=17).eval()
+    model = build_model("rnade", DataSpec.single((1, 4, 4), 17), {"hidden_units": 6, "components": 3}).eval()
     images = torch.randint(0, 17, (20, 1, 4, 4)) / 16.0
     observed = lower_half_hidden((1, 4, 4))
     done = complete(model, images, observed, torch.Generator().manual_seed(0))

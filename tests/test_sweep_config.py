@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from components.config import ConfigError
+from components.data.batch import Batch, DataSpec
 from components.models import build_model
 from components.training import autocast
 from pipelines import sweep
 
 
 def nade(overrides: dict):
-    return build_model("nade", (1, 3, 3), {"hidden_units": 4, **overrides})
+    return build_model("nade", DataSpec.single((1, 3, 3)), {"hidden_units": 4, **overrides})
 
 
 def test_a_valid_sweep_splits_model_parameters_from_training_settings():
@@ -45,7 +46,7 @@ def test_bf16_mixed_precision_trains_on_cpu():
     x = torch.bernoulli(torch.full((16, 1, 3, 3), 0.5))
     before = [p.detach().clone() for p in model.parameters()]
     with autocast(torch.device("cpu"), "bf16"):
-        loss = model.training_step(x, optimizers)["loss"]
+        loss = model.training_step(Batch(x), optimizers)["loss"]
     assert math.isfinite(loss)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

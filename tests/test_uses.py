@@ -99,12 +99,13 @@ def prepared_digits(tmp_path_factory):
 def test_evaluation_measures_each_use_the_model_supports_and_names_the_rest(prepared_digits, name, params):
     import torch
 
-    from components.latent_figures import has_latent_space, interpolation_grid, latent_scatter, reconstruction_grid
+    from components.latent_figures import interpolation_grid, latent_scatter, reconstruction_grid
+    from components.data.batch import DataSpec
     from components.models import build_model
     from pipelines.evaluate import anomaly_metrics, likelihood_metrics, representation_metrics
 
     test = read_split(prepared_digits, "test", "binary")
-    model = build_model(name, test.image_shape, params).eval()
+    model = build_model(name, DataSpec.single(test.image_shape), params).eval()
     test_images = torch.from_numpy(test.images)
     likelihood, test_log_prob = likelihood_metrics(model, test_images, {"iwae_samples": 10})
     anomaly = anomaly_metrics(model, test_log_prob, {"iwae_samples": 10}, prepared_digits)
@@ -116,12 +117,12 @@ def test_evaluation_measures_each_use_the_model_supports_and_names_the_rest(prep
         assert likelihood["test_nll"] == pytest.approx(-test_log_prob.double().mean().item())
         assert 0 <= anomaly["anomaly_auroc_ood"] <= 1 and 0 <= anomaly["anomaly_auroc_holdout"] <= 1
         assert anomaly["anomaly_ood_set"] == "natural_image_patches" and anomaly["anomaly_holdout_class"] == 0
-    if "encode" in model.capabilities():
+    if model.can("encode"):
         assert 0 <= representation["linear_probe_accuracy"] <= 1 and 0 <= representation["knn_accuracy"] <= 1
     else:
         assert representation["representation"].startswith("not supported: ")
-    assert has_latent_space(model) == (name in ("vae", "aae"))
-    if has_latent_space(model):
+    assert (model.can("encode") and model.can("decode")) == (name in ("vae", "aae"))
+    if model.can("decode"):
         assert reconstruction_grid(model, test_images).size == ((10 * 9 + 1) * 4, (4 * 9 + 1) * 4)
         assert interpolation_grid(model, test_images).size == ((12 * 9 + 1) * 4, (8 * 9 + 1) * 4)
         assert latent_scatter(model.encode(test_images).numpy(), test.labels, name).axes

@@ -1,12 +1,13 @@
 import torch
 
+from components.data.batch import Batch, DataSpec
 from components.models import build_model
 
 
 def vae_with_a_poor_posterior():
     """An untrained VAE with a sharp decoder: q(z|x) is far from p(z|x), so the bounds differ clearly."""
     torch.manual_seed(0)
-    model = build_model("vae", (1, 4, 4), {"latent_dim": 2, "hidden_units": [16]}).eval()
+    model = build_model("vae", DataSpec.single((1, 4, 4)), {"latent_dim": 2, "hidden_units": [16]}).eval()
     with torch.no_grad():
         for p in model.decoder.parameters():
             p.mul_(3)
@@ -32,11 +33,11 @@ def test_elbo_is_below_the_importance_weighted_bound_which_grows_with_k():
 def test_training_raises_the_elbo_and_it_splits_into_reconstruction_and_kl():
     torch.manual_seed(0)
     data = torch.bernoulli(torch.rand(8, 1, 4, 4).repeat(16, 1, 1, 1))
-    model = build_model("vae", (1, 4, 4), {"latent_dim": 2, "hidden_units": [16]})
+    model = build_model("vae", DataSpec.single((1, 4, 4)), {"latent_dim": 2, "hidden_units": [16]})
     optimizers = model.configure_optimizers(1e-2)
-    first = model.training_step(data, optimizers)
+    first = model.training_step(Batch(data), optimizers)
     for _ in range(100):
-        last = model.training_step(data, optimizers)
+        last = model.training_step(Batch(data), optimizers)
     assert last["loss"] < first["loss"] - 1.0
     reconstruction, kl = model.elbo_terms(data)
     assert reconstruction.shape == kl.shape == (len(data),)

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from components.data.batch import DataSpec, DomainSpec
 from components.data.formats import DataFormatError
 
 SPLITS = ("train", "valid", "test")
@@ -38,6 +39,15 @@ class Split:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.meta["image_shape"])
+
+    @property
+    def spec(self) -> DataSpec:
+        """What a model built for this split (in its pixel format) is told about the data."""
+        meta = self.meta
+        return DataSpec(source=meta["source"], domains=(DomainSpec(meta["source"], self.image_shape, meta["levels"]),),
+                        class_names=tuple(meta.get("class_names") or ()),
+                        fields=("labels",) if self.labels is not None else (),
+                        pixels=meta.get("pixels") or ("binary" if meta["levels"] == 2 else "grayscale"))
 
 
 def binarize(images: np.ndarray, mode: str, threshold: float, rng: np.random.Generator) -> np.ndarray:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from components.config import ConfigError
+from components.data.batch import DataSpec
 from components.models.base import REGISTRY, GenerativeModel, NotSupported, parse_params
 
 __all__ = ["GenerativeModel", "NotSupported", "available_models", "build_model", "load_model",
@@ -50,22 +51,21 @@ def pixel_format(name: str, requested: str | None = None, binarization: str = "s
     return requested or ("grayscale" if binarization == "none" else "binary")
 
 
-def build_model(name: str, image_shape, params: dict | None = None, levels: int = 2) -> GenerativeModel:
-    """Construct a model by registry name, validating its parameters and the data it needs.
-
-    `levels` is the number of distinct pixel values of the data (2: binary)."""
+def build_model(name: str, spec: DataSpec, params: dict | None = None) -> GenerativeModel:
+    """Construct a model by registry name for data described by `spec`, validating its
+    parameters and that the data has what the model needs (pixel format, batch fields)."""
     cls = model_class(name)
-    if cls.pixels == "binary" and levels != 2:
-        raise ConfigError(f"model {name!r} models binary pixels; it was given data with {levels} levels")
-    return cls(tuple(image_shape), parse_params(cls, params or {}), levels)
+    if cls.pixels == "binary" and spec.levels != 2:
+        raise ConfigError(f"model {name!r} models binary pixels; it was given data with {spec.levels} levels")
+    spec.require(name, sorted(cls.requires))
+    return cls(spec, parse_params(cls, params or {}))
 
 
 def save_model(model: GenerativeModel, folder: Path, state_dict: dict | None = None) -> None:
     """Write `config.json` + `model.pt`: all `load_model` needs, without the training code."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config = {"model": model.name, "image_shape": list(model.image_shape), "levels": model.levels,
-              "params": dataclasses.asdict(model.params)}
+    config = {"model": model.name, "spec": model.spec.to_dict(), "params": dataclasses.asdict(model.params)}
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     torch.save(state_dict if state_dict is not None else model.state_dict(), folder / "model.pt")
 
@@ -74,6 +74,6 @@ def load_model(folder: Path, map_location: str | torch.device = "cpu") -> Genera
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     cls = model_class(config["model"])
-    model = cls(tuple(config["image_shape"]), cls.Params(**config["params"]), config.get("levels", 2))
+    model = cls(DataSpec.from_dict(config["spec"]), cls.Params(**config["params"]))
     model.load_state_dict(torch.load(folder / "model.pt", map_location=map_location, weights_only=True))
     return model.eval()

@@ -59,8 +59,8 @@ class AAE(Autoencoder):
         discriminator_units: list[int] = dataclasses.field(default_factory=lambda: [512, 512])
         beta1: float = 0.5           # Adam's first-moment decay for the two adversarial updates
 
-    def __init__(self, image_shape, params, levels: int = 2):
-        super().__init__(image_shape, params, levels)
+    def __init__(self, spec, params):
+        super().__init__(spec, params)
         self.build_networks(params.latent_dim)
         self.discriminator = mlp([params.latent_dim, *params.discriminator_units, 1], nn.ReLU)
         angles = 2 * math.pi * torch.arange(MIXTURE_COMPONENTS) / MIXTURE_COMPONENTS
@@ -90,7 +90,8 @@ class AAE(Autoencoder):
     def code(self, x):
         return self.encoder(self.encoder_input(x))
 
-    def training_step(self, x, optimizers):
+    def training_step(self, batch, optimizers):
+        x = batch.images
         # Reconstruction phase: encoder and decoder.
         reconstruction = self.reconstruction_log_prob(self.code(x), x).mean()
         self.optimize(optimizers["autoencoder"], -reconstruction)
@@ -109,7 +110,8 @@ class AAE(Autoencoder):
                 "d_real": torch.sigmoid(d_real).mean().item(), "d_fake": torch.sigmoid(d_fake).mean().item()}
 
     @torch.no_grad()
-    def validation_metrics(self, x):
+    def validation_metrics(self, batch):
+        x = batch.images
         codes = self.code(x)
         prior = self.prior_sample(len(x), torch.Generator().manual_seed(len(x))).to(codes.device)
         metrics = {"reconstruction": float(self.reconstruction_log_prob(codes, x).mean()),

@@ -1,10 +1,18 @@
 """The one interface every genzoo model implements.
 
-A model is an `nn.Module` with typed `Params`, its own optimizers and its own
-training step (so a one-optimizer likelihood model and a GAN that alternates
-two optimizers fit the same trainer), and the capabilities it really has:
-`sample`, `log_prob` (exact, or a named bound) and `encode`. Subclasses
-register themselves by `name` when their module is imported.
+A model is an `nn.Module` with typed `Params`, built from the `DataSpec` of
+the data it will see. It owns its optimizers and its training step, which
+receives a `Batch` (images and, where the data has them, labels, attributes,
+captions, domains), so a one-optimizer likelihood model, a GAN alternating
+two optimizers and a conditional model fit the same trainer.
+
+What a model can do is declared, not probed: `capabilities` names the methods
+it really implements (`sample`, `conditional_sample`, `log_prob`, `encode`,
+`decode`, `translate`, `complete`), checked when the class is defined, and
+`requires` names the batch fields it needs, checked against the data before
+training. Evaluation, serving and the report read these declarations and call
+the evaluation hooks below, whose defaults do nothing. Subclasses register
+themselves by `name` when their module is imported.
 """
 
 from __future__ import annotations
@@ -19,12 +27,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from components.config import ConfigError
+from components.data.batch import FIELDS, Batch, DataSpec
 
 REGISTRY: dict[str, type["GenerativeModel"]] = {}
 
 
 class NotSupported(NotImplementedError):
     """The model does not have this capability (e.g. `log_prob` of a GAN)."""
+
+
+# capability -> the method that provides it
+CAPABILITIES = {"sample": "sample", "conditional_sample": "sample", "log_prob": "log_prob",
+                "encode": "encode", "decode": "decode", "translate": "translate", "complete": "complete"}
 
 
 class GenerativeModel(nn.Module):
@@ -35,6 +49,9 @@ class GenerativeModel(nn.Module):
     # source gives 2 levels), or either, chosen by its params entry's `pixels`.
     pixels: ClassVar[Literal["binary", "grayscale", "any"]] = "any"
     monitor: ClassVar[str | None] = None        # validation metric (lower is better) for early stopping
+    capabilities: ClassVar[frozenset[str]] = frozenset()   # what it can do (keys of CAPABILITIES)
+    requires: ClassVar[frozenset[str]] = frozenset()       # batch fields it needs (of batch.FIELDS)
+    condition: ClassVar[str | None] = None      # what `sample`'s condition is: "labels" | "captions" | ...
 
     @dataclasses.dataclass
     class Params:
@@ -42,14 +59,25 @@ class GenerativeModel(nn.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        cls.capabilities, cls.requires = frozenset(cls.capabilities), frozenset(cls.requires)
+        unknown = (cls.capabilities - set(CAPABILITIES)) | (cls.requires - set(FIELDS))
+        if unknown:
+            raise TypeError(f"{cls.__name__}: unknown capabilities or batch fields {sorted(unknown)}")
         if "name" in cls.__dict__:
+            missing = [c for c in cls.capabilities
+                       if getattr(cls, CAPABILITIES[c]) is getattr(GenerativeModel, CAPABILITIES[c])]
+            if missing:
+                raise TypeError(f"{cls.__name__} declares {missing} but does not implement them")
+            if "conditional_sample" in cls.capabilities and cls.condition is None:
+                raise TypeError(f"{cls.__name__}: a conditional sampler names its `condition` field")
             REGISTRY[cls.name] = cls
 
-    def __init__(self, image_shape: tuple[int, int, int], params: "GenerativeModel.Params", levels: int = 2):
+    def __init__(self, spec: DataSpec, params: "GenerativeModel.Params"):
         super().__init__()
-        self.image_shape = tuple(image_shape)
+        self.spec = spec
+        self.image_shape = tuple(spec.image_shape)
         self.params = params
-        self.levels = levels  # distinct pixel values in the data: 2 = binary, 256 = 8-bit
+        self.levels = spec.levels  # distinct pixel values in the data: 2 = binary, 256 = 8-bit
 
     @property
     def data_pixels(self) -> str:
@@ -68,18 +96,18 @@ class GenerativeModel(nn.Module):
     def on_epoch_start(self) -> None:
         """Called before each training epoch (closed-form models reset statistics here)."""
 
-    def training_step(self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+    def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
         """Default: one maximum-likelihood step. Models trained otherwise (ELBO, adversarial) override it."""
-        loss = -self.log_prob(x).mean()
+        loss = -self.log_prob(batch.images).mean()
         self.optimize(optimizers["model"], loss)
         return {"loss": loss.item()}
 
     @torch.no_grad()
-    def validation_metrics(self, x: torch.Tensor) -> dict[str, float]:
+    def validation_metrics(self, batch: Batch) -> dict[str, float]:
         """Metrics on a validation batch, averaged per image (the trainer averages over batches)."""
         if self.likelihood is None:
             return {}
-        return {"nll": float(-self.log_prob(x).mean())}
+        return {"nll": float(-self.log_prob(batch.images).mean())}
 
     def optimize(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         """One gradient step. Gradients are averaged over data-parallel workers.
@@ -106,9 +134,10 @@ class GenerativeModel(nn.Module):
             dist.all_reduce(tensor)
         return tensor
 
-    # --- capabilities ---------------------------------------------------
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """`n` images (n, C, H, W) in [0, 1]."""
+    # --- capabilities (declared in `capabilities`) -----------------------
+    def sample(self, n: int, condition=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`n` images (n, C, H, W) in [0, 1]; a conditional model takes `condition` (n class indices,
+        captions, ... as its `condition` says), an unconditional one refuses it."""
         raise NotSupported(f"{self.name} cannot sample")
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,10 +148,41 @@ class GenerativeModel(nn.Module):
         """Per-image feature vector (n, d) from the model's latent space."""
         raise NotSupported(f"{self.name} has no encoder")
 
-    @classmethod
-    def capabilities(cls) -> list[str]:
-        return [c for c in ("sample", "log_prob", "encode")
-                if getattr(cls, c) is not getattr(GenerativeModel, c)]
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (n, C, H, W) in [0, 1] from latent codes (n, d)."""
+        raise NotSupported(f"{self.name} has no decoder")
+
+    def translate(self, images: torch.Tensor, target) -> torch.Tensor:
+        """`images` moved to domain `target` (a domain name or index), same shape."""
+        raise NotSupported(f"{self.name} does not translate between domains")
+
+    def complete(self, images: torch.Tensor, observed: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """`images` with the pixels where `observed` is False filled in by the model."""
+        raise NotSupported(f"{self.name} cannot complete images")
+
+    def check_unconditional(self, condition) -> None:
+        if condition is not None:
+            raise NotSupported(f"{self.name} is unconditional: sample(n) takes no condition")
+
+    def can(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def describe_capabilities(self) -> str:
+        return ", ".join(sorted(self.capabilities)) or "nothing"
+
+    # --- evaluation hooks (evaluate calls these; defaults do nothing) ------
+    def evaluation_log_prob(self, x: torch.Tensor, settings: dict) -> torch.Tensor:
+        """The per-image log-likelihood evaluation reports (`settings`: params.yaml's `evaluate`)."""
+        return self.log_prob(x)
+
+    def evaluation_metrics(self, test: Batch, settings: dict) -> dict:
+        """Model-specific figures beside the common ones (e.g. the ELBO's split)."""
+        return {}
+
+    def evaluation_figures(self, test: Batch, settings: dict) -> dict:
+        """Model-specific pictures: file name -> PIL image or matplotlib figure."""
+        return {}
 
     def pixel_steps(self, what: str = "sampling"):
         """range(D) with a progress bar on a terminal: pixel-by-pixel loops are the slow part."""

@@ -20,13 +20,14 @@ class IndependentBernoulli(GenerativeModel):
     likelihood = "exact"
     pixels = "binary"
     monitor = "nll"
+    capabilities = {"sample", "log_prob"}
 
     @dataclasses.dataclass
     class Params:
         pseudocount: float = 0.5   # Krichevsky-Trofimov smoothing; keeps unseen pixels finite
 
-    def __init__(self, image_shape, params, levels: int = 2):
-        super().__init__(image_shape, params, levels)
+    def __init__(self, spec, params):
+        super().__init__(spec, params)
         self.register_buffer("ones", torch.zeros(self.num_pixels, dtype=torch.float64))
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
 
@@ -38,7 +39,8 @@ class IndependentBernoulli(GenerativeModel):
         self.count.zero_()
 
     @torch.no_grad()
-    def training_step(self, x, optimizers):
+    def training_step(self, batch, optimizers):
+        x = batch.images
         x = self.flatten(x).double()
         self.ones += self.all_reduce_sum(x.sum(0))
         self.count += self.all_reduce_sum(torch.tensor(float(len(x)), dtype=torch.float64, device=x.device))
@@ -53,6 +55,7 @@ class IndependentBernoulli(GenerativeModel):
         return -F.binary_cross_entropy_with_logits(
             self.logits().expand_as(x), x, reduction="none").sum(1)
 
-    def sample(self, n, generator=None):
+    def sample(self, n, condition=None, generator=None):
+        self.check_unconditional(condition)
         probs = torch.sigmoid(self.logits()).expand(n, -1)
         return self.unflatten(torch.bernoulli(probs, generator=generator))

@@ -30,7 +30,7 @@ class DiagonalBiLSTM(RasterConvAutoregressive):
         layers: int = 7
         output_features: int = 64
 
-    def __init__(self, image_shape, params, levels: int = 2):
-        super().__init__(image_shape, params, levels)
+    def __init__(self, spec, params):
+        super().__init__(spec, params)
         h = params.features
         self.build([DiagonalBiLSTMLayer(h) for _ in range(params.layers)], h, params.output_features)

@@ -17,6 +17,7 @@ from components.models.base import GenerativeModel
 class GAN(GenerativeModel):
     name = "gan"
     family = "adversarial"
+    capabilities = {"sample"}
 
     @dataclasses.dataclass
     class Params:
@@ -25,8 +26,8 @@ class GAN(GenerativeModel):
         beta1: float = 0.5             # Adam's first-moment decay (Radford et al. 2015)
         discriminator_steps: int = 1   # discriminator updates per generator update
 
-    def __init__(self, image_shape, params, levels: int = 2):
-        super().__init__(image_shape, params, levels)
+    def __init__(self, spec, params):
+        super().__init__(spec, params)
         H, D = params.hidden_units, self.num_pixels
         # Batch normalization keeps the hidden units' spread (and so the dependence on z)
         # from shrinking layer by layer; without it the generator starts, and stays, collapsed.
@@ -50,7 +51,8 @@ class GAN(GenerativeModel):
         z = torch.randn(n, self.params.latent_dim, generator=generator).to(self.device)
         return self.generator(z)
 
-    def training_step(self, x, optimizers):
+    def training_step(self, batch, optimizers):
+        x = batch.images
         real = self.flatten(x)
         ones = torch.ones(len(real), 1, device=real.device)
         zeros = torch.zeros_like(ones)
@@ -68,12 +70,14 @@ class GAN(GenerativeModel):
                 "d_real": torch.sigmoid(d_real).mean().item(), "d_fake": torch.sigmoid(d_fake).mean().item()}
 
     @torch.no_grad()
-    def validation_metrics(self, x):
+    def validation_metrics(self, batch):
+        x = batch.images
         real = self.flatten(x)
         d_real = torch.sigmoid(self.discriminator(real)).mean()
         d_fake = torch.sigmoid(self.discriminator(self.generate(len(real)))).mean()
         return {"d_real": float(d_real), "d_fake": float(d_fake)}
 
     @torch.no_grad()
-    def sample(self, n, generator=None):
+    def sample(self, n, condition=None, generator=None):
+        self.check_unconditional(condition)
         return self.unflatten(self.generate(n, generator))

@@ -32,8 +32,8 @@ class MarkovAR(Autoregressive):
         ordering: Literal["raster", "random"] = "raster"
         ordering_seed: int = 0
 
-    def __init__(self, image_shape, params, levels: int = 2):
-        super().__init__(image_shape, params, levels)
+    def __init__(self, spec, params):
+        super().__init__(spec, params)
         D, k = self.num_pixels, params.order_k
         if k < 1:
             raise ValueError("markov_ar: order_k must be at least 1")
@@ -53,6 +53,10 @@ class MarkovAR(Autoregressive):
         outputs = 1 if levels == 2 else levels
         return {"markov_ar": num_pixels * outputs * (k + 1), "fully_independent": num_pixels * (levels - 1),
                 "fully_dependent": f"{levels}^{num_pixels} - 1"}
+
+    def evaluation_metrics(self, test, settings):
+        counts = self.parameter_counts(self.num_pixels, self.params.order_k, self.levels)
+        return {f"parameters_{k}": v for k, v in counts.items() if k != self.name}
 
     def previous(self, xo: torch.Tensor) -> torch.Tensor:
         """(B, D, k): for visiting step d, the values x_{o_{d-1}}, ..., x_{o_{d-k}} (zero before the start)."""
@@ -79,7 +83,8 @@ class MarkovAR(Autoregressive):
         return logits.squeeze(-1) if self.levels == 2 else logits
 
     @torch.no_grad()
-    def sample(self, n, generator=None):
+    def sample(self, n, condition=None, generator=None):
+        self.check_unconditional(condition)
         k, D = self.params.order_k, self.num_pixels
         xo = torch.zeros(n, D + k, device=self.bias.device)  # k leading zeros: the empty history
         weight = self.weight * self.mask

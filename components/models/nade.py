@@ -30,8 +30,8 @@ class NADE(Autoregressive):
         ordering: Literal["raster", "random"] = "raster"
         ordering_seed: int = 0
 
-    def __init__(self, image_shape, params, levels: int = 2):
-        super().__init__(image_shape, params, levels)
+    def __init__(self, spec, params):
+        super().__init__(spec, params)
         D, H = self.num_pixels, params.hidden_units
         if params.ordering == "random":
             order = torch.randperm(D, generator=torch.Generator().manual_seed(params.ordering_seed))
@@ -64,7 +64,8 @@ class NADE(Autoregressive):
         return logits
 
     @torch.no_grad()
-    def sample(self, n, generator=None):
+    def sample(self, n, condition=None, generator=None):
+        self.check_unconditional(condition)
         a = self.c.expand(n, -1).clone()
         out = torch.zeros(n, self.num_pixels, device=self.W.device)
         for d in self.pixel_steps():

@@ -41,7 +41,7 @@ class PixelCNN(RasterConvAutoregressive):
         residual_blocks: int = 7
         output_features: int = 64
 
-    def __init__(self, image_shape, params, levels: int = 2):
-        super().__init__(image_shape, params, levels)
+    def __init__(self, spec, params):
+        super().__init__(spec, params)
         self.build([ResidualBlock(params.features) for _ in range(params.residual_blocks)],
                    params.features, params.output_features)

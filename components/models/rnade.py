@@ -25,6 +25,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from components.completion import complete
 from components.models.base import GenerativeModel
 
 
@@ -34,6 +35,7 @@ class RNADE(GenerativeModel):
     likelihood = "dequantized_bound"
     pixels = "grayscale"
     monitor = "nll"
+    capabilities = {"sample", "log_prob", "complete"}
 
     @dataclasses.dataclass
     class Params:
@@ -42,8 +44,8 @@ class RNADE(GenerativeModel):
         ordering: Literal["raster", "random"] = "raster"
         ordering_seed: int = 0
 
-    def __init__(self, image_shape, params, levels: int = 2):
-        super().__init__(image_shape, params, levels)
+    def __init__(self, spec, params):
+        super().__init__(spec, params)
         D, H, K = self.num_pixels, params.hidden_units, params.components
         order = (torch.randperm(D, generator=torch.Generator().manual_seed(params.ordering_seed))
                  if params.ordering == "random" else torch.arange(D))
@@ -100,6 +102,9 @@ class RNADE(GenerativeModel):
         """One pixel's mixture (completion's interface, as in autoregressive.py)."""
         return self.conditionals(x)[:, pixel]
 
+    def complete(self, images, observed, generator=None):
+        return complete(self, images, observed, generator)
+
     @staticmethod
     def draw_from_mixture(mixture: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One value y per image from a pixel's mixture (log weights, means, log widths), on the density scale."""
@@ -113,7 +118,8 @@ class RNADE(GenerativeModel):
         return self.to_intensity_scale(self.draw_from_mixture(pixel_conditionals, generator))
 
     @torch.no_grad()
-    def sample(self, n, generator=None):
+    def sample(self, n, condition=None, generator=None):
+        self.check_unconditional(condition)
         a = self.c.expand(n, -1).clone()
         out = torch.zeros(n, self.num_pixels, device=self.W.device)
         K = self.params.components

@@ -31,7 +31,7 @@ class RowLSTM(RasterConvAutoregressive):
         kernel: int = 3             # k of the k x 1 convolutions
         output_features: int = 64
 
-    def __init__(self, image_shape, params, levels: int = 2):
-        super().__init__(image_shape, params, levels)
+    def __init__(self, spec, params):
+        super().__init__(spec, params)
         h = params.features
         self.build([RowLSTMLayer(h, params.kernel) for _ in range(params.layers)], h, params.output_features)

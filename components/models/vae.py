@@ -29,6 +29,7 @@ from components.models.families.autoencoder import Autoencoder
 class VAE(Autoencoder):
     name = "vae"
     likelihood = "iwae"
+    capabilities = {"sample", "log_prob", "encode", "decode"}
 
     @dataclasses.dataclass
     class Params:
@@ -42,8 +43,8 @@ class VAE(Autoencoder):
         iwae_samples: int = 100      # samples of the importance-weighted log_prob
         iwae_chunk: int = 100        # samples evaluated at once (memory bound)
 
-    def __init__(self, image_shape, params, levels: int = 2):
-        super().__init__(image_shape, params, levels)
+    def __init__(self, spec, params):
+        super().__init__(spec, params)
         if params.train_samples < 1 or params.iwae_samples < 1 or params.iwae_chunk < 1:
             raise ConfigError("model 'vae': train_samples, iwae_samples and iwae_chunk must be at least 1")
         if params.train_samples > 1 and (params.beta != 1 or params.kl_warmup_epochs):
@@ -84,7 +85,8 @@ class VAE(Autoencoder):
         progress = 1.0 if warmup == 0 else min(1.0, finished / warmup)
         return self.params.beta * progress
 
-    def training_step(self, x, optimizers):
+    def training_step(self, batch, optimizers):
+        x = batch.images
         k = self.params.train_samples
         if k > 1:
             bound = torch.logsumexp(self.log_importance_weights(x, k), dim=0) - math.log(k)
@@ -99,7 +101,8 @@ class VAE(Autoencoder):
                 "kl_weight": weight}
 
     @torch.no_grad()
-    def validation_metrics(self, x):
+    def validation_metrics(self, batch):
+        x = batch.images
         reconstruction, kl = self.elbo_terms(x)
         metrics = {"neg_elbo": float(-(reconstruction - kl).mean()),
                    "reconstruction": float(reconstruction.mean()), "kl": float(kl.mean())}
@@ -117,6 +120,18 @@ class VAE(Autoencoder):
 
     def log_prob(self, x):
         return self.iwae_log_prob(x, self.params.iwae_samples)
+
+    def evaluation_log_prob(self, x, settings):
+        """The importance-weighted bound with `evaluate.iwae_samples` samples."""
+        return self.iwae_log_prob(x, settings["iwae_samples"])
+
+    @torch.no_grad()
+    def evaluation_metrics(self, test, settings):
+        """The ELBO split into its reconstruction and KL terms (one posterior sample per image)."""
+        terms = [self.elbo_terms(part) for part in test.images.split(256)]
+        reconstruction = torch.cat([r for r, _ in terms]).mean().item()
+        kl = torch.cat([k for _, k in terms]).mean().item()
+        return {"test_elbo": reconstruction - kl, "test_reconstruction": reconstruction, "test_kl": kl}
 
     @torch.no_grad()
     def encode(self, x):

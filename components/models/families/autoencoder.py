@@ -93,6 +93,7 @@ class Autoencoder(GenerativeModel):
 
     family = "latent"
     pixels = "any"
+    capabilities = {"sample", "encode", "decode"}
 
     def build_networks(self, encoder_outputs: int) -> None:
         p = self.params
@@ -123,6 +124,7 @@ class Autoencoder(GenerativeModel):
         raise NotImplementedError
 
     @torch.no_grad()
-    def sample(self, n, generator=None):
+    def sample(self, n, condition=None, generator=None):
+        self.check_unconditional(condition)
         z = self.prior_sample(n, generator).to(self.device)
         return self.unflatten(self.pixel_likelihood.sample(self.decoder(z), generator))

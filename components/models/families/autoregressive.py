@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from components.models.base import GenerativeModel
+from components.completion import complete
 from components.layers.masked import MaskedConv2d
 
 
@@ -23,6 +24,7 @@ class Autoregressive(GenerativeModel):
     family = "explicit"
     likelihood = "exact"
     monitor = "nll"
+    capabilities = {"sample", "log_prob", "complete"}
 
     @property
     def outputs_per_pixel(self) -> int:
@@ -59,13 +61,18 @@ class Autoregressive(GenerativeModel):
         return self.conditionals(x)[:, pixel]
 
     @torch.no_grad()
-    def sample(self, n, generator=None):
+    def sample(self, n, condition=None, generator=None):
         """Ancestral sampling with one pass per pixel; models with a cheaper recursion override it."""
+        self.check_unconditional(condition)
         x = torch.zeros(n, self.num_pixels, device=self.order.device)
         for step in self.pixel_steps():
             pixel = int(self.order[step])
             x[:, pixel] = self.draw(self.pixel_conditionals(x, pixel), generator)
         return self.unflatten(x)
+
+
+    def complete(self, images, observed, generator=None):
+        return complete(self, images, observed, generator)
 
 
 class RasterConvAutoregressive(Autoregressive):
