@@ -36,7 +36,7 @@ ANOMALY_SPLITS = ("holdout", "ood")   # scored against the test split (see pipel
 ROW_GROUP = 2048                      # rows per Parquet row group: the unit a streaming reader loads
 
 __all__ = ["ANOMALY_SPLITS", "BINARIZATIONS", "PIXEL_FORMATS", "ROW_GROUP", "SPLITS", "Split", "data_card",
-           "decode", "draw_binary", "encode", "in_pixel_format", "quantize", "read_spec", "read_split",
+           "decode", "draw_binary", "encode", "in_pixel_format", "quantize", "read_spec", "read_split", "spec_of",
            "split_meta", "write_split"]
 
 
@@ -209,9 +209,12 @@ def draw_binary(split: Split, seed: int | None = None, epoch: int = 0, draw: int
     return _with(split, binarize(split.images, "dynamic", key=key), {**split.meta, "stochastic_binarization": False})
 
 
-def read_spec(folder: Path, pixels: str) -> DataSpec:
-    """What a model of `pixels` is given, from the train split's metadata."""
-    meta = split_meta(folder, "train")
+def read_spec(folder: Path, pixels: str, split: str = "train") -> DataSpec:
+    """What a model of `pixels` is given, from a split's metadata (every split carries the same)."""
+    return spec_of(split_meta(folder, split), pixels)
+
+
+def spec_of(meta: dict, pixels: str) -> DataSpec:
     if pixels not in PIXEL_FORMATS:
         raise ValueError(f"unknown pixel format {pixels!r}; valid: {', '.join(PIXEL_FORMATS)}")
     levels = 2 if pixels == "binary" else int(meta["levels"])

@@ -23,7 +23,7 @@ import torch
 
 from components.data.batch import Batch, DataSpec
 from components.data.binarization import binarize, draw_key
-from components.data.prepared import binary_mode, columns_of, decode, read_spec, split_meta, split_path
+from components.data.prepared import binary_mode, columns_of, decode, spec_of, split_meta, split_path
 
 Block = dict   # column name -> numpy array, all of one length; "row" = the row's index in the split
 
@@ -73,7 +73,9 @@ class _Reader:
 
     def read(self, piece) -> Block:
         group, lo, hi = piece
-        table = self.file.read_row_group(group).slice(lo - self.starts[group], hi - lo)
+        # One thread: a training worker owns about one CPU, and arrow's per-thread heaps would
+        # otherwise keep a row group's worth of memory for every thread.
+        table = self.file.read_row_group(group, use_threads=False).slice(lo - self.starts[group], hi - lo)
         block = columns_of(table, self.meta)
         block["row"] = np.arange(lo, hi, dtype=np.int64)
         return block
@@ -148,7 +150,7 @@ def stream_batches(folder, split: str, pixels: str, batch_size: int, rank: int =
     fresh shuffled pass when they run out. Every rank yields
     `count_batches(...)` batches."""
     reader = _Reader(folder, split)
-    spec = read_spec(folder, pixels)
+    spec = spec_of(reader.meta, pixels)
     key = draw_key(seed, split, epoch, draw) if split == "train" else draw_key(reader.meta.get("seed", 0), split)
     if not per_domain:
         ranges = shard_ranges(0, reader.rows, rank, world, epoch)
@@ -192,7 +194,7 @@ def eval_batches(folder, split: str, pixels: str, batch_size: int, rank: int = 0
     counts differ by at most one image, so sum per rank and all-reduce once at
     the end rather than per batch. Dynamic binarization uses the split's fixed draw."""
     reader = _Reader(folder, split)
-    spec = read_spec(folder, pixels)
+    spec = spec_of(reader.meta, pixels)
     ranges = [(rank * reader.rows // world, (rank + 1) * reader.rows // world)]
     key = draw_key(reader.meta.get("seed", 0), split)
     for block in _rebatch(reader.blocks(ranges, None, 0), batch_size):
