@@ -222,3 +222,13 @@ def test_a_model_needing_labels_on_unlabelled_data_fails_naming_model_field_and_
     with pytest.raises(ConfigError, match="model 'cond_vae' needs labels .* data source 'binarized_mnist'"):
         spec.require("cond_vae", ["labels"])
     json.dumps(spec.to_dict())
+
+
+def test_the_evaluation_classifier_learns_rgb_photo_patches():
+    from components.classifier import accuracy_of, train_classifier
+
+    data = load_source("photo_patches", count=400, image_size=16, seed=0)
+    model, _ = train_classifier(data.images["train"], data.labels["train"], data.images["valid"],
+                                data.labels["valid"], 2, epochs=4, batch_size=32, lr=3e-3, seed=0, log=lambda _: None)
+    majority = max(np.mean(data.labels["test"]), 1 - np.mean(data.labels["test"]))
+    assert accuracy_of(model, data.images["test"], data.labels["test"]) > max(0.8, majority + 0.1)
