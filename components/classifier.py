@@ -3,7 +3,8 @@
 Its penultimate-layer features are the space in which generated samples are
 compared with real ones (FID, KID, precision/recall), playing the role the
 Inception network plays for natural images; its predictions give the class
-coverage of the samples.
+coverage of the samples. It takes 1 (grayscale) or 3 (RGB) channels and any
+H, W >= 8: one pooling halves the image, then features are averaged to 4x4.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ class EvaluationClassifier(nn.Module):
     def __init__(self, image_shape, num_classes: int, feature_dim: int = 128):
         super().__init__()
         self.image_shape, self.num_classes, self.feature_dim = tuple(image_shape), num_classes, feature_dim
-        channels = image_shape[0]
+        channels, height, width = self.image_shape
+        if channels not in (1, 3) or min(height, width) < 8:
+            raise ValueError(f"the evaluation classifier takes 1 or 3 channels of at least 8x8 pixels, "
+                             f"not images of shape {self.image_shape}")
         self.body = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),

@@ -1,19 +1,61 @@
-"""DVC stage `prepare`: raw source -> train/valid/test Parquet + data card."""
+"""DVC stage `prepare`: raw source(s) -> train/valid/test Parquet + anomaly sets + data card."""
 
 from __future__ import annotations
 
 import json
 import sys
 
+import numpy as np
+
 from components.atomic import atomic_directory
-from components.config import load_params, repo_path
+from components.config import ConfigError, load_params, repo_path
+from components.data.binarization import BINARIZATIONS
+from components.data.captions import caption_length, make_captions, vocabulary
+from components.data.domains import Dataset, assemble, domain_entries
 from components.data.formats import DataFormatError
 from components.data.ood import NATURAL_IMAGE_PATCHES, out_of_distribution_images
-from components.data.prepared import BINARIZATIONS, SPLITS, data_card, write_split
-from components.data.sources import DataSourceError, load_source
+from components.data.prepared import SPLITS, Split, data_card, write_split
+from components.data.sources import REGISTRY, DataSourceError, SourceOptions, available_sources
+
+DATA_KEYS = ("source", "path", "mirrors", "binarize", "threshold", "valid_fraction", "test_fraction", "seed",
+             "max_examples", "holdout_class", "ood", "image_size", "count", "domains", "captions")
 
 
-def anomaly_sets(cfg: dict, raw, splits: dict) -> dict:
+def validate(cfg: dict) -> None:
+    """One-line errors naming the params.yaml key."""
+    unknown = sorted(set(cfg) - set(DATA_KEYS))
+    if unknown:
+        raise ConfigError(f"data.{unknown[0]}: unknown key; valid keys: {', '.join(DATA_KEYS)}")
+    if cfg.get("domains") is None and cfg.get("source") not in REGISTRY:
+        raise ConfigError(f"data.source: unknown source {cfg.get('source')!r}; valid: {', '.join(available_sources())}")
+    if cfg.get("binarize", "none") not in BINARIZATIONS:
+        raise ConfigError(f"data.binarize: {cfg['binarize']!r} is not one of {', '.join(BINARIZATIONS)}")
+    threshold = cfg.get("threshold", 0.5)
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
+        raise ConfigError(f"data.threshold: {threshold!r} is not a number in [0, 1)")
+    for key in ("image_size", "count"):
+        value = cfg.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 2):
+            raise ConfigError(f"data.{key}: {value!r} is not an integer of at least 2 (or null)")
+    if not isinstance(cfg.get("captions", False), bool):
+        raise ConfigError(f"data.captions: {cfg['captions']!r} is not true or false")
+    for key in ("valid_fraction", "test_fraction"):
+        value = cfg.get(key, 0.1)
+        if not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ConfigError(f"data.{key}: {value!r} is not a fraction in (0, 1)")
+    if not isinstance(cfg.get("max_examples") or {}, dict) or set(cfg.get("max_examples") or {}) - set(SPLITS):
+        raise ConfigError(f"data.max_examples: expected a mapping of {', '.join(SPLITS)} to counts")
+
+
+def source_name(cfg: dict) -> str:
+    """The dataset's name: the source, or its domains `name=source[/transform]`."""
+    if cfg.get("domains") is None:
+        return cfg["source"]
+    return ", ".join(f"{d['name']}={d['source']}" + (f"/{d['transform']}" if d.get("transform", "identity")
+                                                      != "identity" else "") for d in cfg["domains"])
+
+
+def anomaly_sets(cfg: dict, data: Dataset, splits: dict[str, Split]) -> dict[str, Split]:
     """The images the anomaly-detection measurement scores against the test split.
 
     `ood`: another dataset (params `data.ood`). `holdout`: with `data.holdout_class`
@@ -22,53 +64,73 @@ def anomaly_sets(cfg: dict, raw, splits: dict) -> dict:
     anomalies = {}
     held_out = cfg.get("holdout_class")
     if held_out is not None:
-        if splits["train"][1] is None:
-            raise ValueError(f"data.holdout_class: the source {cfg['source']!r} has no labels")
-        if held_out not in range(len(raw.class_names or [])):
-            raise ValueError(f"data.holdout_class: {held_out!r} is not a class index of {cfg['source']!r} "
-                             f"(0..{len(raw.class_names or []) - 1})")
-        anomalies["holdout"] = tuple(part[splits["test"][1] == held_out] for part in splits["test"])
-        for name, (images, labels) in splits.items():
-            splits[name] = (images[labels != held_out], labels[labels != held_out])
+        if splits["train"].labels is None:
+            raise ConfigError(f"data.holdout_class: the source {source_name(cfg)!r} has no labels")
+        if held_out not in range(len(data.class_names)):
+            raise ConfigError(f"data.holdout_class: {held_out!r} is not a class index of {source_name(cfg)!r} "
+                              f"(0..{len(data.class_names) - 1})")
+        anomalies["holdout"] = subset(splits["test"], splits["test"].labels == held_out)
+        for name, split in splits.items():
+            splits[name] = subset(split, split.labels != held_out)
     ood = cfg.get("ood") or {}
     images = out_of_distribution_images(ood.get("source", NATURAL_IMAGE_PATCHES), int(ood.get("count", 500)),
-                                        splits["test"][0].shape[1:], raw.levels, seed=int(cfg.get("seed", 0)),
+                                        splits["test"].images.shape[1:], data.levels, seed=int(cfg.get("seed", 0)),
                                         path=ood.get("path"), cache_dir=repo_path("data/raw"))
-    anomalies["ood"] = (images, None)
+    anomalies["ood"] = Split(images, None, {}, domains=np.zeros(len(images), dtype=np.int64))
     return anomalies
+
+
+def subset(split: Split, mask: np.ndarray) -> Split:
+    pick = lambda values: None if values is None else values[mask]  # noqa: E731
+    return Split(split.images[mask], pick(split.labels), split.meta, pick(split.attributes), None,
+                 pick(split.domains))
+
+
+def add_captions(cfg: dict, data: Dataset, splits: dict[str, Split]) -> dict:
+    """Caption every labelled split; the metadata a caption reader needs (vocabulary, length)."""
+    if not cfg.get("captions"):
+        return {}
+    if splits["train"].labels is None:
+        raise ConfigError(f"data.captions: the source {source_name(cfg)!r} has no labels to caption")
+    seed = int(cfg.get("seed", 0))
+    for name, split in splits.items():
+        if split.labels is not None:
+            sources = [data.domain_meta[d]["source"] for d in split.domains]
+            split.captions = make_captions(name, split.labels, data.class_names, sources, split.attributes,
+                                           data.attribute_names, seed)
+    every = [c for split in splits.values() for c in split.captions or []]
+    return {"vocabulary": vocabulary(splits["train"].captions), "caption_length": caption_length(every)}
 
 
 def main() -> None:
     cfg = load_params()["data"]
-    raw = load_source(cfg["source"], path=cfg.get("path"), mirrors=cfg.get("mirrors"),
-                      cache_dir=repo_path("data/raw"), valid_fraction=cfg.get("valid_fraction", 0.1),
-                      test_fraction=cfg.get("test_fraction", 0.15), seed=cfg.get("seed", 0))
-    mode, threshold = cfg.get("binarize", "none"), float(cfg.get("threshold", 0.5))
-    if mode not in BINARIZATIONS:
-        raise ValueError(f"data.binarize: {mode!r} is not one of {', '.join(BINARIZATIONS)}")
-    limits = cfg.get("max_examples") or {}
-    splits = {}
-    for name in SPLITS:
-        images, labels = raw.images[name], raw.labels[name]
-        if limits.get(name):
-            images, labels = images[: limits[name]], None if labels is None else labels[: limits[name]]
-        splits[name] = (images, labels)
-    anomalies = anomaly_sets(cfg, raw, splits)
+    validate(cfg)
+    seed = int(cfg.get("seed", 0))
+    base = SourceOptions(path=cfg.get("path"), mirrors=cfg.get("mirrors"), cache_dir=repo_path("data/raw"),
+                         valid_fraction=cfg.get("valid_fraction", 0.1), test_fraction=cfg.get("test_fraction", 0.15),
+                         seed=seed, image_size=cfg.get("image_size"), count=cfg.get("count"))
+    data = assemble(domain_entries(cfg, base), cfg.get("image_size"), cfg.get("max_examples") or {}, seed)
+    splits = {name: Split(data.images[name], data.labels[name], {}, data.attributes[name], None,
+                          data.domains[name]) for name in SPLITS}
+    anomalies = anomaly_sets(cfg, data, splits)
+    caption_meta = add_captions(cfg, data, {**splits, **anomalies})
+    mode = cfg.get("binarize", "none")
     # Intensities are stored as they are; binary models binarize at read time (see prepared.py).
-    meta = {"source": cfg["source"], "image_shape": list(raw.images["train"].shape[1:]),
-            "binarization": mode, "threshold": threshold, "seed": int(cfg.get("seed", 0)),
-            "levels": raw.levels, "class_names": raw.class_names, "holdout_class": cfg.get("holdout_class"),
-            "ood": (cfg.get("ood") or {}).get("source", NATURAL_IMAGE_PATCHES)}
+    meta = {"source": source_name(cfg), "image_shape": list(data.images["train"].shape[1:]),
+            "binarization": mode, "threshold": float(cfg.get("threshold", 0.5)), "seed": seed,
+            "levels": data.levels, "class_names": data.class_names, "has_labels": data.labels["train"] is not None,
+            "attribute_names": data.attribute_names, "domains": data.domain_meta,
+            "holdout_class": cfg.get("holdout_class"),
+            "ood": (cfg.get("ood") or {}).get("source", NATURAL_IMAGE_PATCHES), **caption_meta}
     out = repo_path("data/prepared")
     with atomic_directory(out) as build:
-        for name, (images, labels) in splits.items():
-            write_split(build / f"{name}.parquet", images, labels, {**meta, "split": name})
-        for name, (images, labels) in anomalies.items():
-            write_split(build / f"{name}.parquet", images, labels, {**meta, "split": name})
+        for name, split in {**splits, **anomalies}.items():
+            write_split(build / f"{name}.parquet", split.images, split.labels, {**meta, "split": name},
+                        split.attributes, split.captions, split.domains)
         card = data_card({**splits, **anomalies}, meta)
         (build / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     counts = ", ".join(f"{k}={v['count']}" for k, v in card["splits"].items())
-    print(f"prepared {cfg['source']} ({mode} binarization): {counts} -> {out}")
+    print(f"prepared {meta['source']} ({mode} binarization): {counts} -> {out}")
 
 
 if __name__ == "__main__":

@@ -14,16 +14,14 @@ import numpy as np
 from components.atomic import atomic_directory
 from components.classifier import accuracy_of, save_classifier, train_classifier
 from components.config import load_params, repo_path
-from components.data.prepared import PIXEL_FORMATS, read_split
+from components.data.prepared import PIXEL_FORMATS, draw_binary, read_split
 
 
 def in_both_pixel_formats(folder, split: str) -> tuple[np.ndarray, np.ndarray]:
     views = [read_split(folder, split, pixels) for pixels in PIXEL_FORMATS]
     if views[0].meta["levels"] == views[1].meta["levels"]:  # a binary source: one format
         return views[0].images, views[0].labels
-    for view in views:
-        if view.meta["stochastic_binarization"]:  # dynamic: one draw is enough to learn from
-            view.images = (np.random.default_rng(0).random(view.images.shape) < view.images).astype(np.float32)
+    views = [draw_binary(view) for view in views]  # dynamic: the split's one fixed draw is enough to learn from
     return np.concatenate([v.images for v in views]), np.concatenate([v.labels for v in views])
 
 

@@ -47,6 +47,7 @@ class DataSpec:
     vocabulary: tuple[str, ...] = ()    # caption tokens; 0 = PAD, 1 = UNKNOWN
     fields: tuple[str, ...] = ()        # the batch fields the data has (subset of FIELDS)
     pixels: str = "binary"              # "binary" | "grayscale": the format the model reads
+    caption_length: int = 0             # tokens of the longest caption: Batch.caption_tokens' width
 
     # --- the first (usually only) domain -------------------------------------
     @property

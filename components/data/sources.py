@@ -7,10 +7,12 @@ file is checked (checksum where one is published, format always).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,8 @@ class Splits:
     labels: dict[str, np.ndarray | None]
     levels: int                       # distinct intensity levels of the raw pixels
     class_names: list[str] = field(default_factory=list)
+    attributes: dict[str, np.ndarray | None] | None = None   # float32 (N, A) in {0, 1} per split
+    attribute_names: list[str] = field(default_factory=list)
 
 
 MNIST_FILES = {
@@ -73,7 +77,6 @@ MIRRORS = {
 }
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-SOURCES = ("digits", "mnist", "fashion_mnist", "binarized_mnist")
 
 
 def _digest(data: bytes, algorithm: str) -> str:
@@ -151,54 +154,114 @@ def locate(source: str, files: dict[str, SourceFile], path: str | None,
     return {key: download(spec, mirrors, cache_dir / source) for key, spec in files.items()}
 
 
-def _split_off(images: np.ndarray, labels: np.ndarray | None, count: int, rng: np.random.Generator):
+def split_by_fractions(images: np.ndarray, labels: np.ndarray | None, options: "SourceOptions") -> Splits:
+    """Seeded train/valid/test split for a source without customary splits (fractions of the whole)."""
+    rng = np.random.default_rng(options.seed)
     order = rng.permutation(len(images))
-    head, tail = order[:-count], order[-count:]
-    pick = (lambda idx: None) if labels is None else (lambda idx: labels[idx])
-    return (images[head], pick(head)), (images[tail], pick(tail))
+    n_test = int(round(options.test_fraction * len(images)))
+    n_valid = int(round(options.valid_fraction * len(images)))
+    if len(images) - n_test - n_valid < 1 or min(n_test, n_valid) < 1:
+        raise DataSourceError(f"{len(images)} images are too few for valid_fraction {options.valid_fraction} "
+                              f"and test_fraction {options.test_fraction} (each split needs one)")
+    rest, test = order[:-n_test], order[-n_test:]
+    rest = rest[rng.permutation(len(rest))]
+    train, valid = rest[:-n_valid], rest[-n_valid:]
+    parts = {"train": train, "valid": valid, "test": test}
+    return Splits({k: images[v] for k, v in parts.items()},
+                  {k: None if labels is None else labels[v] for k, v in parts.items()}, levels=0)
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """What a loader may use from params.yaml `data` (or a `data.domains` entry)."""
+
+    path: str | None = None
+    mirrors: list[str] | None = None
+    cache_dir: Path = Path("data/raw")
+    valid_fraction: float = 0.1      # sources without customary splits (digits, image_folder, photo_patches)
+    test_fraction: float = 0.15
+    seed: int = 0
+    image_size: int | None = None    # image_folder (required), photo_patches (default 32)
+    count: int | None = None         # photo_patches: how many patches
+
+
+# Source name -> loader; a new source is one decorated function (see components/data/image_sources.py).
+REGISTRY: dict[str, Callable[[SourceOptions], Splits]] = {}
+
+
+def register_source(name: str):
+    def add(loader: Callable[[SourceOptions], Splits]):
+        if name in REGISTRY:
+            raise ValueError(f"data source {name!r} is registered twice")
+        REGISTRY[name] = loader
+        return loader
+    return add
+
+
+def available_sources() -> list[str]:
+    return sorted(REGISTRY)
 
 
 def load_source(source: str, path: str | None = None, mirrors: list[str] | None = None,
                 cache_dir: Path = Path("data/raw"), valid_fraction: float = 0.1,
-                test_fraction: float = 0.15, seed: int = 0) -> Splits:
+                test_fraction: float = 0.15, seed: int = 0, image_size: int | None = None,
+                count: int | None = None) -> Splits:
     """Load one source into train/valid/test splits of images in [0, 1]."""
-    rng = np.random.default_rng(seed)
-    if source == "digits":
-        from sklearn.datasets import load_digits
+    if source not in REGISTRY:
+        raise DataSourceError(f"unknown data source {source!r}; valid sources: {', '.join(available_sources())}")
+    return REGISTRY[source](SourceOptions(path, mirrors, Path(cache_dir), valid_fraction, test_fraction,
+                                          seed, image_size, count))
 
-        digits = load_digits()
-        images = (digits.images / 16.0).astype(np.float32)[:, None]
-        labels = digits.target.astype(np.int64)
-        (rest, test) = _split_off(images, labels, int(round(test_fraction * len(images))), rng)
-        (train, valid) = _split_off(*rest, int(round(valid_fraction * len(images))), rng)
-        return Splits({"train": train[0], "valid": valid[0], "test": test[0]},
-                      {"train": train[1], "valid": valid[1], "test": test[1]},
-                      levels=17, class_names=[str(d) for d in range(10)])
-    if source in ("mnist", "fashion_mnist"):
-        files = MNIST_FILES if source == "mnist" else FASHION_MNIST_FILES
-        paths = locate(source, files, path, mirrors, cache_dir)
-        arrays = {key: read_idx(p) for key, p in paths.items()}
-        for split in ("train", "test"):
-            if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
-                raise DataFormatError(
-                    f"{paths[f'{split}_labels']}: {len(arrays[f'{split}_labels'])} labels for "
-                    f"{len(arrays[f'{split}_images'])} images in {paths[f'{split}_images']}"
-                )
-        train_images = (arrays["train_images"] / 255.0).astype(np.float32)[:, None]
-        test_images = (arrays["test_images"] / 255.0).astype(np.float32)[:, None]
-        # The customary split: the last 10,000 training images validate.
-        n_valid = min(10_000, len(train_images) // 6)
-        names = [str(d) for d in range(10)] if source == "mnist" else FASHION_CLASSES
-        return Splits(
-            {"train": train_images[:-n_valid], "valid": train_images[-n_valid:], "test": test_images},
-            {"train": arrays["train_labels"][:-n_valid].astype(np.int64),
-             "valid": arrays["train_labels"][-n_valid:].astype(np.int64),
-             "test": arrays["test_labels"].astype(np.int64)},
-            levels=256, class_names=names,
-        )
-    if source == "binarized_mnist":
-        paths = locate(source, BINARIZED_MNIST_FILES, path, mirrors, cache_dir)
-        images = {key: read_amat(p).astype(np.float32).reshape(-1, 1, 28, 28) for key, p in paths.items()}
-        return Splits(images, {key: None for key in images}, levels=2)
-    raise DataSourceError(f"unknown data source {source!r}; valid sources: {', '.join(SOURCES)}")
 
+@register_source("digits")
+def digits(options: SourceOptions) -> Splits:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = (data.images / 16.0).astype(np.float32)[:, None]
+    splits = split_by_fractions(images, data.target.astype(np.int64), options)
+    return dataclasses.replace(splits, levels=17, class_names=[str(d) for d in range(10)])
+
+
+def _idx_source(source: str, files: dict[str, SourceFile], class_names: list[str], options: SourceOptions) -> Splits:
+    paths = locate(source, files, options.path, options.mirrors, options.cache_dir)
+    arrays = {key: read_idx(p) for key, p in paths.items()}
+    for split in ("train", "test"):
+        if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
+            raise DataFormatError(
+                f"{paths[f'{split}_labels']}: {len(arrays[f'{split}_labels'])} labels for "
+                f"{len(arrays[f'{split}_images'])} images in {paths[f'{split}_images']}"
+            )
+    train_images = (arrays["train_images"] / 255.0).astype(np.float32)[:, None]
+    test_images = (arrays["test_images"] / 255.0).astype(np.float32)[:, None]
+    # The customary split: the last 10,000 training images validate.
+    n_valid = min(10_000, len(train_images) // 6)
+    return Splits(
+        {"train": train_images[:-n_valid], "valid": train_images[-n_valid:], "test": test_images},
+        {"train": arrays["train_labels"][:-n_valid].astype(np.int64),
+         "valid": arrays["train_labels"][-n_valid:].astype(np.int64),
+         "test": arrays["test_labels"].astype(np.int64)},
+        levels=256, class_names=class_names,
+    )
+
+
+@register_source("mnist")
+def mnist(options: SourceOptions) -> Splits:
+    return _idx_source("mnist", MNIST_FILES, [str(d) for d in range(10)], options)
+
+
+@register_source("fashion_mnist")
+def fashion_mnist(options: SourceOptions) -> Splits:
+    return _idx_source("fashion_mnist", FASHION_MNIST_FILES, FASHION_CLASSES, options)
+
+
+@register_source("binarized_mnist")
+def binarized_mnist(options: SourceOptions) -> Splits:
+    paths = locate("binarized_mnist", BINARIZED_MNIST_FILES, options.path, options.mirrors, options.cache_dir)
+    images = {key: read_amat(p).astype(np.float32).reshape(-1, 1, 28, 28) for key, p in paths.items()}
+    return Splits(images, {key: None for key in images}, levels=2)
+
+
+# The sources of colour and folder images register themselves on import; imported last because
+# they use the registry and download machinery above.
+from components.data import image_sources  # noqa: E402,F401

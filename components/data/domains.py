@@ -1,0 +1,166 @@
+"""Domains: several sources, or transformed copies of one, as the domains of one dataset.
+
+`data.domains: [{name: plain, source: digits}, {name: thick, source: digits, transform: thicken}]`.
+Domains that share a source take disjoint subsets of it (each split's images
+dealt out by a seeded permutation), so the domains are unpaired: no image
+appears in two domains, transformed or not. Every domain is brought to one
+(C, H, W), so a batch can hold images of several domains: grayscale becomes RGB
+when any domain is RGB, and images are resized to `data.image_size` (or to the
+first domain's size). Domains of different intensity levels are all stored in
+256 levels. A non-identity transform is also a binary attribute of the image
+("thick", "rotated", ...), so captions and attribute-conditional models see it.
+Without `data.domains` the dataset is one domain named after its source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from components.config import ConfigError
+from components.data.prepared import SPLITS, quantize
+from components.data.sources import REGISTRY, SourceOptions, Splits, available_sources, load_source
+
+
+@dataclass(frozen=True)
+class Transform:
+    apply: Callable[[np.ndarray], np.ndarray]   # (N, C, H, W) in [0, 1] -> same, deterministic
+    attribute: str | None                       # the attribute it gives its images (None: identity)
+
+
+def _grey(operation) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda images: operation(images, size=(1, 1, 3, 3)).astype(np.float32)
+
+
+TRANSFORMS: dict[str, Transform] = {
+    "identity": Transform(lambda images: images, None),
+    "thicken": Transform(_grey(ndimage.grey_dilation), "thick"),    # strokes one pixel wider (3x3 max)
+    "thin": Transform(_grey(ndimage.grey_erosion), "thin"),         # 3x3 min
+    "rotate90": Transform(lambda images: np.ascontiguousarray(np.rot90(images, 1, axes=(2, 3))), "rotated"),
+    "invert": Transform(lambda images: (1.0 - images).astype(np.float32), "inverted"),
+}
+
+
+@dataclass(frozen=True)
+class DomainEntry:
+    name: str
+    source: str
+    transform: str
+    options: SourceOptions
+
+
+@dataclass
+class Dataset:
+    """Every split of every domain, concatenated in domain order (rows of one domain are contiguous)."""
+
+    images: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray | None]
+    attributes: dict[str, np.ndarray | None]
+    domains: dict[str, np.ndarray]
+    levels: int
+    class_names: list[str]
+    attribute_names: list[str]
+    domain_meta: list[dict]            # per domain: name, source, transform
+
+
+def domain_entries(cfg: dict, base: SourceOptions) -> list[DomainEntry]:
+    """The `data.domains` entries validated (or the one domain of `data.source`)."""
+    raw = cfg.get("domains")
+    if raw is None:
+        return [DomainEntry(cfg["source"], cfg["source"], "identity", base)]
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("data.domains: expected a list of {name, source, transform} entries")
+    entries, names = [], set()
+    for i, entry in enumerate(raw):
+        where = f"data.domains[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry.get("source"):
+            raise ConfigError(f"{where}: expected a mapping with a `name` and a `source`")
+        unknown = set(entry) - {"name", "source", "transform", "path", "image_size", "count"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        if entry["name"] in names:
+            raise ConfigError(f"{where}.name: domain {entry['name']!r} is named twice")
+        if entry["source"] not in REGISTRY:
+            raise ConfigError(f"{where}.source: unknown source {entry['source']!r}; "
+                              f"valid: {', '.join(available_sources())}")
+        transform = entry.get("transform", "identity")
+        if transform not in TRANSFORMS:
+            raise ConfigError(f"{where}.transform: unknown transform {transform!r}; valid: {', '.join(TRANSFORMS)}")
+        names.add(entry["name"])
+        options = SourceOptions(**{**base.__dict__, **{k: entry[k] for k in ("path", "image_size", "count")
+                                                        if k in entry}})
+        entries.append(DomainEntry(entry["name"], entry["source"], transform, options))
+    return entries
+
+
+def _resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    if images.shape[2:] == (height, width):
+        return images
+    out = np.empty((*images.shape[:2], height, width), dtype=np.float32)
+    for i, image in enumerate(images):
+        for c, channel in enumerate(image):
+            out[i, c] = np.asarray(Image.fromarray(channel, mode="F").resize((width, height), Image.BILINEAR))
+    return np.clip(out, 0.0, 1.0)
+
+
+def assemble(entries: list[DomainEntry], image_size: int | None, limits: dict, seed: int) -> Dataset:
+    """Load each source once, deal its images out to the domains that use it, transform, unify shapes."""
+    loaded: dict[str, Splits] = {}
+    sharing: dict[str, list[int]] = {}
+    for d, entry in enumerate(entries):
+        key = repr((entry.source, entry.options))
+        if key not in loaded:
+            loaded[key] = load_source(entry.source, **entry.options.__dict__)
+        sharing.setdefault(key, []).append(d)
+    same_classes = len({tuple(s.class_names) for s in loaded.values()}) == 1 and \
+        all(s.labels["train"] is not None for s in loaded.values())
+    source_attributes = sorted({a for s in loaded.values() for a in s.attribute_names})
+    transform_attributes = sorted({TRANSFORMS[e.transform].attribute for e in entries} - {None})
+    attribute_names = source_attributes + [a for a in transform_attributes if a not in source_attributes]
+    levels = {s.levels for s in loaded.values()}
+    levels = levels.pop() if len(levels) == 1 else 256
+
+    parts: dict[str, list[tuple]] = {split: [] for split in SPLITS}
+    for d, entry in enumerate(entries):
+        key = repr((entry.source, entry.options))
+        source, peers = loaded[key], sharing[key]
+        for split in SPLITS:
+            images, labels = source.images[split], source.labels[split]
+            rows = np.arange(len(images))
+            if len(peers) > 1:   # disjoint, unpaired subsets of one source
+                deal = np.random.default_rng([seed, 3, SPLITS.index(split)]).permutation(len(images))
+                rows = np.sort(deal[peers.index(d)::len(peers)])
+            if limits.get(split):
+                rows = rows[: max(1, int(limits[split]) // len(entries))]
+            attributes = np.zeros((len(rows), len(attribute_names)), dtype=np.float32)
+            if source.attributes and source.attributes.get(split) is not None:
+                for a, name in enumerate(source.attribute_names):
+                    attributes[:, attribute_names.index(name)] = source.attributes[split][rows, a]
+            transform = TRANSFORMS[entry.transform]
+            if transform.attribute:
+                attributes[:, attribute_names.index(transform.attribute)] = 1.0
+            parts[split].append((transform.apply(images[rows]), None if labels is None else labels[rows],
+                                 attributes, source.levels))
+
+    channels = max(p[0].shape[1] for split in parts.values() for p in split)
+    height, width = (image_size, image_size) if image_size else parts["train"][0][0].shape[2:]
+    out = Dataset({}, {}, {}, {}, levels, list(next(iter(loaded.values())).class_names)
+                  if same_classes else [], attribute_names,
+                  [{"name": e.name, "source": e.source, "transform": e.transform} for e in entries])
+    for split, domain_parts in parts.items():
+        images = []
+        for images_d, _, _, source_levels in domain_parts:
+            resized = _resize(images_d, height, width)
+            if resized is not images_d or source_levels != levels:
+                resized = quantize(resized, levels)
+            images.append(np.repeat(resized, channels, axis=1) if resized.shape[1] != channels else resized)
+        out.images[split] = np.concatenate(images)
+        out.labels[split] = np.concatenate([p[1] for p in domain_parts]) if same_classes else None
+        out.attributes[split] = np.concatenate([p[2] for p in domain_parts]) if attribute_names else None
+        out.domains[split] = np.concatenate([np.full(len(p[0]), d, dtype=np.int64)
+                                             for d, p in enumerate(domain_parts)])
+    return out

@@ -1,0 +1,157 @@
+"""Sources of colour and folder images: `image_folder`, `cifar10`, `photo_patches`.
+
+Each registers itself in the source registry (components/data/sources.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from components.data.formats import DataFormatError
+from components.data.photos import PHOTO_NAMES, crop_patches
+from components.data.sources import (DataSourceError, SourceFile, SourceOptions, Splits, download,
+                                     register_source, split_by_fractions)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+GRAYSCALE_MODES = ("L", "1")
+CIFAR10 = SourceFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")
+CIFAR10_MIRRORS = ["https://www.cs.toronto.edu/~kriz/"]
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_VALID = 5000   # the last 5,000 training images validate
+
+
+def _image_size(options: SourceOptions, source: str, default: int | None = None) -> int:
+    size = options.image_size if options.image_size is not None else default
+    if size is None:
+        raise DataSourceError(f"data.image_size: source {source!r} needs the side (pixels) its images are "
+                              "resized to, e.g. image_size: 32")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 2:
+        raise DataSourceError(f"data.image_size: {size!r} is not an integer side of at least 2 pixels")
+    return size
+
+
+@register_source("image_folder")
+def image_folder(options: SourceOptions) -> Splits:
+    """`data.path`: one subfolder per class of PNG/JPEG images, resized to `image_size` squares.
+
+    Grayscale when every image is one-channel, otherwise RGB; 256 levels; the
+    splits are seeded fractions of the whole (valid_fraction, test_fraction)."""
+    size = _image_size(options, "image_folder")
+    if not options.path:
+        raise DataSourceError("data.path: source 'image_folder' needs the folder of class subfolders")
+    root = Path(options.path).expanduser()
+    if not root.is_dir():
+        raise DataSourceError(f"data.path {root} is not a folder (source image_folder)")
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataSourceError(f"{root}: no class subfolders (image_folder wants one subfolder of images per class)")
+    files, labels = [], []
+    for index, folder in enumerate(classes):
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise DataSourceError(f"{folder}: empty class folder (no {'/'.join(IMAGE_SUFFIXES)} images)")
+        files += found
+        labels += [index] * len(found)
+    opened = []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.load()   # decode now: a truncated or corrupt file fails here, named
+                opened.append(image.copy())
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            raise DataFormatError(f"{path}: not a readable image ({error})") from error
+    mode = "L" if all(image.mode in GRAYSCALE_MODES for image in opened) else "RGB"
+    images = np.empty((len(opened), 1 if mode == "L" else 3, size, size), dtype=np.float32)
+    for i, image in enumerate(opened):
+        image = image.convert(mode)
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.LANCZOS, reducing_gap=None)
+        pixels = np.asarray(image, dtype=np.float32) / 255.0
+        images[i] = pixels[None] if mode == "L" else pixels.transpose(2, 0, 1)
+    splits = split_by_fractions(images, np.asarray(labels, dtype=np.int64), options)
+    return dataclasses.replace(splits, levels=256, class_names=[p.name for p in classes])
+
+
+def _unpickle(data: bytes, name: str) -> dict:
+    # The CIFAR batches are pickles by design; they come checksum-verified from the official tarball
+    # or from a folder the user named.
+    try:
+        batch = pickle.loads(data, encoding="bytes")
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise DataFormatError(f"{name}: not a CIFAR-10 python batch ({error})") from error
+    if not isinstance(batch, dict):
+        raise DataFormatError(f"{name}: not a CIFAR-10 python batch (a {type(batch).__name__}, not a dict)")
+    return batch
+
+
+def _cifar_members(options: SourceOptions) -> dict[str, tuple[bytes, str]]:
+    """Name -> (content, where it came from) of the CIFAR-10 batch files, from a folder or the tarball."""
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+    if options.path:
+        root = Path(options.path).expanduser()
+        if not root.is_dir():
+            raise DataSourceError(f"data.path {root} is not a folder (source cifar10)")
+        for folder in (root, root / CIFAR10_FOLDER):
+            if all((folder / n).is_file() for n in names):
+                return {n: ((folder / n).read_bytes(), str(folder / n)) for n in names}
+        archive = root / CIFAR10.name
+        if not archive.is_file():
+            raise DataSourceError(f"{root}: neither {CIFAR10.name} nor the extracted {CIFAR10_FOLDER}/ "
+                                  f"({', '.join(names)})")
+    else:
+        archive = download(CIFAR10, options.mirrors or CIFAR10_MIRRORS, options.cache_dir / "cifar10")
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            found = {}
+            for n in names:
+                member = tar.extractfile(f"{CIFAR10_FOLDER}/{n}")
+                if member is None:
+                    raise KeyError(n)
+                found[n] = (member.read(), f"{archive}:{CIFAR10_FOLDER}/{n}")
+            return found
+    except (tarfile.TarError, KeyError, EOFError, OSError) as error:
+        raise DataFormatError(f"{archive}: not a complete CIFAR-10 archive ({error})") from error
+
+
+@register_source("cifar10")
+def cifar10(options: SourceOptions) -> Splits:
+    members = _cifar_members(options)
+    meta_where = members["batches.meta"][1]
+    meta = _unpickle(*members.pop("batches.meta"))
+    class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get(b"label_names", [])]
+    if len(class_names) != 10:
+        raise DataFormatError(f"{meta_where}: expected 10 label_names, found {len(class_names)}")
+    parts = {}
+    for name, (content, where) in members.items():
+        batch = _unpickle(content, where)
+        data, labels = np.asarray(batch.get(b"data")), np.asarray(batch.get(b"labels"), dtype=np.int64)
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+            raise DataFormatError(f"{where}: data must be uint8 (N, 3072), found {data.dtype} {data.shape}")
+        if len(labels) != len(data) or (len(labels) and not 0 <= labels.min() <= labels.max() <= 9):
+            raise DataFormatError(f"{where}: {len(labels)} labels in 0..9 expected for {len(data)} images")
+        parts[name] = ((data.reshape(-1, 3, 32, 32) / np.float32(255)).astype(np.float32), labels)
+    train = [parts[f"data_batch_{i}"] for i in range(1, 6)]
+    images, labels = np.concatenate([p[0] for p in train]), np.concatenate([p[1] for p in train])
+    n_valid = min(CIFAR10_VALID, len(images) // 6)
+    return Splits({"train": images[:-n_valid], "valid": images[-n_valid:], "test": parts["test_batch"][0]},
+                  {"train": labels[:-n_valid], "valid": labels[-n_valid:], "test": parts["test_batch"][1]},
+                  levels=256, class_names=class_names)
+
+
+@register_source("photo_patches")
+def photo_patches(options: SourceOptions) -> Splits:
+    """`count` RGB crops of scikit-learn's two bundled photos; the class is the photo."""
+    size = _image_size(options, "photo_patches", default=32)
+    count = 2000 if options.count is None else options.count
+    if not isinstance(count, int) or isinstance(count, bool) or count < 3:
+        raise DataSourceError(f"data.count: {count!r} is not a number of patches (at least 3)")
+    images, which = crop_patches(count, (3, size, size), np.random.default_rng([options.seed, 1]))
+    splits = split_by_fractions(images, which, options)
+    return dataclasses.replace(splits, levels=256, class_names=list(PHOTO_NAMES))
+

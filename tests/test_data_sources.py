@@ -1,0 +1,234 @@
+"""The new sources, domains, captions, attributes and uint8 storage, through the prepare stage."""
+
+import json
+import pickle
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from components.config import ConfigError
+from components.data.batch import DataSpec
+from components.data.captions import TEMPLATES, phrasings
+from components.data.prepared import read_spec, read_split, write_split
+from components.data.sources import DataSourceError, load_source
+from test_data import run_prepare
+
+
+def write_folder(root, images_per_class: dict, mode: str, sizes=((12, 12),), seed=0):
+    """Class subfolders of PNGs; returns {class: [uint8 arrays]} as written."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for name, count in images_per_class.items():
+        (root / name).mkdir(parents=True)
+        written[name] = []
+        for i in range(count):
+            w, h = sizes[i % len(sizes)]
+            array = rng.integers(0, 256, (h, w) if mode == "L" else (h, w, 3), dtype=np.uint8)
+            Image.fromarray(array, mode=mode).save(root / name / f"{i:03d}.png")
+            written[name].append(array)
+    return written
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_image_folder_round_trips_the_pixels(tmp_path, mode):
+    written = write_folder(tmp_path / "raw", {"cat": 12, "dog": 12}, mode)
+    result = run_prepare(tmp_path, {"source": "image_folder", "path": str(tmp_path / "raw"), "image_size": 12,
+                                    "binarize": "none", "valid_fraction": 0.2, "test_fraction": 0.2})
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "data/prepared"
+    splits = [read_split(folder, s, "grayscale") for s in ("train", "valid", "test")]
+    channels = 3 if mode == "RGB" else 1
+    assert splits[0].image_shape == (channels, 12, 12) and splits[0].meta["class_names"] == ["cat", "dog"]
+    assert sum(len(s.images) for s in splits) == 24
+    # Every written image comes back, with its class, within one 8-bit level.
+    originals = {(name, a.tobytes()): (a / 255.0) for name, arrays in written.items() for a in arrays}
+    found = 0
+    for split in splits:
+        for image, label in zip(split.images, split.labels):
+            stored = image[0] if channels == 1 else image.transpose(1, 2, 0)
+            matches = [v for (name, _), v in originals.items()
+                       if name == ["cat", "dog"][label] and np.abs(v - stored).max() <= 1 / 255 + 1e-6]
+            found += len(matches) == 1
+    assert found == 24
+    assert pq.read_schema(folder / "train.parquet").field("image").type.value_type == "uint8"
+
+
+def test_image_folder_resizes_mixed_sizes(tmp_path):
+    write_folder(tmp_path / "raw", {"a": 6, "b": 6}, "RGB", sizes=((40, 30), (9, 17), (16, 16)))
+    result = run_prepare(tmp_path, {"source": "image_folder", "path": str(tmp_path / "raw"), "image_size": 16,
+                                    "valid_fraction": 0.2, "test_fraction": 0.2})
+    assert result.returncode == 0, result.stderr
+    train = read_split(tmp_path / "data/prepared", "train")
+    assert train.images.shape[1:] == (3, 16, 16) and train.meta["levels"] == 256
+
+
+@pytest.mark.parametrize("problem", ["corrupt", "empty", "no_size"])
+def test_image_folder_errors_name_the_file_and_leave_no_output(tmp_path, problem):
+    raw = tmp_path / "raw"
+    write_folder(raw, {"a": 4, "b": 4}, "RGB")
+    bad = raw / "b" / "001.png"
+    data = {"source": "image_folder", "path": str(raw), "image_size": 8}
+    if problem == "corrupt":
+        bad.write_bytes(bad.read_bytes()[:60])   # a truncated PNG
+        expected = f"{bad}: not a readable image"
+    elif problem == "empty":
+        (raw / "c").mkdir()
+        expected = f"{raw / 'c'}: empty class folder"
+    else:
+        del data["image_size"]
+        expected = "data.image_size: source 'image_folder' needs"
+    result = run_prepare(tmp_path, data)
+    assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "prepared").exists()
+    assert not list((tmp_path / "data").glob(".prepared*"))
+
+
+def fake_cifar(folder, per_batch=6):
+    rng = np.random.default_rng(0)
+    (folder / "cifar-10-batches-py").mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 b"labels": rng.integers(0, 10, per_batch).tolist()}
+        (folder / "cifar-10-batches-py" / name).write_bytes(pickle.dumps(batch))
+    names = [n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer",
+                                  "dog", "frog", "horse", "ship", "truck")]
+    (folder / "cifar-10-batches-py" / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}))
+
+
+def test_cifar10_from_a_local_extracted_folder(tmp_path):
+    fake_cifar(tmp_path / "raw")
+    splits = load_source("cifar10", path=str(tmp_path / "raw"))
+    assert {k: v.shape for k, v in splits.images.items()} == {
+        "train": (25, 3, 32, 32), "valid": (5, 3, 32, 32), "test": (6, 3, 32, 32)}
+    assert splits.class_names[0] == "airplane" and len(splits.class_names) == 10 and splits.levels == 256
+    batch = pickle.loads((tmp_path / "raw/cifar-10-batches-py/data_batch_1").read_bytes())
+    np.testing.assert_array_equal(np.round(splits.images["train"][0] * 255), batch[b"data"][0].reshape(3, 32, 32))
+    assert splits.labels["train"][:6].tolist() == batch[b"labels"]
+    (tmp_path / "raw/cifar-10-batches-py/test_batch").write_bytes(b"garbage")
+    with pytest.raises(Exception, match="test_batch: not a CIFAR-10 python batch"):
+        load_source("cifar10", path=str(tmp_path / "raw"))
+
+
+def test_photo_patches_are_rgb_seeded_and_labelled_by_photo():
+    one = load_source("photo_patches", count=60, image_size=16, seed=4)
+    again = load_source("photo_patches", count=60, image_size=16, seed=4)
+    other = load_source("photo_patches", count=60, image_size=16, seed=5)
+    assert one.images["train"].shape[1:] == (3, 16, 16) and one.class_names == ["china", "flower"]
+    assert sum(len(v) for v in one.images.values()) == 60
+    np.testing.assert_array_equal(one.images["test"], again.images["test"])
+    assert not np.array_equal(one.images["train"], other.images["train"])
+    assert set(np.concatenate(list(one.labels.values()))) == {0, 1}
+    # Colour, not gray copied three times.
+    assert np.abs(one.images["train"][:, 0] - one.images["train"][:, 2]).mean() > 0.01
+
+
+def test_unknown_source_lists_the_valid_ones():
+    with pytest.raises(DataSourceError, match="unknown data source 'nope'; valid sources: .*cifar10.*photo_patches"):
+        load_source("nope")
+
+
+def test_uint8_storage_is_exact_and_four_times_smaller(tmp_path):
+    rng = np.random.default_rng(0)
+    levels = rng.integers(0, 256, (3000, 1, 16, 16)).astype(np.float32)
+    images = levels / 255
+    meta = {"source": "t", "image_shape": [1, 16, 16], "levels": 256, "binarization": "none", "split": "train"}
+    write_split(tmp_path / "train.parquet", images, None, meta)
+    assert pq.read_schema(tmp_path / "train.parquet").field("image").type.value_type == "uint8"
+    back = read_split(tmp_path, "train")
+    np.testing.assert_array_equal(np.round(back.images * 255), levels)
+    assert np.abs(back.images - images).max() < 1e-6
+    # Random pixels do not compress: the file is one byte a pixel, a quarter of float32's four.
+    assert (tmp_path / "train.parquet").stat().st_size < 1.1 * images.size < 0.3 * images.astype(np.float32).nbytes
+    assert pq.ParquetFile(tmp_path / "train.parquet").metadata.num_row_groups == 2
+
+
+def test_domains_are_disjoint_transformed_copies_with_attributes_and_a_spec(tmp_path):
+    result = run_prepare(tmp_path, {"source": "digits", "binarize": "static", "domains": [
+        {"name": "plain", "source": "digits"}, {"name": "thick", "source": "digits", "transform": "thicken"},
+        {"name": "turned", "source": "digits", "transform": "rotate90"}]})
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "data/prepared"
+    train = read_split(folder, "train", "grayscale")
+    counts = np.bincount(train.domains)
+    assert len(counts) == 3 and counts.max() - counts.min() <= 1 and (np.diff(train.domains) >= 0).all()
+    # Each digits image lands in one domain only: the plain images and the un-rotated turned ones differ.
+    plain, turned = train.images[train.domains == 0], train.images[train.domains == 2]
+    unturned = np.rot90(turned, -1, axes=(2, 3))
+    assert not (plain.reshape(len(plain), 1, -1) == unturned.reshape(1, len(unturned), -1)).all(-1).any()
+    thick = train.images[train.domains == 1]
+    assert thick.mean() > plain.mean() + 0.1    # dilation brightens
+    assert train.meta["attribute_names"] == ["rotated", "thick"]
+    np.testing.assert_array_equal(train.attributes[train.domains == 1], [[0, 1]] * counts[1])
+    spec = read_spec(folder, "binary")
+    assert spec.domain_names == ("plain", "thick", "turned") and spec.levels == 2
+    assert spec.image_shape == (1, 8, 8) and set(spec.fields) == {"labels", "attributes", "domains"}
+    assert DataSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_domains_of_gray_and_rgb_sources_share_one_shape(tmp_path):
+    result = run_prepare(tmp_path, {"source": "digits", "image_size": 8, "count": 50, "domains": [
+        {"name": "digits", "source": "digits"}, {"name": "photos", "source": "photo_patches"}]})
+    assert result.returncode == 0, result.stderr
+    train = read_split(tmp_path / "data/prepared", "train")
+    assert train.images.shape[1:] == (3, 8, 8) and train.labels is None and train.meta["levels"] == 256
+    assert read_spec(tmp_path / "data/prepared", "grayscale").fields == ("domains",)
+
+
+@pytest.mark.parametrize("data, key", [({"source": "digits", "image_sise": 8}, "data.image_sise: unknown key"),
+                                       ({"source": "digits", "captions": "yes"}, "data.captions:"),
+                                       ({"source": "digits", "domains": [{"name": "a", "source": "digits",
+                                                                          "transform": "blur"}]},
+                                        "data.domains[0].transform: unknown transform 'blur'"),
+                                       ({"source": "binarized_mnist", "captions": True, "path": "/nowhere"},
+                                        "data.path /nowhere is not a folder")])
+def test_prepare_names_the_bad_key(tmp_path, data, key):
+    result = run_prepare(tmp_path, data)
+    assert result.returncode != 0 and key in result.stderr and "Traceback" not in result.stderr
+
+
+def test_captions_hold_out_phrasings_for_test_and_tokenize_unknown_words(tmp_path):
+    result = run_prepare(tmp_path, {"source": "digits", "captions": True, "seed": 3,
+                                    "max_examples": {"train": 300}})
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "data/prepared"
+    train, test = read_split(folder, "train"), read_split(folder, "test")
+    held_out = phrasings(3)["test"]
+
+    def phrasing(caption):
+        number = [w for w in caption.split() if w in ("zero", "one", "two", "three", "four", "five", "six",
+                                                     "seven", "eight", "nine")][0]
+        return next(i for i, t in enumerate(TEMPLATES)
+                    if t.format(name=number, noun="handwritten digit") == caption)
+    train_phrasings = {phrasing(c) for c in train.captions}
+    test_phrasings = {phrasing(c) for c in test.captions}
+    assert test_phrasings == set(held_out) and not test_phrasings & train_phrasings
+    assert len(train_phrasings) == len(TEMPLATES) - len(held_out)
+    assert "seven" in train.captions[np.flatnonzero(train.labels == 7)[0]]
+    spec = read_spec(folder, "binary")
+    assert spec.vocabulary[:2] == ("<pad>", "<unk>") and list(spec.vocabulary[2:]) == sorted(spec.vocabulary[2:])
+    assert "captions" in spec.fields
+    tokens = spec.tokenize("a picture of zebra seven", 8)
+    assert tokens[3] == 1 and tokens[4] == spec.vocabulary.index("seven") and tokens[5:] == [0, 0, 0]
+
+
+def test_a_model_needing_labels_on_unlabelled_data_fails_naming_model_field_and_source(tmp_path):
+    images = np.random.default_rng(0).integers(0, 2, (10, 1, 4, 4)).astype(np.float32)
+    write_split(tmp_path / "train.parquet", images, None, {"source": "binarized_mnist", "image_shape": [1, 4, 4],
+                                                           "levels": 2, "binarization": "none", "split": "train"})
+    spec = read_spec(tmp_path, "binary")
+    assert spec.fields == () and spec.levels == 2
+    with pytest.raises(ConfigError, match="model 'cond_vae' needs labels .* data source 'binarized_mnist'"):
+        spec.require("cond_vae", ["labels"])
+    json.dumps(spec.to_dict())
+
+
+def test_the_evaluation_classifier_learns_rgb_photo_patches():
+    from components.classifier import accuracy_of, train_classifier
+
+    data = load_source("photo_patches", count=400, image_size=16, seed=0)
+    model, _ = train_classifier(data.images["train"], data.labels["train"], data.images["valid"],
+                                data.labels["valid"], 2, epochs=4, batch_size=32, lr=3e-3, seed=0, log=lambda _: None)
+    majority = max(np.mean(data.labels["test"]), 1 - np.mean(data.labels["test"]))
+    assert accuracy_of(model, data.images["test"], data.labels["test"]) > max(0.8, majority + 0.1)
