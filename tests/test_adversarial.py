@@ -308,3 +308,16 @@ def test_infogan_samples_unconditionally_and_draws_traversals():
     assert figures["traversal_continuous_0.png"].size == ((9 * 9 + 1) * 4, (2 * 9 + 1) * 4)
     metrics = model.evaluation_metrics(halves(50, torch.Generator().manual_seed(0)), {})
     assert 0.5 <= metrics["categorical_code_accuracy"] <= 1.0   # 2 values, 2 labels: never below 1/2
+
+
+def test_the_params_entries_build_on_the_digits():
+    from components.config import architecture_params, load_params, training_settings
+    from components.models import pixel_format
+
+    params = load_params()
+    digits = DataSpec.single((1, 8, 8), 17, class_names=tuple("0123456789"), fields=("labels",), source="digits")
+    for key in ("dcgan", "cgan", "infogan"):
+        name, arch = architecture_params(params, key)
+        assert pixel_format(name, params["models"][key].get("pixels")) == "grayscale"
+        model = build_model(name, digits, arch)
+        assert model.family == "adversarial" and training_settings(params, key)["lr"] == 2e-4
