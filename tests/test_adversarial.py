@@ -321,3 +321,8 @@ def test_the_params_entries_build_on_the_digits():
         assert pixel_format(name, params["models"][key].get("pixels")) == "grayscale"
         model = build_model(name, digits, arch)
         assert model.family == "adversarial" and training_settings(params, key)["lr"] == 2e-4
+
+
+def test_cgan_refuses_labels_without_class_names():
+    with pytest.raises(ConfigError, match="'cgan' conditions on class labels.*0 classes"):
+        build_model("cgan", DataSpec.single((1, 8, 8), fields=("labels",)), TINY_CGAN)

@@ -83,9 +83,9 @@ class InfoGAN(AdversarialModel):
         continuous = torch.rand(n, self.params.continuous, generator=generator) * 2 - 1
         return categorical.to(self.device), continuous.to(self.device)
 
-    def generate(self, categorical, continuous, generator=None) -> torch.Tensor:
-        """G(z, c) in [-1, 1]."""
-        z = self.noise(len(categorical), generator)
+    def generate(self, categorical, continuous, generator=None, z=None) -> torch.Tensor:
+        """G(z, c) in [-1, 1]; z drawn from N(0, I) unless given."""
+        z = self.noise(len(categorical), generator) if z is None else z.to(self.device)
         c = torch.cat([F.one_hot(categorical.long(), self.params.categorical).float(), continuous], 1)
         return self.generator(torch.cat([z, c], 1))
 
@@ -136,11 +136,12 @@ class InfoGAN(AdversarialModel):
         return to_unit(self.generate(*self.draw_codes(n, generator), generator))
 
     @torch.no_grad()
-    def sample_with_codes(self, categorical, continuous, generator=None) -> torch.Tensor:
-        """Images in [0, 1] for the given codes: categorical (n,) indices, continuous (n, J) values."""
+    def sample_with_codes(self, categorical, continuous, generator=None, z=None) -> torch.Tensor:
+        """Images in [0, 1] for the given codes: categorical (n,) indices, continuous (n, J) values;
+        noise z (n, latent_dim) drawn unless given."""
         categorical = torch.as_tensor(categorical, device=self.device)
         continuous = torch.as_tensor(continuous, dtype=torch.float32, device=self.device)
-        return to_unit(self.generate(categorical, continuous, generator))
+        return to_unit(self.generate(categorical, continuous, generator, z))
 
     @torch.no_grad()
     def encode(self, x):
@@ -151,6 +152,7 @@ class InfoGAN(AdversarialModel):
     def evaluation_metrics(self, test, settings):
         if test.labels is None:
             return {"categorical_code_accuracy": "not measured: the data has no labels"}
+        # Imported here: the served model (pyfunc) loads this module with torch, numpy and pandas only.
         from components.metrics.clustering import unsupervised_accuracy
 
         inferred = torch.cat([self.encode(test.images[i:i + 256])[:, :self.params.categorical].argmax(1).cpu()
@@ -171,11 +173,6 @@ class InfoGAN(AdversarialModel):
             continuous[:, j] = torch.linspace(-2, 2, columns).repeat(k)
             categorical = torch.arange(k).repeat_interleave(columns)
             z = torch.randn(1, self.params.latent_dim, generator=torch.Generator().manual_seed(seed))
-            images = self.traverse(categorical, continuous, z.expand(k * columns, -1))
+            images = self.sample_with_codes(categorical, continuous, z=z.expand(k * columns, -1))
             figures[f"traversal_continuous_{j}.png"] = image_grid(images.cpu().numpy(), columns=columns)
         return figures
-
-    @torch.no_grad()
-    def traverse(self, categorical, continuous, z) -> torch.Tensor:
-        c = torch.cat([F.one_hot(categorical.long(), self.params.categorical).float(), continuous], 1)
-        return to_unit(self.generator(torch.cat([z, c], 1).to(self.device)))
