@@ -117,6 +117,8 @@ class InfoGAN(AdversarialModel):
         info_g = self.information(features, categorical, continuous)
         g_loss = self.loss.generator(D.head(features)) - info_g
         self.optimize(optimizers["generator"], g_loss)
+        # d_loss and g_loss include -lambda L_I; mutual_information is lambda L_I itself (at most
+        # lambda_cat log K + lambda_cont J (log 2 - log sqrt(2 pi e)) with Q's std fixed to 1).
         d_loss, g_loss, info = d_loss.item(), g_loss.item(), info_g.item()
         return {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss, "mutual_information": info,
                 **self.beliefs(d_real, d_fake)}
