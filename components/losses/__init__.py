@@ -1,0 +1,1 @@
+"""Training objectives shared by several models (the adversarial losses, InfoGAN's information term)."""
