@@ -49,7 +49,7 @@ class LocalCluster:
     def client_env(self, base: dict | None = None) -> dict:
         """What a process needs to join: the address and the token (and no other Ray settings)."""
         env = {k: v for k, v in (base if base is not None else os.environ).items() if not k.startswith("RAY_")}
-        env.update(RAY_ADDRESS=self.address, RAY_AUTH_TOKEN=self.token)
+        env.update(RAY_ADDRESS=self.address, RAY_AUTH_TOKEN=self.token, RAY_AUTH_MODE="token")
         return env
 
     def add_node(self, cpus: int, head: bool = False) -> None:
