@@ -118,8 +118,13 @@ def main() -> None:
     print(f"[promote] comparison report: {repo_path('comparison/index.html')}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The stage's entry point: a failure ends the process non-zero with its message."""
     try:
         main()
     except (FileNotFoundError, tracking.TrackingUnavailable, MlflowException) as error:
         sys.exit(f"promote failed: {error}")
+
+
+if __name__ == "__main__":
+    run()
