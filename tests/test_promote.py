@@ -23,14 +23,17 @@ class Echo(mlflow.pyfunc.PythonModel):
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
-    """A repository after prepare/train/evaluate of model `m`, logging to a store of its own."""
+    """A repository after prepare/train/evaluate of model `m`, logging to a store of its own (the
+    process's previous store restored afterwards)."""
+    previous = mlflow.get_tracking_uri()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": {"m": {"model": "bernoulli"}}}))
     (tmp_path / "data/prepared").mkdir(parents=True)
     (tmp_path / "data/prepared/card.json").write_text(json.dumps(
         {"source": "digits", "image_shape": [1, 8, 8], "binarization": "static"}))
-    return tmp_path
+    yield tmp_path
+    mlflow.set_tracking_uri(previous)
 
 
 def trained(repo, nll: float) -> None:
