@@ -120,6 +120,16 @@ def quality_metrics(samples: np.ndarray, test_images: np.ndarray, valid_images: 
     return metrics
 
 
+def completion_grid(model, test_images: torch.Tensor, seed: int):
+    """Rows: 10 test images, their upper halves, then three completions of the lower half."""
+    originals = test_images[:10]
+    observed = lower_half_hidden(model.image_shape)
+    generator = torch.Generator().manual_seed(seed)
+    rows = [originals, torch.where(observed, originals, torch.full_like(originals, 0.5))]
+    rows += [model.complete(originals, observed, generator) for _ in range(3)]
+    return image_grid(torch.cat(rows).numpy(), columns=10)
+
+
 def label_conditioned(model) -> bool:
     return model.can("conditional_sample") and model.condition == "labels"
 

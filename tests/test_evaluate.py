@@ -68,6 +68,22 @@ def test_an_unconditional_model_is_sampled_without_a_condition_and_scored_withou
     assert set(figures) == {"samples.png"}
 
 
+@pytest.mark.parametrize("name, params, expected", [
+    ("nade", {"hidden_units": 4}, {"samples.png", "completions.png"}),
+    ("vae", {"latent_dim": 2, "hidden_units": [8]},
+     {"samples.png", "reconstructions.png", "interpolations.png", "latent_scatter.png"}),
+])
+def test_each_declared_capability_gets_its_figure(name, params, expected):
+    from components.data.batch import DataSpec
+    from components.models import build_model
+
+    model = build_model(name, DataSpec.single((1, 4, 4)), params).eval()
+    test = Batch(torch.bernoulli(torch.full((20, 1, 4, 4), 0.5)), labels=torch.arange(20) % 3)
+    samples = evaluate.draw_samples(model, 12, None, seed=0)
+    figures = evaluate.figures_of(model, name, test, samples, CFG)
+    assert expected <= set(figures) and not {"class_samples.png", "translations.png"} & set(figures)
+
+
 def test_a_class_conditional_model_gets_one_row_of_samples_per_class():
     model = ClassShade(class_spec(classes=4), ClassShade.Params())
     figures = evaluate.figures_of(model, "c", Batch(torch.zeros(12, 1, 2, 2)), np.zeros((40, 1, 2, 2)), CFG)
