@@ -2,9 +2,12 @@
 
     python -m pipelines.evaluate <key>
 
-Writes `reports/<key>/metrics.json` (read by `dvc metrics show`) and the
-sample grid, and adds both to the model's MLflow run. A capability the model
-lacks is recorded as such, with the reason, instead of a number.
+Writes `reports/<key>/metrics.json` (read by `dvc metrics show`) and
+`reports/<key>/figures/`, and adds both to the model's MLflow run. What is
+measured and drawn follows the model's declared capabilities (sampling,
+conditional sampling, likelihood, encoding, completion, translation) and its
+evaluation hooks; a capability the model lacks is recorded as such, with the
+reason, instead of a number.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from components.latent_figures import interpolation_grid, latent_scatter, recons
 from components.metrics.anomaly import anomaly_auroc
 from components.metrics.likelihood import bits_per_dim, per_image_log_prob
 from components.metrics.representation import probe_accuracies
-from components.metrics.sample_quality import sample_quality
+from components.metrics.sample_quality import conditional_accuracy, sample_quality
 from components.models import load_model
 from components.plots import image_grid, plt
 from pipelines import tracking
@@ -74,12 +77,15 @@ def anomaly_metrics(model, test_log_prob: torch.Tensor | None, cfg: dict, folder
 
 
 @torch.no_grad()
+def encoded(model, images: torch.Tensor) -> np.ndarray:
+    return torch.cat([model.encode(images[start:start + 256]).cpu() for start in range(0, len(images), 256)]).numpy()
+
+
 def codes_of(model, split) -> np.ndarray:
     images = torch.from_numpy(split.images)
     if split.meta.get("stochastic_binarization"):  # dynamically binarized train split: one seeded draw
         images = torch.bernoulli(images, generator=torch.Generator().manual_seed(0))
-    return torch.cat([model.encode(images[start:start + 256]).cpu()
-                      for start in range(0, len(images), 256)]).numpy()
+    return encoded(model, images)
 
 
 def representation_metrics(model, folder, test) -> dict:
@@ -93,7 +99,10 @@ def representation_metrics(model, folder, test) -> dict:
     return probe_accuracies(codes_of(model, train), train.labels, codes_of(model, test), test.labels)
 
 
-def quality_metrics(samples: np.ndarray, test_images: np.ndarray, valid_images: np.ndarray, seed: int) -> dict:
+def quality_metrics(samples: np.ndarray, test_images: np.ndarray, valid_images: np.ndarray, seed: int,
+                    asked_labels: np.ndarray | None = None) -> dict:
+    """Sample quality in the evaluation classifier's features; with `asked_labels` (the class each
+    sample was asked for), also how often the classifier sees the asked class."""
     classifier, config = load_classifier(repo_path("models/classifier"))
     if classifier is None:
         return {"sample_quality": f"not available: {config['reason']}"}
@@ -101,6 +110,8 @@ def quality_metrics(samples: np.ndarray, test_images: np.ndarray, valid_images: 
     fake_features, fake_labels = predict(classifier, samples)
     metrics = sample_quality(real_features.numpy(), fake_features.numpy(), fake_labels.numpy(),
                              config["num_classes"], seed=seed)
+    if asked_labels is not None:
+        metrics.update(conditional_accuracy(fake_labels.numpy(), asked_labels, config["num_classes"]))
     # The same yardstick between two sets of real images: the floor a perfect model would reach.
     held_out_features, held_out_labels = predict(classifier, valid_images)
     reference = sample_quality(real_features.numpy(), held_out_features.numpy(), held_out_labels.numpy(),
@@ -119,6 +130,69 @@ def completion_grid(model, test_images: torch.Tensor, seed: int):
     return image_grid(torch.cat(rows).numpy(), columns=10)
 
 
+def label_conditioned(model) -> bool:
+    return model.can("conditional_sample") and model.condition == "labels"
+
+
+def sample_conditions(model, n: int, test: Batch):
+    """What a conditional model's evaluation samples are asked for: every class equally often
+    (labels), else the test split's own conditions in turn; None for an unconditional model."""
+    if not model.can("conditional_sample"):
+        return None
+    if label_conditioned(model) and model.spec.num_classes:
+        return torch.arange(n) % model.spec.num_classes
+    given = getattr(test, model.condition)
+    if given is None:
+        raise ConfigError(f"{model.name} samples given {model.condition}, but the test split has none")
+    order = [i % len(given) for i in range(n)]
+    return given[torch.tensor(order)] if isinstance(given, torch.Tensor) else [given[i] for i in order]
+
+
+@torch.no_grad()
+def draw_samples(model, n: int, condition, seed: int) -> np.ndarray:
+    samples = model.sample(n, condition=condition, generator=torch.Generator().manual_seed(seed)).cpu().numpy()
+    if samples.shape != (n, *model.image_shape) or samples.min() < 0 or samples.max() > 1:
+        raise RuntimeError(f"{model.name}: samples have shape {samples.shape} and range "
+                           f"[{samples.min()}, {samples.max()}], expected ({n}, *{model.image_shape}) in [0, 1]")
+    return samples
+
+
+def class_grid(model, seed: int, columns: int = 10):
+    """One row per class: `columns` samples asked for that class."""
+    classes = torch.arange(model.spec.num_classes).repeat_interleave(columns)
+    return image_grid(draw_samples(model, len(classes), classes, seed), columns=columns)
+
+
+@torch.no_grad()
+def translation_grid(model, images: torch.Tensor, columns: int = 10):
+    """Rows: `columns` source images, then the same images translated into each domain in turn."""
+    sources = images[:columns]
+    rows = [sources] + [model.translate(sources, domain).cpu() for domain in model.spec.domain_names]
+    return image_grid(torch.cat(rows).numpy(), columns=len(sources))
+
+
+def figures_of(model, key: str, test: Batch, samples: np.ndarray | None, cfg: dict) -> dict:
+    """File name -> picture (PIL image or matplotlib figure), one for each capability the model declares."""
+    seed = cfg["seed"]
+    figures = {}
+    if samples is not None:
+        figures["samples.png"] = image_grid(samples[:100], columns=10)
+    if label_conditioned(model) and model.spec.num_classes:
+        figures["class_samples.png"] = class_grid(model, seed)
+    if model.can("complete"):
+        figures["completions.png"] = completion_grid(model, test.images, seed)
+    if model.can("translate"):
+        figures["translations.png"] = translation_grid(model, test.images)
+    if model.can("encode") and model.can("decode"):
+        figures["reconstructions.png"] = reconstruction_grid(model, test.images)
+        figures["interpolations.png"] = interpolation_grid(model, test.images)
+        labels = None if test.labels is None else test.labels.numpy()
+        figures["latent_scatter.png"] = latent_scatter(encoded(model, test.images), labels,
+                                                       f"{key}: test codes by label")
+    figures.update(model.evaluation_figures(test, cfg))
+    return figures
+
+
 def main(key: str) -> None:
     params = load_params()
     if key not in (params.get("models") or {}):
@@ -134,39 +208,32 @@ def main(key: str) -> None:
                "promotion_metric": PROMOTION_METRIC[model.family] if model.likelihood else "fid",
                "pixels": model.data_pixels,
                "levels": model.levels, "parameters": sum(p.numel() for p in model.parameters())}
+    if model.condition:
+        metrics["condition"] = model.condition
     test_batch = Batch(test_images, labels=None if test.labels is None else torch.from_numpy(test.labels))
     metrics.update(model.evaluation_metrics(test_batch, cfg))
     print(f"[{key}] evaluating on {len(test_images)} test images")
     likelihood, test_log_prob = likelihood_metrics(model, test_images, cfg)
     metrics.update(likelihood)
     metrics.update(anomaly_metrics(model, test_log_prob, cfg, folder))
-    with torch.no_grad():
-        samples = model.sample(cfg["num_samples"], generator=torch.Generator().manual_seed(cfg["seed"])).numpy()
-    if samples.shape[1:] != tuple(model.image_shape) or samples.min() < 0 or samples.max() > 1:
-        raise RuntimeError(f"{key}: samples have shape {samples.shape} and range "
-                           f"[{samples.min()}, {samples.max()}], expected (n, *{model.image_shape}) in [0, 1]")
-    metrics.update(quality_metrics(samples, test.images, valid.images, cfg["seed"]))
+    samples = None
+    if model.can("sample") or model.can("conditional_sample"):
+        condition = sample_conditions(model, cfg["num_samples"], test_batch)
+        samples = draw_samples(model, cfg["num_samples"], condition, cfg["seed"])
+        asked = condition.numpy() if label_conditioned(model) and condition is not None else None
+        metrics.update(quality_metrics(samples, test.images, valid.images, cfg["seed"], asked))
+    else:
+        metrics["sample_quality"] = f"not supported: {model.name} cannot sample"
     metrics["encode"] = "supported" if model.can("encode") else f"not supported: {model.name} has no encoder"
     metrics.update(representation_metrics(model, folder, test))
+    figures = figures_of(model, key, test_batch, samples, cfg)
 
-    grid = image_grid(samples[:100], columns=10)
-    completions = completion_grid(model, test_images, cfg["seed"]) if model.can("complete") else None
-    latent = {}  # file name -> picture of the latent space (models with an encoder and a decoder)
-    if model.can("encode") and model.can("decode"):
-        latent["reconstructions.png"] = reconstruction_grid(model, test_images)
-        latent["interpolations.png"] = interpolation_grid(model, test_images)
-        latent["latent_scatter.png"] = latent_scatter(codes_of(model, test), test.labels,
-                                                      f"{key}: test codes by label")
-    latent.update(model.evaluation_figures(test_batch, cfg))
     tracking.configure()
     run_id = json.loads(repo_path(f"models/{key}/mlflow.json").read_text())["run_id"]
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"eval_{k}": float(v) for k, v in metrics.items()
                             if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        mlflow.log_image(grid, "evaluation/samples.png")
-        if completions is not None:
-            mlflow.log_image(completions, "evaluation/completions.png")
-        for name, picture in latent.items():
+        for name, picture in figures.items():
             if isinstance(picture, plt.Figure):
                 mlflow.log_figure(picture, f"evaluation/{name}")
             else:
@@ -176,16 +243,13 @@ def main(key: str) -> None:
     # Files last: a failure above leaves the previous outputs, not a mix.
     report_dir = repo_path(f"reports/{key}")
     report_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_directory(report_dir / "figures") as figures:
-        grid.save(figures / "samples.png")
-        if completions is not None:
-            completions.save(figures / "completions.png")
-        for name, picture in latent.items():
+    with atomic_directory(report_dir / "figures") as written:
+        for name, picture in figures.items():
             if isinstance(picture, plt.Figure):
-                picture.savefig(figures / name, dpi=90)
+                picture.savefig(written / name, dpi=90)
                 plt.close(picture)
             else:
-                picture.save(figures / name)
+                picture.save(written / name)
     write_text_atomically(report_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
     print(f"[{key}] {shown}")

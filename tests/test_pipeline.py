@@ -112,6 +112,36 @@ def test_a_second_repro_runs_nothing_and_dvc_reads_metrics(repo):
     assert "test_nll" in shown and "fid" in shown
 
 
+NEW_MODEL = '''"""A model added after the pipeline ran."""
+from components.models.base import GenerativeModel
+
+
+class Newcomer(GenerativeModel):
+    name = "newcomer"
+    family = "explicit"
+'''
+
+
+def test_adding_a_model_file_reruns_nothing_and_editing_one_reruns_only_its_model(repo):
+    def changed() -> set[str]:
+        return set(json.loads(run(["dvc", "status", "--json"], repo).stdout))
+
+    added = repo / "components/models/newcomer.py"
+    added.write_text(NEW_MODEL)
+    try:
+        assert changed() == set()
+    finally:
+        added.unlink()
+    gan = repo / "components/models/gan.py"
+    code = gan.read_text()
+    gan.write_text(code + "\n# edited\n")
+    try:
+        assert changed() == {"train@gan", "evaluate@gan"}
+    finally:
+        gan.write_text(code)
+    assert changed() == set()
+
+
 def test_registered_model_loads_and_predicts_without_the_repository(repo, tmp_path):
     script = textwrap.dedent(f"""
         import json, sys
@@ -122,10 +152,16 @@ def test_registered_model_loads_and_predicts_without_the_repository(repo, tmp_pa
         samples = nade.predict(pd.DataFrame({{"num_samples": [5], "seed": [1]}}))
         log_p = nade.predict(pd.DataFrame(samples.reshape(5, -1)))
         gan = mlflow.pyfunc.load_model("models:/genzoo-gan@champion")
+        try:
+            gan.predict(pd.DataFrame(samples.reshape(5, -1)))
+            refusal = None
+        except Exception as error:
+            refusal = str(error)
         print(json.dumps({{"components": components.__file__, "samples": list(samples.shape),
                           "min": float(samples.min()), "max": float(samples.max()),
                           "log_p": np.asarray(log_p).tolist(),
-                          "gan": list(gan.predict(pd.DataFrame({{"num_samples": [3]}})).shape)}}))
+                          "gan": list(gan.predict(pd.DataFrame({{"num_samples": [3]}})).shape),
+                          "gan_log_p": refusal}}))
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
                             env={k: v for k, v in environment(repo).items() if k != "PYTHONPATH"})
@@ -135,6 +171,7 @@ def test_registered_model_loads_and_predicts_without_the_repository(repo, tmp_pa
     assert out["samples"] == [5, 1, 8, 8] and 0 <= out["min"] <= out["max"] <= 1
     assert len(out["log_p"]) == 5 and all(v < 0 for v in out["log_p"])
     assert out["gan"] == [3, 1, 8, 8]
+    assert "gan cannot serve log-likelihoods of images: it declares sample" in out["gan_log_p"]
 
 
 def test_changing_one_model_reruns_only_its_stages_and_promote(repo):

@@ -5,6 +5,8 @@
   averaged over subsets; unbiased, so it can be slightly negative;
 * precision / recall (Kynkäänniemi et al. 2019): the share of samples inside the
   real data's k-NN manifold, and of real images inside the samples' manifold;
+* conditional accuracy: for a class-conditional model, the share of samples the
+  classifier assigns to the class they were asked for (chance: 1 / classes);
 * class coverage: the share of classes that receive at least half of their
   uniform share of samples, and the normalized entropy of the class histogram.
 """
@@ -88,3 +90,12 @@ def sample_quality(real_features: np.ndarray, fake_features: np.ndarray, fake_pr
     precision, recall = precision_recall(real, fake)
     return {"fid": frechet_distance(real, fake), "kid": kid, "kid_std": kid_std,
             "precision": precision, "recall": recall, **class_coverage(fake_predictions, num_classes)}
+
+
+def conditional_accuracy(predicted: np.ndarray, asked: np.ndarray, num_classes: int) -> dict[str, float]:
+    """How often the classifier sees the class a sample was asked for, beside chance."""
+    predicted, asked = np.asarray(predicted), np.asarray(asked)
+    if predicted.shape != asked.shape or len(asked) == 0:
+        raise ValueError(f"conditional accuracy: {predicted.shape} predictions for {asked.shape} asked classes")
+    return {"conditional_accuracy": float((predicted == asked).mean()),
+            "conditional_accuracy_chance": 1.0 / num_classes}
