@@ -23,7 +23,7 @@ from components.atomic import atomic_directory, write_text_atomically
 from components.classifier import load_classifier, predict
 from components.completion import lower_half_hidden
 from components.config import ConfigError, load_params, repo_path
-from components.data.prepared import read_split
+from components.data.prepared import draw_binary, read_split
 from components.data.batch import Batch
 from components.latent_figures import interpolation_grid, latent_scatter, reconstruction_grid
 from components.metrics.anomaly import anomaly_auroc
@@ -82,10 +82,8 @@ def encoded(model, images: torch.Tensor) -> np.ndarray:
 
 
 def codes_of(model, split) -> np.ndarray:
-    images = torch.from_numpy(split.images)
-    if split.meta.get("stochastic_binarization"):  # dynamically binarized train split: one seeded draw
-        images = torch.bernoulli(images, generator=torch.Generator().manual_seed(0))
-    return encoded(model, images)
+    # A dynamically binarized train split: the one fixed draw evaluation uses.
+    return encoded(model, torch.from_numpy(draw_binary(split).images))
 
 
 def representation_metrics(model, folder, test) -> dict:
