@@ -35,7 +35,7 @@ def train_within(name: str, params: dict, train: torch.Tensor, valid: torch.Tens
 
     started = time.perf_counter()
     run = fit(model, train_batches, lambda: batches(valid_data, 500), settings,
-              [Budget(seconds), Progress(f"budget {name}")], device=device)
+              [Budget(seconds), Progress(name, show_total=False)], device=device)
     model.load_state_dict(final_weights(run.checkpoint()))
     busy = sum(r["epoch_seconds"] for r in run.state["history"])
     return {"model": model.eval(), "epochs": run.state["images"] / len(train),

@@ -10,8 +10,8 @@ from components.training.fit import Callback, Run
 class Progress(Callback):
     """One line per epoch: `[key] epoch 3/30: train_loss=..., val_nll=...`."""
 
-    def __init__(self, key: str):
-        self.key = key
+    def __init__(self, key: str, show_total: bool = True):
+        self.key, self.show_total = key, show_total
 
     def on_fit_start(self, run: Run) -> None:
         if run.state["resumed_at_epochs"]:
@@ -25,7 +25,8 @@ class Progress(Callback):
         note = ""
         if run.state["stopped"] and run.selection and run.selection.should_stop:
             note = f" (early stop: no better {run.selection.key} for {run.selection.patience} measurements)"
-        print(f"[{self.key}] epoch {record['epoch']}/{run.settings.epochs}: {shown}{note}", flush=True)
+        total = f"/{run.settings.epochs}" if self.show_total else ""
+        print(f"[{self.key}] epoch {record['epoch']}{total}: {shown}{note}", flush=True)
 
 
 class Budget(Callback):

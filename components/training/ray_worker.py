@@ -10,6 +10,7 @@ dict of `Run.checkpoint()`, written by rank 0); a restarted run continues from
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import tempfile
@@ -64,10 +65,10 @@ class RayReport(Callback):
     def on_epoch_end(self, run: Run, record: dict) -> None:
         import ray.train
 
-        selected = {}
-        if run.selection:
-            worst = float("inf") if run.selection.direction == "min" else float("-inf")
-            selected = {"selected": worst if run.selection.best is None else run.selection.best}
+        selected, declared = {}, run.model.selection
+        if declared:  # even when nothing can measure it here: Tune needs the key in every report
+            best = run.selection.best if run.selection else None
+            selected = {"selected": best if best is not None else math.inf if declared[1] == "min" else -math.inf}
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
             if self.rank == 0:
