@@ -257,3 +257,17 @@ def test_the_budget_benchmark_trains_with_fit(monkeypatch):
     assert len(calls) == 1 and result["run"].state["history"]
     assert 0 < result["epochs"] and result["run"].state["stopped"]
     assert result["best_val"] == min(r["val_nll"] for r in result["run"].state["history"])
+
+
+def test_bad_training_settings_are_named():
+    from components.models import build_model
+
+    with pytest.raises(ConfigError, match="training.schedule.kind: 'exponential' is not one of constant,"):
+        settings(schedule={"kind": "exponential"})
+    with pytest.raises(ConfigError, match="training.precision: 'fp8' is not one of fp32, bf16"):
+        settings(precision="fp8")
+    nade = build_model("nade", DataSpec.single(SHAPE), {"hidden_units": 4})
+    with pytest.raises(ConfigError, match="training.ema_decay: nade declares no weights to average"):
+        settings(optimizers={}).check(nade)
+    with pytest.raises(ConfigError, match="nade has no optimizer.s. decoder; its optimizers: model"):
+        settings(ema_decay=None).check(nade)
