@@ -87,7 +87,7 @@ def test_repro_registers_every_model_with_a_champion(repo):
         assert (repo / f"reports/{key}/figures/completions.png").exists() == (key in ("nade",))
         assert (repo / f"models/{key}/model.pt").exists()
         # One prepared dataset, each model in its pixel format: the GAN asked for the 17-level intensities.
-        levels = json.loads((repo / f"models/{key}/config.json").read_text())["levels"]
+        levels = json.loads((repo / f"models/{key}/config.json").read_text())["spec"]["domains"][0]["levels"]
         assert levels == (17 if key == "gan" else 2)
         if key != "gan":
             assert metrics["test_nll"] > 0 and metrics["test_bits_per_dim"] > 0

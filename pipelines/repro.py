@@ -1,0 +1,194 @@
+"""`dvc repro` with up to N independent stages at once.
+
+    python -m pipelines.repro --jobs 2 [stage ...]
+
+DVC runs a pipeline's stages one after another. This runner reads the same
+DAG (`dvc.yaml`), finds the stages that `dvc status` reports changed and
+everything downstream of them, and runs each as `dvc repro --single-item
+<stage>` as soon as the stages it depends on have finished, with at most
+`--jobs` running. Each is still a DVC stage: DVC decides whether it runs,
+records it in dvc.lock under its own repo lock, and releases that lock while
+the stage's command runs, so stages really overlap; `dvc status` is clean
+afterwards, as after a sequential `dvc repro`.
+
+Training: without RAY_ADDRESS (or `cluster.address`) the runner starts one
+local Ray for the whole run and every train stage joins it, instead of each
+starting and stopping its own (Ray's fixed cost per stage). With a cluster
+address the stages train there.
+
+A failing stage stops its dependants (reported as skipped) while independent
+stages finish; the exit status is non-zero and names the stage. Ctrl-C (or a
+SIGTERM) interrupts the running stages the way it interrupts `dvc repro`,
+stops the local Ray, and leaves DVC and MLflow consistent: the next run
+reruns what did not finish, and an interrupted training resumes from its
+last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from components.config import load_params
+from pipelines import tracking
+from pipelines.local_cluster import end_with_parent, local_cluster
+from pipelines.ray_session import cluster_address
+
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+def stage_graph(targets: list[str]) -> dict[str, set[str]]:
+    """stage -> the stages it depends on, for `targets` and everything upstream of them (all if none)."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        graph = repo.index.graph
+        by_name = {stage.addressing: stage for stage in graph}
+        unknown = [t for t in targets if t not in by_name]
+        if unknown:
+            raise SystemExit(f"repro: unknown stage(s) {', '.join(unknown)}; stages: {', '.join(sorted(by_name))}")
+        keep = set(by_name) if not targets else set().union(
+            *({t} | {s.addressing for s in nx.descendants(graph, by_name[t])} for t in targets))
+        return {name: {s.addressing for s in graph.successors(by_name[name])} & keep for name in keep}
+
+
+def changed_stages(stages: dict[str, set[str]]) -> set[str]:
+    """The stages `dvc status` reports changed, and everything downstream of them."""
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        changed = {name for name in repo.status(targets=list(stages)) if name in stages}
+    grew = True
+    while grew:
+        downstream = {name for name, deps in stages.items() if deps & changed} - changed
+        changed |= downstream
+        grew = bool(downstream)
+    return changed
+
+
+class Runner:
+    def __init__(self, stages: dict[str, set[str]], jobs: int, env: dict):
+        self.stages, self.jobs, self.env = stages, jobs, env
+        self.running: dict[str, subprocess.Popen] = {}
+        self.done: set[str] = set()
+        self.failed: dict[str, int] = {}
+        self.skipped: dict[str, str] = {}
+        self.interrupted = False
+
+    def start(self, name: str) -> None:
+        print(f"repro: running {name}", flush=True)
+        process = subprocess.Popen([DVC, "--wait-for-lock", "repro", "--single-item", name], env=self.env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                   start_new_session=True, preexec_fn=end_with_parent)
+        threading.Thread(target=self.relay, args=(name, process), daemon=True).start()
+        self.running[name] = process
+
+    @staticmethod
+    def relay(name: str, process: subprocess.Popen) -> None:
+        """Each stage's output, line by line, prefixed with its name (several run at once)."""
+        for line in process.stdout:
+            print(f"{name} | {line}", end="", flush=True)
+
+    def blocked_by(self, name: str) -> str | None:
+        for dep in self.stages[name]:
+            if dep in self.failed or dep in self.skipped:
+                return dep
+        return None
+
+    def run(self) -> None:
+        pending = set(self.stages)
+        while pending or self.running:
+            for name, process in list(self.running.items()):
+                if process.poll() is not None:
+                    del self.running[name]
+                    if process.returncode == 0:
+                        self.done.add(name)
+                    else:
+                        self.failed[name] = process.returncode
+                        print(f"repro: {name} failed (exit {process.returncode})", flush=True)
+            if self.interrupted:
+                return
+            for name in sorted(pending):
+                blocker = self.blocked_by(name)
+                if blocker:
+                    self.skipped[name] = blocker
+                    pending.discard(name)
+                elif len(self.running) < self.jobs and self.stages[name] <= self.done:
+                    pending.discard(name)
+                    self.start(name)
+            time.sleep(0.2)
+
+    def interrupt(self, *_) -> None:
+        """Ctrl-C: each `dvc repro` gets SIGINT, as from a terminal, and cleans up as it does there."""
+        self.interrupted = True
+        for process in self.running.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGINT)
+
+    def wait_for_running(self, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        for process in self.running.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.repro", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stages", nargs="*", help="stages to bring up to date with what they depend on (all if none)")
+    parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="stages at once (default: CPUs)")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+
+    stages = stage_graph(args.stages)
+    to_run = changed_stages(stages)
+    if not to_run:
+        print("repro: every stage is up to date")
+        return 0
+    stages = {name: deps & to_run for name, deps in stages.items() if name in to_run}
+    # Create the MLflow store and experiment once, before stages log to it at the same time.
+    tracking.configure()
+    env = dict(os.environ)
+    runner = Runner(stages, args.jobs, env)
+    previous = {sig: signal.signal(sig, runner.interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    trains = any(name.startswith("train@") for name in stages)
+    try:
+        if trains and not cluster_address(load_params()):
+            with tempfile.TemporaryDirectory(prefix="genzoo-ray-") as root, \
+                    local_cluster(Path(root), [os.cpu_count() or 1]) as cluster:
+                print(f"repro: one local Ray for every train stage at {cluster.address}", flush=True)
+                runner.env = cluster.client_env(env)
+                runner.run()
+                runner.wait_for_running()
+        else:
+            runner.run()
+            runner.wait_for_running()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    if runner.interrupted:
+        print("repro: interrupted; the next run reruns what did not finish", flush=True)
+        return 130
+    for name, blocker in sorted(runner.skipped.items()):
+        print(f"repro: {name} skipped: {blocker} failed", flush=True)
+    if runner.failed:
+        print(f"repro: failed: {', '.join(sorted(runner.failed))}", flush=True)
+        return 1
+    print(f"repro: {len(runner.done)} stage(s) up to date", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
