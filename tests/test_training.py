@@ -1,7 +1,5 @@
 """The training loop: schedules, EMA, phases, exact resume, selection, budget, a conditional model."""
 
-import copy
-import dataclasses
 import io
 import sys
 from pathlib import Path
@@ -13,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from components.config import ConfigError
-from components.data.batch import Batch, DataSpec
+from components.data.batch import DataSpec
 from components.data.prepared import Split
-from components.models.base import REGISTRY, GenerativeModel, Phase
+from components.models.base import GenerativeModel, Phase
 from components.training import Settings, final_weights, fit
 from components.training.ema import EMA
 from components.training.memory import eval_batches, train_batches
