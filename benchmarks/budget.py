@@ -1,8 +1,7 @@
-"""Shared by the benchmarks: train a model in-process under a wall-clock budget."""
+"""Shared by the benchmarks: train a model in-process under a wall-clock budget, with the pipeline's `fit`."""
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -11,40 +10,35 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from components.data.batch import Batch, DataSpec
+from components.data.batch import Batch, DataSpec  # noqa: E402
 from components.models import build_model  # noqa: E402
+from components.training import Settings, final_weights, fit  # noqa: E402
+from components.training.callbacks import Budget, Progress  # noqa: E402
+from components.training.memory import batches  # noqa: E402
 
 
 def train_within(name: str, params: dict, train: torch.Tensor, valid: torch.Tensor, seconds: float,
                  batch_size: int, lr: float, device) -> dict:
-    """Train until the budget is spent (checked every batch); keep the best-validated weights.
+    """Train until the budget is spent (checked every step); keep the weights the model's selection picks.
 
     Returns the model, fractional epochs, training throughput (images/s, training
-    time only) and the best validation value of the model's monitored metric.
+    time only), the best validation value of the selection metric and `fit`'s run.
     """
     torch.manual_seed(0)
     model = build_model(name, DataSpec.single(tuple(train.shape[1:])), params).to(device)
-    optimizers = model.configure_optimizers(lr)
-    best, best_state, seen, busy = math.inf, None, 0, 0.0
+    train_data, valid_data = Batch(train), Batch(valid)
+    # Epochs and patience without limit: the budget ends training, as it did before `fit` took over.
+    settings = Settings(epochs=10**9, batch_size=batch_size, lr=lr, patience=10**9)
+
+    def train_batches(epoch: int, size: int):
+        return batches(train_data, size, torch.Generator().manual_seed(epoch))
+
     started = time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        model.train()
-        model.on_epoch_start()  # the interface's per-epoch hook (closed-form statistics, KL warm-up)
-        tick = time.perf_counter()
-        for x in train[torch.randperm(len(train))].split(batch_size):
-            model.training_step(Batch(x.to(device)), optimizers)
-            seen += len(x)
-            if time.perf_counter() - started >= seconds:
-                break
-        busy += time.perf_counter() - tick
-        model.eval()
-        with torch.no_grad():  # nothing monitored (adversarial models): the latest weights count as best
-            metric = -seen if model.monitor is None else sum(
-                model.validation_metrics(Batch(v.to(device)))[model.monitor] * len(v) for v in valid.split(500)) / len(valid)
-        if metric < best:
-            best, best_state = metric, {k: v.detach().clone() for k, v in model.state_dict().items()}
-        print(f"  {name}: {seen / len(train):.2f} epochs, {time.perf_counter() - started:.0f}s, "
-              f"val {model.monitor} {metric:.2f}", flush=True)
-    model.load_state_dict(best_state)
-    return {"model": model.eval(), "epochs": seen / len(train), "images_per_second": seen / busy,
-            "best_val": best, "seconds": time.perf_counter() - started}
+    run = fit(model, train_batches, lambda: batches(valid_data, 500), settings,
+              [Budget(seconds), Progress(name, show_total=False)], device=device)
+    model.load_state_dict(final_weights(run.checkpoint()))
+    busy = sum(r["epoch_seconds"] for r in run.state["history"])
+    return {"model": model.eval(), "epochs": run.state["images"] / len(train),
+            "images_per_second": run.state["images"] / max(busy, 1e-9),
+            "best_val": run.selection.best if run.selection else None,
+            "seconds": time.perf_counter() - started, "run": run}

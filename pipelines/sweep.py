@@ -102,12 +102,12 @@ def _run_trial(trial: dict, base: dict, settings: dict, storage: str) -> None:
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from pipelines.train import make_trainer
+    from pipelines.ray_train import make_trainer
 
     trial_id = tune.get_context().get_trial_id()
-    config = {**base, "key": f"{base['key']} {trial_id}", "params": {**base["params"], **trial["params"]}}
-    for name, value in trial["settings"].items():
-        config[name] = type(base[name])(value)
+    sampled = {name: type(base["settings"][name])(value) for name, value in trial["settings"].items()}
+    config = {**base, "key": f"{base['key']} {trial_id}", "params": {**base["params"], **trial["params"]},
+              "settings": {**base["settings"], **sampled}}
     # Named by the trial id: a restored sweep resumes each trial's own Train run.
     trainer = make_trainer(config, settings, Path(storage), trial_id, callbacks=[TuneReportCallback()])
     trainer.fit()
@@ -153,16 +153,22 @@ def _release_when_stopped():
     return ReleaseStoppedTrials()
 
 
-def run(sweep: Plan, base: dict, settings: dict, monitor: str, storage: Path,
+def run(sweep: Plan, base: dict, settings: dict, selection: tuple[str, str], storage: Path,
         name: str) -> tuple[dict, dict, list[Trial]]:
-    """Run the sweep (or resume it after a crash) minimizing the reported metric `monitor`;
-    return the best trial's checkpoint state and sampled values, and every trial."""
+    """Run the sweep (or resume it after a crash), comparing trials by the model's `selection`
+    (metric, direction); return the best trial's checkpoint state and sampled values, and every trial.
+
+    Tune compares the `selected` value each epoch's report carries: the best of the selection
+    metric so far (see components/training/ray_worker.py)."""
     import ray
     from ray import tune
     from ray._common.constants import HEAD_NODE_RESOURCE_NAME
     from ray.tune.schedulers import ASHAScheduler
 
-    from pipelines.train import read_state
+    from pipelines.ray_train import read_state
+
+    monitor, mode = f"val_{selection[0]}", selection[1]
+    pick = min if mode == "min" else max
 
     cpus_per_trial = int(settings["num_workers"]) * int(settings.get("cpus_per_worker", 1))
     concurrent = sweep.concurrent or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_trial)
@@ -180,11 +186,11 @@ def run(sweep: Plan, base: dict, settings: dict, monitor: str, storage: Path,
         tuner = tune.Tuner(
             trainable, param_space=space,
             tune_config=tune.TuneConfig(
-                metric=monitor, mode="min", num_samples=sweep.trials, max_concurrent_trials=concurrent,
+                metric="selected", mode=mode, num_samples=sweep.trials, max_concurrent_trials=concurrent,
                 # max_t past the last epoch: a trial that trains every epoch ends on its own (its
                 # controller releases its workers); ASHA stops only the trailing ones.
-                scheduler=ASHAScheduler(time_attr="epoch", max_t=base["epochs"] + 1,
-                                        grace_period=min(sweep.grace_epochs, base["epochs"]))),
+                scheduler=ASHAScheduler(time_attr="epoch", max_t=int(base["settings"]["epochs"]) + 1,
+                                        grace_period=min(sweep.grace_epochs, int(base["settings"]["epochs"])))),
             run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
                                       callbacks=[_release_when_stopped()]))
     print(f"[{base['key']}] sweep: {sweep.trials} trial(s), {concurrent} at a time, ASHA on {monitor}",
@@ -200,11 +206,11 @@ def run(sweep: Plan, base: dict, settings: dict, monitor: str, storage: Path,
             trial_id=(result.metrics or {}).get("trial_id") or Path(result.path).name,
             sampled={**{f"model.{k}": v for k, v in result.config["params"].items()},
                      **{f"train.{k}": v for k, v in result.config["settings"].items()}},
-            history=history, best=min((r[monitor] for r in history if monitor in r), default=None),
+            history=history, best=pick((r[monitor] for r in history if monitor in r), default=None),
             error=None if result.error is None else f"{type(result.error).__name__}: {result.error}"))
     if all(t.best is None for t in trials):
         raise RuntimeError(f"every trial of the {base['key']} sweep failed; first error: {trials[0].error}")
-    best = grid.get_best_result(metric=monitor, mode="min", scope="all")
+    best = grid.get_best_result(metric="selected", mode=mode, scope="all")
     state = read_state(best.metrics["checkpoint_path"])
     return state, best.config, trials
 

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import mlflow
-import torch
 
 from components.atomic import atomic_directory
 from components.config import (ConfigError, architecture_params, load_params, model_entry, repo_path,
@@ -28,9 +27,9 @@ from components.data.prepared import read_split
 from components.models import build_model, pixel_format, save_model
 from components.plots import plot_history, write_history_csv
 from components.serving import GenzooPyfunc
-from components.training import CHECKPOINT_FILE, final_weights, train_loop
-from pipelines import sweep, tracking
-from pipelines.ray_session import ClusterUnavailable, alive_nodes, cluster_address, gpus_available, ray_session
+from components.training import Settings, final_weights
+from pipelines import ray_train, sweep, tracking
+from pipelines.ray_session import ClusterUnavailable, alive_nodes, cluster_address, ray_session
 
 PYFUNC_REQUIREMENTS = ["torch==2.13.0", "numpy", "pandas", "pyarrow"]
 
@@ -40,54 +39,17 @@ def run_name(key: str, entry: dict, settings: dict, card: dict) -> str:
     return f"{key}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 
-PRECISIONS = ("fp32", "bf16")
-
-
-def loop_config(key: str, name: str, arch: dict, pixels: str, settings: dict) -> dict:
-    """The plain-data config every Ray Train worker's `train_loop` gets (paths absolute: workers run elsewhere)."""
-    return {"key": key, "model": name, "params": arch, "pixels": pixels,
-            "data_dir": str(repo_path("data/prepared").resolve()),
-            "seed": int(settings["seed"]), "lr": float(settings["lr"]), "epochs": int(settings["epochs"]),
-            "batch_size": int(settings["batch_size"]), "patience": int(settings["patience"]),
-            "threads": int(settings.get("cpus_per_worker", 1)), "precision": settings.get("precision", "fp32")}
-
-
-def make_trainer(config: dict, settings: dict, storage: Path, ray_run: str, callbacks=()):
-    """One Ray Train run with the scaling, retries and storage of `settings`.
-
-    A run of the same name in `storage` is resumed from its latest checkpoint."""
-    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    use_gpu = settings.get("use_gpu", "auto")
-    use_gpu = gpus_available() if use_gpu == "auto" else bool(use_gpu)
-    cpus = int(settings.get("cpus_per_worker", 1))
-    return TorchTrainer(
-        train_loop,
-        train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=int(settings["num_workers"]), use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": cpus, **({"GPU": 1} if use_gpu else {})}),
-        run_config=RunConfig(name=ray_run, storage_path=str(storage), callbacks=list(callbacks),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             failure_config=FailureConfig(max_failures=int(settings.get("max_failures", 0))),
-                             logging_config=LoggingConfig(log_level="WARNING")),
-    )
-
-
-def read_state(checkpoint_dir: str | Path) -> dict:
-    return torch.load(Path(checkpoint_dir) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
-
-
-def fit(config: dict, settings: dict, storage: Path, ray_run: str) -> dict:
-    trainer = make_trainer(config, settings, storage, ray_run)
-    print(f"[{config['key']}] training {config['model']} on {settings['num_workers']} Ray worker(s), "
-          f"{'GPU' if trainer.scaling_config.use_gpu else 'CPU'}, {config['precision']}; "
-          f"run {ray_run} in {storage}", flush=True)
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"training {config['key']} produced no checkpoint: {result.error}")
-    with result.checkpoint.as_directory() as folder:
-        return read_state(folder)
+def preflight(params: dict, key: str, card: dict, data_dir: Path):
+    """Everything that can be wrong with the config, checked before Ray starts: the model and its
+    parameters, the batch fields it requires against the data, the training settings it is given.
+    Returns (model type, its parameters, settings, pixel format, data spec, a built model)."""
+    name, arch = architecture_params(params, key)
+    settings = training_settings(params, key)
+    pixels = pixel_format(name, model_entry(params, key).get("pixels"), card["binarization"])
+    spec = read_split(data_dir, "valid", pixels).spec
+    model = build_model(name, spec, arch)  # also fails when the data lacks a field the model requires
+    Settings.from_dict(settings).check(model)
+    return name, arch, settings, pixels, spec, model
 
 
 def log_to_mlflow(key: str, model, settings: dict, card: dict, state: dict, model_dir: Path,
@@ -105,7 +67,7 @@ def log_to_mlflow(key: str, model, settings: dict, card: dict, state: dict, mode
         mlflow.log_artifacts(str(report_dir), artifact_path="training")
         if trials:  # a sweep: this run holds the best trial's model, its children every trial
             mlflow.set_tag("genzoo.sweep_trials", len(trials))
-            sweep.log_trials(trials, f"val_{model.monitor}")
+            sweep.log_trials(trials, f"val_{model.selection[0]}")
         info = mlflow.pyfunc.log_model(
             name="model", python_model=GenzooPyfunc(), artifacts={"model_dir": str(model_dir)},
             code_paths=[str(repo_path("components"))], pip_requirements=PYFUNC_REQUIREMENTS,
@@ -117,37 +79,29 @@ def log_to_mlflow(key: str, model, settings: dict, card: dict, state: dict, mode
 
 def main(key: str) -> None:
     params = load_params()
-    name, arch = architecture_params(params, key)
-    settings = training_settings(params, key)
     card = json.loads(repo_path("data/prepared/card.json").read_text())
-    # Fail on a bad config before Ray starts.
-    pixels = pixel_format(name, model_entry(params, key).get("pixels"), card["binarization"])
-    spec = read_split(repo_path("data/prepared"), "valid", pixels).spec
-    model = build_model(name, spec, arch)
-    if settings.get("precision", "fp32") not in PRECISIONS:
-        raise ConfigError(f"models.{key}.training.precision: {settings['precision']!r} is not one of "
-                          f"{', '.join(PRECISIONS)}")
+    name, arch, settings, pixels, spec, model = preflight(params, key, card, repo_path("data/prepared"))
     sweep_spec = model_entry(params, key).get("sweep")
     plan = sweep_spec and sweep.plan(key, sweep_spec, lambda overrides: build_model(
         name, spec, {**arch, **overrides}))
-    if plan and not model.monitor:
-        raise ConfigError(f"models.{key}.sweep: {name} reports no validation metric to compare trials by")
+    if plan and not model.selection:
+        raise ConfigError(f"models.{key}.sweep: {name} declares no selection metric to compare trials by")
     tracking.configure()
 
     storage = Path(settings.get("storage_path") or repo_path("ray_results")).resolve()
     ray_run = run_name(key, {"model": name, "pixels": pixels, **arch, "sweep": sweep_spec}, settings, card)
-    config = loop_config(key, name, arch, pixels, settings)
+    config = ray_train.loop_config(key, name, arch, pixels, settings)
     trials = None
     with ray_session(cluster_address(params)):
         if alive_nodes() > 1 and not settings.get("storage_path"):
             raise ConfigError("the Ray cluster has several nodes: set train.storage_path to a folder (or "
                               "object-store URI) every node reaches, for checkpoints")
         if plan:
-            state, best, trials = sweep.run(plan, config, settings, f"val_{model.monitor}", storage, ray_run)
+            state, best, trials = sweep.run(plan, config, settings, model.selection, storage, ray_run)
             arch = {**arch, **best["params"]}
             settings = {**settings, **best["settings"]}
         else:
-            state = fit(config, settings, storage, ray_run)
+            state = ray_train.train(config, settings, storage, ray_run)
 
     report_dir = repo_path(f"reports/{key}")
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -157,9 +111,11 @@ def main(key: str) -> None:
     with atomic_directory(repo_path(f"models/{key}")) as build:
         model = build_model(name, spec, arch)
         save_model(model, build, state_dict=final_weights(state))
+        selection = state.get("selection") or {}
         summary = {"epochs_trained": state["epoch"], "early_stopped": bool(state.get("stopped")),
-                   "best_val": None if state["best_metric"] == float("inf") else state["best_metric"],
-                   "monitor": model.monitor, "ray_run": ray_run,
+                   "selected_by": state.get("selected_by") or "the last epoch (no selection metric measured)",
+                   "best_val": selection.get("best"), "best_epoch": selection.get("best_epoch"),
+                   "ray_run": ray_run,
                    "resumed_at_epochs": state.get("resumed_at_epochs", []), "workers": state.get("workers", [])}
         if trials:
             summary["sweep"] = {"trials": len(trials), "best": best}

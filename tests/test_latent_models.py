@@ -94,7 +94,7 @@ def test_iwae_objective_trains_and_is_what_early_stopping_watches():
     torch.manual_seed(0)
     data = torch.bernoulli(torch.rand(8, 1, 4, 4).repeat(8, 1, 1, 1))
     model = build_model("vae", DataSpec.single((1, 4, 4)), {"latent_dim": 2, "hidden_units": [16], "train_samples": 5})
-    assert model.monitor == "neg_iwae5"
+    assert model.selection == ("neg_iwae5", "min")
     before = model.validation_metrics(Batch(data))["neg_iwae5"]
     optimizers = model.configure_optimizers(1e-2)
     for _ in range(60):

@@ -47,7 +47,7 @@ def rbf_mmd2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class AAE(Autoencoder):
     name = "aae"
     likelihood = None
-    monitor = None  # adversarial: trained for the configured epochs, like the GAN
+    selection = ("fid", "min")  # no likelihood: sample quality (see components/training/selection.py)
 
     @dataclasses.dataclass
     class Params:

@@ -48,7 +48,12 @@ class GenerativeModel(nn.Module):
     # The pixel format it reads (see read_split): binary only, the intensities (grayscale; a binary
     # source gives 2 levels), or either, chosen by its params entry's `pixels`.
     pixels: ClassVar[Literal["binary", "grayscale", "any"]] = "any"
-    monitor: ClassVar[str | None] = None        # validation metric (lower is better) for early stopping
+    # Which epoch's weights to keep, and when to stop early: (validation metric, "min" | "max"). The
+    # metric is one of `validation_metrics` or a sample-quality metric the trainer measures ("fid").
+    selection: ClassVar[tuple[str, str] | None] = None
+    # Submodules whose parameters the trainer averages (EMA, when `ema_decay` is set); the average is
+    # what validation, selection and the saved weights use.
+    ema_modules: ClassVar[tuple[str, ...]] = ()
     capabilities: ClassVar[frozenset[str]] = frozenset()   # what it can do (keys of CAPABILITIES)
     requires: ClassVar[frozenset[str]] = frozenset()       # batch fields it needs (of batch.FIELDS)
     condition: ClassVar[str | None] = None      # what `sample`'s condition is: "labels" | "captions" | ...
@@ -63,6 +68,7 @@ class GenerativeModel(nn.Module):
         unknown = (cls.capabilities - set(CAPABILITIES)) | (cls.requires - set(FIELDS))
         if unknown:
             raise TypeError(f"{cls.__name__}: unknown capabilities or batch fields {sorted(unknown)}")
+        check_selection(cls.__name__, cls.selection)
         if "name" in cls.__dict__:
             missing = [c for c in cls.capabilities
                        if getattr(cls, CAPABILITIES[c]) is getattr(GenerativeModel, CAPABILITIES[c])]
@@ -95,6 +101,17 @@ class GenerativeModel(nn.Module):
 
     def on_epoch_start(self) -> None:
         """Called before each training epoch (closed-form models reset statistics here)."""
+
+    def phases(self) -> list["Phase"]:
+        """The training phases, in order (e.g. a network that grows); none: one phase, all epochs."""
+        return []
+
+    def on_phase_start(self, phase: "Phase") -> None:
+        """Called before the first epoch of `phase`, and again for the current phase when a run resumes
+        (so it must set state from `phase`, not toggle it)."""
+
+    def on_step(self, step: int) -> None:
+        """Called after every training step; `step` counts steps since the run began (1, 2, ...)."""
 
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
         """Default: one maximum-likelihood step. Models trained otherwise (ELBO, adversarial) override it."""
@@ -198,6 +215,27 @@ class GenerativeModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(iter(self.state_dict().values())).device
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One stage of training: it lasts until `images` images were shown (at an epoch's end; None:
+    until training ends), with its own batch size (None: the `batch_size` setting)."""
+    name: str
+    images: int | None = None
+    batch_size: int | None = None
+    resolution: int | None = None    # for the model's own use (e.g. the side of a growing network)
+
+
+DIRECTIONS = ("min", "max")
+
+
+def check_selection(where: str, selection) -> None:
+    if selection is None:
+        return
+    if not (isinstance(selection, tuple) and len(selection) == 2 and isinstance(selection[0], str)
+            and selection[1] in DIRECTIONS):
+        raise TypeError(f"{where}: selection is (metric, 'min' | 'max'), got {selection!r}")
 
 
 # --- typed parameters ---------------------------------------------------------

@@ -19,7 +19,7 @@ class IndependentBernoulli(GenerativeModel):
     family = "explicit"
     likelihood = "exact"
     pixels = "binary"
-    monitor = "nll"
+    selection = ("nll", "min")
     capabilities = {"sample", "log_prob"}
 
     @dataclasses.dataclass

@@ -18,6 +18,8 @@ class GAN(GenerativeModel):
     name = "gan"
     family = "adversarial"
     capabilities = {"sample"}
+    selection = ("fid", "min")  # no likelihood: sample quality (see components/training/selection.py)
+    ema_modules = ("generator",)
 
     @dataclasses.dataclass
     class Params:

@@ -34,7 +34,7 @@ class RNADE(GenerativeModel):
     family = "explicit"
     likelihood = "dequantized_bound"
     pixels = "grayscale"
-    monitor = "nll"
+    selection = ("nll", "min")
     capabilities = {"sample", "log_prob", "complete"}
 
     @dataclasses.dataclass

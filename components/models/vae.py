@@ -51,8 +51,8 @@ class VAE(Autoencoder):
             raise ConfigError("model 'vae': beta and kl_warmup_epochs weight the ELBO's KL term; "
                               "the IWAE objective (train_samples > 1) has none")
         self.build_networks(2 * params.latent_dim)
-        # Early stopping watches the bound being trained (the ELBO is the k = 1 case).
-        self.monitor = "neg_elbo" if params.train_samples == 1 else f"neg_iwae{params.train_samples}"
+        # Selection watches the bound being trained (the ELBO is the k = 1 case).
+        self.selection = ("neg_elbo" if params.train_samples == 1 else f"neg_iwae{params.train_samples}", "min")
         self.register_buffer("epochs_started", torch.zeros((), dtype=torch.long))  # checkpointed with the weights
 
     def posterior(self, x):
@@ -107,7 +107,7 @@ class VAE(Autoencoder):
         metrics = {"neg_elbo": float(-(reconstruction - kl).mean()),
                    "reconstruction": float(reconstruction.mean()), "kl": float(kl.mean())}
         if self.params.train_samples > 1:
-            metrics[self.monitor] = float(-self.iwae_log_prob(x, self.params.train_samples).mean())
+            metrics[self.selection[0]] = float(-self.iwae_log_prob(x, self.params.train_samples).mean())
         return metrics
 
     @torch.no_grad()

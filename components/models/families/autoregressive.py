@@ -23,7 +23,7 @@ from components.layers.masked import MaskedConv2d
 class Autoregressive(GenerativeModel):
     family = "explicit"
     likelihood = "exact"
-    monitor = "nll"
+    selection = ("nll", "min")
     capabilities = {"sample", "log_prob", "complete"}
 
     @property

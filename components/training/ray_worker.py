@@ -1,0 +1,111 @@
+"""The thin Ray Train adapter around `fit`: one Ray Train worker's entry point.
+
+Ray gives the rank, world size and device; each worker reads the prepared
+Parquet itself and trains on its own shard, so no data passes through the
+driver. Every epoch ends with `ray.train.report` and a checkpoint (the plain
+dict of `Run.checkpoint()`, written by rank 0); a restarted run continues from
+`ray.train.get_checkpoint()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import torch
+
+from components.data.prepared import read_split
+from components.models import build_model
+from components.training import memory
+from components.training.callbacks import Progress
+from components.training.fit import Callback, Run, Settings, fit
+from components.training.selection import SAMPLE_QUALITY, sample_quality_from
+
+CHECKPOINT_FILE = "state.pt"
+
+
+def read_state(folder: str | Path) -> dict:
+    return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+
+
+def placement(rank: int, world: int) -> list[dict]:
+    """Where every worker runs (node, host, pid), gathered on all ranks: the run's record of its layout."""
+    import ray
+
+    me = {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
+          "pid": os.getpid()}
+    if world == 1:
+        return [me]
+    everyone = [None] * world
+    torch.distributed.all_gather_object(everyone, me)
+    return everyone
+
+
+class RayReport(Callback):
+    """Every epoch: the record (and, from rank 0, the checkpoint) to Ray Train, on every rank.
+
+    Each report also carries `selected`, the best value of the selection metric so far (the worst
+    possible before the first measurement), so a sweep compares trials on every epoch; and the
+    workers' placement group, for a sweep to release when Tune stops the run (pipelines/sweep.py)."""
+
+    def __init__(self, rank: int, world: int):
+        import ray.util
+
+        self.rank, self.world = rank, world
+        group = ray.util.get_current_placement_group()
+        self.extra = {"placement_group": group.id.hex()} if group else {}
+
+    def on_fit_start(self, run: Run) -> None:
+        run.state["workers"] = placement(self.rank, self.world)
+
+    def on_epoch_end(self, run: Run, record: dict) -> None:
+        import ray.train
+
+        selected, declared = {}, run.model.selection
+        if declared:  # even when nothing can measure it here: Tune needs the key in every report
+            best = run.selection.best if run.selection else None
+            selected = {"selected": best if best is not None else math.inf if declared[1] == "min" else -math.inf}
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = None
+            if self.rank == 0:
+                torch.save(run.checkpoint(), Path(folder) / CHECKPOINT_FILE)
+                checkpoint = ray.train.Checkpoint.from_directory(folder)
+            ray.train.report({**record, **selected, **self.extra}, checkpoint=checkpoint)
+
+
+def train_loop(config: dict) -> None:
+    """Ray Train worker entry point. `config` is plain data (see pipelines/ray_train.py)."""
+    import ray.train
+    import ray.train.torch
+
+    # Ray Train logs every report at INFO through the root logger; progress is our own prints.
+    logging.getLogger().setLevel(logging.WARNING)
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.set_num_threads(max(1, int(config.get("threads", 1))))
+    settings = Settings.from_dict(config["settings"])
+    torch.manual_seed(settings.seed)  # same seed on every rank: identical initial weights
+
+    data_dir = Path(config["data_dir"])
+    train_split, valid_split = (read_split(data_dir, split, config["pixels"]) for split in ("train", "valid"))
+    model = build_model(config["model"], train_split.spec, config["params"]).to(device)
+    quality = None
+    if model.selection and model.selection[0] in SAMPLE_QUALITY:
+        quality, _ = sample_quality_from(Path(config["classifier_dir"]), torch.from_numpy(valid_split.images),
+                                         settings.select_samples, settings.seed)
+
+    state = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            state = read_state(folder)
+
+    callbacks = ([Progress(config["key"])] if rank == 0 else []) + [RayReport(rank, world)]
+    fit(model, memory.train_batches(train_split, rank, world, settings.seed),
+        memory.eval_batches(valid_split, settings.batch_size, rank, world),
+        settings, callbacks, state=state, device=device, world=world, quality=quality)

@@ -1,0 +1,100 @@
+"""Model selection: which epoch's weights to keep, and when to stop early.
+
+A model declares `selection = (metric, "min" | "max")`. The metric is one of
+its validation metrics, measured every epoch, or a sample-quality metric the
+trainer measures every `select_every` epochs (`SAMPLE_QUALITY`: FID of samples
+against the validation split, in the evaluation classifier's features), for
+models without a likelihood. Patience counts measurements without a better
+value, so it means the same for both.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+SAMPLE_QUALITY = ("fid",)
+
+
+class Selection:
+    def __init__(self, metric: str, direction: str, patience: int):
+        self.metric, self.direction, self.patience = metric, direction, int(patience)
+        self.key = f"val_{metric}"
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.bad = 0
+        self.best_weights: dict | None = None
+
+    def better(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        if self.best is None:
+            return True
+        return value < self.best if self.direction == "min" else value > self.best
+
+    def update(self, record: dict, weights: Callable[[], dict]) -> bool:
+        """Take the epoch's `record`; keep `weights()` when its value is the best so far."""
+        if self.key not in record:
+            return False  # not measured this epoch
+        value = float(record[self.key])
+        if self.better(value):
+            self.best, self.best_epoch, self.bad, self.best_weights = value, record["epoch"], 0, weights()
+            return True
+        self.bad += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad >= self.patience
+
+    def describe(self) -> str:
+        return f"{self.key} ({self.direction})"
+
+    def state_dict(self) -> dict:
+        return {"metric": self.metric, "direction": self.direction, "best": self.best,
+                "best_epoch": self.best_epoch, "bad": self.bad, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.bad = state["best"], state["best_epoch"], state["bad"]
+        self.best_weights = state["best_weights"]
+
+
+class SampleQuality:
+    """FID of `num_samples` model samples against `reference` images, in the evaluation classifier's
+    features. The reference features are computed once; the samples are seeded per epoch."""
+
+    def __init__(self, classifier, reference: torch.Tensor, num_samples: int, seed: int = 0):
+        from components.classifier import predict
+
+        self.classifier, self.num_samples, self.seed = classifier, int(num_samples), int(seed)
+        self.reference = predict(classifier, reference)[0].double().numpy()
+
+    @torch.no_grad()
+    def __call__(self, model, epoch: int) -> dict[str, float]:
+        from components.classifier import predict
+        from components.metrics.sample_quality import frechet_distance
+
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        condition = None
+        if model.can("conditional_sample") and model.condition == "labels":  # every class, equally
+            condition = torch.arange(self.num_samples) % max(1, model.spec.num_classes)
+        model.eval()
+        samples = model.sample(self.num_samples, condition=condition, generator=generator).float().cpu()
+        features = predict(self.classifier, samples)[0].double().numpy()
+        return {"fid": frechet_distance(self.reference, features) if np.isfinite(features).all() else math.inf}
+
+
+def sample_quality_from(folder: Path, reference: torch.Tensor, num_samples: int, seed: int):
+    """A `SampleQuality` with the classifier saved in `folder`, or (None, why) when there is none."""
+    from components.classifier import load_classifier
+
+    if not (Path(folder) / "config.json").is_file():
+        return None, f"no evaluation classifier in {folder}"
+    classifier, config = load_classifier(folder)
+    if classifier is None:
+        return None, f"no evaluation classifier: {config.get('reason', 'the data has no labels')}"
+    return SampleQuality(classifier, reference, num_samples, seed), None

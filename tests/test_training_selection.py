@@ -1,0 +1,123 @@
+"""Through `fit` on the bundled digits: a label-conditional model, FID selection, and a model that
+needs labels refused on unlabeled data before Ray starts."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from components.classifier import predict, train_classifier
+from components.config import ConfigError
+from components.data.batch import DataSpec
+from components.data.prepared import Split, write_split
+from components.models import build_model
+from components.models.base import GenerativeModel
+from components.training import Settings, final_weights, fit
+from components.training.memory import eval_batches, train_batches
+from components.training.selection import SampleQuality
+
+
+class ConditionalBernoulli(GenerativeModel):
+    """p(x | y) = prod_i Bernoulli(x_i; sigmoid(theta_{y,i})), fitted by gradient steps."""
+    name = "test_conditional_bernoulli"
+    family = "explicit"
+    likelihood = "exact"
+    pixels = "binary"
+    capabilities = {"sample", "conditional_sample", "log_prob"}
+    requires = {"labels"}
+    condition = "labels"
+    selection = ("nll", "min")
+
+    def __init__(self, spec, params):
+        super().__init__(spec, params)
+        self.theta = nn.Parameter(torch.zeros(spec.num_classes, self.num_pixels))
+
+    def log_prob(self, x, labels=None):
+        return -F.binary_cross_entropy_with_logits(self.theta[labels], self.flatten(x), reduction="none").sum(1)
+
+    def training_step(self, batch, optimizers):
+        loss = -self.log_prob(batch.images, batch.labels).mean()
+        self.optimize(optimizers["model"], loss)
+        return {"loss": loss.item()}
+
+    @torch.no_grad()
+    def validation_metrics(self, batch):
+        return {"nll": float(-self.log_prob(batch.images, batch.labels).mean())}
+
+    @torch.no_grad()
+    def sample(self, n, condition=None, generator=None):
+        probs = torch.sigmoid(self.theta[torch.as_tensor(condition)])
+        return self.unflatten(torch.bernoulli(probs, generator=generator))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = (data.images / 16.0 > 0.5).astype(np.float32)[:, None]
+    order = np.random.default_rng(0).permutation(len(images))
+    train, valid = order[:1500], order[1500:]
+    meta = {"stochastic_binarization": False}
+    classifier, _ = train_classifier(images[train], data.target[train], images[valid], data.target[valid],
+                                     num_classes=10, epochs=3, batch_size=64, lr=1e-3, seed=0, log=lambda *_: None)
+    spec = DataSpec.single((1, 8, 8), 2, source="digits", class_names=tuple(map(str, range(10))), fields=("labels",))
+    return (Split(images[train], data.target[train], meta), Split(images[valid], data.target[valid], meta),
+            classifier, spec)
+
+
+def settings(**changes):
+    return Settings.from_dict({"epochs": 5, "batch_size": 64, "lr": 0.1, "patience": 5, **changes})
+
+
+def test_samples_asked_for_class_k_are_classified_as_k(digits):
+    train, valid, classifier, spec = digits
+    torch.manual_seed(0)
+    model = build_model("test_conditional_bernoulli", spec)
+    run = fit(model, train_batches(train), eval_batches(valid, 256), settings())
+    model.load_state_dict(final_weights(run.checkpoint()))
+    asked = torch.arange(500) % 10
+    samples = model.sample(500, condition=asked, generator=torch.Generator().manual_seed(0))
+    accuracy = float((predict(classifier, samples)[1] == asked).float().mean())
+    assert accuracy >= 0.7, accuracy    # chance: 0.1
+
+
+def test_a_model_needing_labels_is_refused_on_unlabeled_data_before_ray_starts(tmp_path, digits):
+    import ray
+
+    from pipelines.train import preflight
+
+    train, *_ = digits
+    meta = {"source": "natural_image_patches", "image_shape": [1, 8, 8], "levels": 2, "binarization": "static",
+            "threshold": 0.5, "split": "valid", "seed": 0}
+    write_split(tmp_path / "valid.parquet", train.images[:20], None, meta)
+    params = yaml.safe_load(open("params.yaml"))
+    params["models"] = {"conditional": {"model": "test_conditional_bernoulli"}}
+    with pytest.raises(ConfigError) as error:
+        preflight(params, "conditional", {"binarization": "static"}, tmp_path)
+    message = str(error.value)
+    assert "'test_conditional_bernoulli'" in message and "labels" in message and "'natural_image_patches'" in message
+    assert not ray.is_initialized()
+
+
+def test_a_gan_is_selected_by_fid_every_n_epochs(digits):
+    train, valid, classifier, spec = digits
+    torch.manual_seed(0)
+    model = build_model("gan", DataSpec.single((1, 8, 8), 2), {"latent_dim": 8, "hidden_units": 32})
+    quality = SampleQuality(classifier, torch.from_numpy(valid.images), num_samples=200, seed=0)
+    started = time.perf_counter()
+    quality(model, 0)
+    print(f"one FID measurement (200 samples, 8x8): {time.perf_counter() - started:.3f} s")
+    run = fit(model, train_batches(train), eval_batches(valid, 256),
+              settings(epochs=3, lr=2e-4, select_every=2, ema_decay=0.9), quality=quality)
+    measured = [r["epoch"] for r in run.state["history"] if "val_fid" in r]
+    assert measured == [2, 3]           # every 2 epochs, and the last
+    fids = {r["epoch"]: r["val_fid"] for r in run.state["history"] if "val_fid" in r}
+    assert run.selection.best_epoch == min(fids, key=fids.get)
+    # The kept weights are the selected epoch's (with the generator's average): they score its FID.
+    model.load_state_dict(final_weights(run.checkpoint()))
+    assert quality(model, run.selection.best_epoch)["fid"] == pytest.approx(fids[run.selection.best_epoch])
