@@ -23,7 +23,7 @@ import mlflow
 from components.atomic import atomic_directory
 from components.config import (ConfigError, architecture_params, load_params, model_entry, repo_path,
                                training_settings)
-from components.data.prepared import read_split
+from components.data.prepared import read_spec
 from components.models import build_model, pixel_format, save_model
 from components.plots import plot_history, write_history_csv
 from components.serving import GenzooPyfunc
@@ -46,7 +46,7 @@ def preflight(params: dict, key: str, card: dict, data_dir: Path):
     name, arch = architecture_params(params, key)
     settings = training_settings(params, key)
     pixels = pixel_format(name, model_entry(params, key).get("pixels"), card["binarization"])
-    spec = read_split(data_dir, "valid", pixels).spec
+    spec = read_spec(data_dir, pixels)
     model = build_model(name, spec, arch)  # also fails when the data lacks a field the model requires
     Settings.from_dict(settings).check(model)
     return name, arch, settings, pixels, spec, model

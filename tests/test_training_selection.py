@@ -93,8 +93,8 @@ def test_a_model_needing_labels_is_refused_on_unlabeled_data_before_ray_starts(t
 
     train, *_ = digits
     meta = {"source": "natural_image_patches", "image_shape": [1, 8, 8], "levels": 2, "binarization": "static",
-            "threshold": 0.5, "split": "valid", "seed": 0}
-    write_split(tmp_path / "valid.parquet", train.images[:20], None, meta)
+            "threshold": 0.5, "split": "train", "seed": 0}
+    write_split(tmp_path / "train.parquet", train.images[:20], None, meta)
     params = yaml.safe_load(open("params.yaml"))
     params["models"] = {"conditional": {"model": "test_conditional_bernoulli"}}
     with pytest.raises(ConfigError) as error:

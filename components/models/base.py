@@ -57,6 +57,9 @@ class GenerativeModel(nn.Module):
     capabilities: ClassVar[frozenset[str]] = frozenset()   # what it can do (keys of CAPABILITIES)
     requires: ClassVar[frozenset[str]] = frozenset()       # batch fields it needs (of batch.FIELDS)
     condition: ClassVar[str | None] = None      # what `sample`'s condition is: "labels" | "captions" | ...
+    # True: every training batch holds equally many images of each domain, drawn from independent
+    # shuffles (unpaired), for models that translate between domains (`Batch.by_domain` splits it).
+    unpaired_domains: ClassVar[bool] = False
 
     @dataclasses.dataclass
     class Params:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from components.data.prepared import read_split
+from components.data.prepared import read_spec
+from components.data.streaming import eval_batches, stream_batches
 from components.models import build_model
-from components.training import memory
 from components.training.callbacks import Progress
 from components.training.fit import Callback, Run, Settings, fit
 from components.training.selection import SAMPLE_QUALITY, sample_quality_from
@@ -91,13 +91,13 @@ def train_loop(config: dict) -> None:
     settings = Settings.from_dict(config["settings"])
     torch.manual_seed(settings.seed)  # same seed on every rank: identical initial weights
 
-    data_dir = Path(config["data_dir"])
-    train_split, valid_split = (read_split(data_dir, split, config["pixels"]) for split in ("train", "valid"))
-    model = build_model(config["model"], train_split.spec, config["params"]).to(device)
+    data_dir, pixels = Path(config["data_dir"]), config["pixels"]
+    model = build_model(config["model"], read_spec(data_dir, pixels), config["params"]).to(device)
     quality = None
     if model.selection and model.selection[0] in SAMPLE_QUALITY:
-        quality, _ = sample_quality_from(Path(config["classifier_dir"]), torch.from_numpy(valid_split.images),
-                                         settings.select_samples, settings.seed)
+        reference = torch.cat([b.images for b in eval_batches(data_dir, "valid", pixels, 512)])
+        quality, _ = sample_quality_from(Path(config["classifier_dir"]), reference, settings.select_samples,
+                                         settings.seed)
 
     state = None
     checkpoint = ray.train.get_checkpoint()
@@ -106,6 +106,13 @@ def train_loop(config: dict) -> None:
             state = read_state(folder)
 
     callbacks = ([Progress(config["key"])] if rank == 0 else []) + [RayReport(rank, world)]
-    fit(model, memory.train_batches(train_split, rank, world, settings.seed),
-        memory.eval_batches(valid_split, settings.batch_size, rank, world),
-        settings, callbacks, state=state, device=device, world=world, quality=quality)
+    # Each worker streams its own shard (dynamic binarization drawn per epoch inside the reader).
+    def train_data(epoch: int, batch_size: int):
+        return stream_batches(data_dir, "train", pixels, batch_size, rank, world, seed=settings.seed, epoch=epoch,
+                              per_domain=model.unpaired_domains)
+
+    def valid_data():
+        return eval_batches(data_dir, "valid", pixels, settings.batch_size, rank, world)
+
+    fit(model, train_data, valid_data, settings, callbacks, state=state, device=device, world=world,
+        quality=quality)

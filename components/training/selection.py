@@ -17,6 +17,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from components.classifier import load_classifier, predict
+from components.metrics.sample_quality import frechet_distance
+
 SAMPLE_QUALITY = ("fid",)
 
 
@@ -68,15 +71,12 @@ class SampleQuality:
     features. The reference features are computed once; the samples are seeded per epoch."""
 
     def __init__(self, classifier, reference: torch.Tensor, num_samples: int, seed: int = 0):
-        from components.classifier import predict
 
         self.classifier, self.num_samples, self.seed = classifier, int(num_samples), int(seed)
         self.reference = predict(classifier, reference)[0].double().numpy()
 
     @torch.no_grad()
     def __call__(self, model, epoch: int) -> dict[str, float]:
-        from components.classifier import predict
-        from components.metrics.sample_quality import frechet_distance
 
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         condition = None
@@ -90,7 +90,6 @@ class SampleQuality:
 
 def sample_quality_from(folder: Path, reference: torch.Tensor, num_samples: int, seed: int):
     """A `SampleQuality` with the classifier saved in `folder`, or (None, why) when there is none."""
-    from components.classifier import load_classifier
 
     if not (Path(folder) / "config.json").is_file():
         return None, f"no evaluation classifier in {folder}"
