@@ -1,0 +1,90 @@
+"""The fast paths compute exactly what the plain ones do.
+
+* NADE / RNADE: the one-pass blocked log-likelihood (components/layers/nade.py) against plain
+  per-pixel autograd implementations kept here: log-likelihoods and gradients to 1e-5 (float64).
+"""
+
+import math
+
+import pytest
+import torch
+
+from components.models import build_model
+
+
+# --- plain references ----------------------------------------------------------
+
+def reference_nade_log_prob(model, x):
+    """NADE by the running sum, one pixel at a time, through autograd."""
+    xo = model.flatten(x)[:, model.order]
+    a, log_p = model.c.expand(len(xo), -1), 0
+    for d in range(model.num_pixels):
+        logit = torch.sigmoid(a) @ model.V[d] + model.b[d]
+        log_p = log_p - torch.nn.functional.binary_cross_entropy_with_logits(logit, xo[:, d], reduction="none")
+        a = a + xo[:, d:d + 1] * model.W[:, d]
+    return log_p
+
+
+def reference_rnade_density_log_prob(model, y):
+    yo = y[:, model.order]
+    a, log_p, K = model.c.expand(len(yo), -1), 0, model.params.components
+    for d in range(model.num_pixels):
+        logits, mu, log_sigma = (torch.sigmoid(model.rho[d] * a) @ model.V[d].T + model.b[d]).split(K, dim=1)
+        log_sigma = log_sigma.clamp(-7.0, 3.0)
+        log_normal = (-0.5 * ((yo[:, d:d + 1] - mu) / log_sigma.exp()) ** 2 - log_sigma
+                      - 0.5 * math.log(2 * math.pi))
+        log_p = log_p + torch.logsumexp(torch.log_softmax(logits, -1) + log_normal, dim=-1)
+        a = a + yo[:, d:d + 1] * model.W[:, d]
+    return log_p
+
+
+def randomized64(name, shape, params, levels=2):
+    torch.manual_seed(0)
+    model = build_model(name, shape, params, levels=levels).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.7)
+    return model
+
+
+def assert_same_value_and_gradients(model, fast, reference, weights):
+    fast_value = fast()
+    fast_grads = torch.autograd.grad((weights * fast_value).sum(), list(model.parameters()))
+    ref_value = reference()
+    ref_grads = torch.autograd.grad((weights * ref_value).sum(), list(model.parameters()))
+    torch.testing.assert_close(fast_value, ref_value, rtol=0, atol=1e-5)
+    for (name, _), f, r in zip(model.named_parameters(), fast_grads, ref_grads):
+        torch.testing.assert_close(f, r, rtol=0, atol=1e-5, msg=name)
+
+
+# A mean loss (uniform weights: the gradient computed in the forward pass, scaled) and any other
+# weights (the pass rerun with them).
+WEIGHTS = [torch.full((6,), -1 / 6, dtype=torch.float64), torch.linspace(-2, 3, 6, dtype=torch.float64)]
+
+
+@pytest.mark.parametrize("weights", WEIGHTS)
+@pytest.mark.parametrize("ordering", ["raster", "random"])
+def test_nade_log_prob_and_gradients_equal_the_per_pixel_reference(ordering, weights):
+    # 5 x 7 = 35 pixels: not a multiple of the block size, so the last block is partial.
+    model = randomized64("nade", (1, 5, 7), {"hidden_units": 6, "ordering": ordering})
+    x = torch.bernoulli(torch.rand(6, 1, 5, 7, generator=torch.Generator().manual_seed(1))).double()
+    assert_same_value_and_gradients(model, lambda: model.log_prob(x), lambda: reference_nade_log_prob(model, x),
+                                    weights)
+
+
+@pytest.mark.parametrize("weights", WEIGHTS)
+@pytest.mark.parametrize("ordering", ["raster", "random"])
+def test_rnade_density_and_gradients_equal_the_per_pixel_reference(ordering, weights):
+    model = randomized64("rnade", (1, 5, 7), {"hidden_units": 6, "components": 3, "ordering": ordering}, 256)
+    with torch.no_grad():
+        model.b[:, 6:] = -3 + model.b[:, 6:]   # some log widths below the clamp, whose gradient is zero
+    y = torch.rand(6, 35, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert_same_value_and_gradients(model, lambda: model.density_log_prob(y),
+                                    lambda: reference_rnade_density_log_prob(model, y), weights)
+
+
+def test_nade_log_prob_is_the_same_without_gradients():
+    model = randomized64("nade", (1, 5, 7), {"hidden_units": 6})
+    x = torch.bernoulli(torch.rand(6, 1, 5, 7, generator=torch.Generator().manual_seed(1))).double()
+    with torch.no_grad():
+        torch.testing.assert_close(model.log_prob(x), reference_nade_log_prob(model, x), rtol=0, atol=1e-5)
