@@ -22,12 +22,16 @@ def complete(model, images: torch.Tensor, observed: torch.Tensor,
     """`images` (N, C, H, W) with `observed` (same shape, bool): returns images with the rest sampled."""
     x = model.flatten(images.clone().float())
     known = model.flatten(observed.expand_as(images)).bool()
+    cache = {}   # a model's cached work for the pass (see Autoregressive.step_conditionals)
     for step in model.pixel_steps("completing"):
         pixel = int(model.order[step])
         missing = ~known[:, pixel]
+        if hasattr(model, "step_conditionals"):
+            conditionals = model.step_conditionals(x, step, cache)   # every step: the cache follows the pass
+        elif missing.any():
+            conditionals = model.pixel_conditionals(x, pixel)
         if missing.any():
-            draw = model.draw(model.pixel_conditionals(x, pixel), generator)
-            x[:, pixel] = torch.where(missing, draw, x[:, pixel])
+            x[:, pixel] = torch.where(missing, model.draw(conditionals, generator), x[:, pixel])
     return model.unflatten(x)
 
 
