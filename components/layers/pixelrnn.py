@@ -43,6 +43,27 @@ class RowLSTMLayer(nn.Module):
             rows.append(hidden)
         return x + self.output(torch.stack(rows, dim=2))
 
+    def step(self, x_at: torch.Tensor, r: int, c: int, cache: dict) -> torch.Tensor:
+        """Output at (r, c) for cached sampling (components/layers/masked.py): the input's row window
+        (columns c-p..c), the hidden row above (c-p..c+p) and the cell above come from the cache, and
+        row r's state is stored as it is computed."""
+        p = self.input_to_state.padding[1]
+        if self not in cache:
+            height, width = cache["grid"]
+            cache[self] = (zeros(cache, 2 * self.h, height, width + p),          # the layer's input, left-padded
+                           zeros(cache, self.h, height + 1, width + 2 * p),      # hidden; row 0: the zero row above
+                           zeros(cache, self.h, height + 1, width))              # cell
+        inputs, hidden, cell = cache[self]
+        inputs[:, :, r, c + p] = x_at
+        gates = (F.linear(inputs[:, :, r, c:c + p + 1].flatten(1),
+                          (self.input_to_state.weight * self.mask)[:, :, 0, :p + 1].flatten(1),
+                          self.input_to_state.bias)
+                 + F.linear(hidden[:, :, r, c:c + 2 * p + 1].flatten(1), self.state_to_state.weight.flatten(1),
+                            self.state_to_state.bias))
+        h, cell[:, :, r + 1, c] = lstm_update(gates, cell[:, :, r, c])
+        hidden[:, :, r + 1, c + p] = h
+        return x_at + F.linear(h, self.output.weight[:, :, 0, 0], self.output.bias)
+
 
 # Row by row through unbind and stack: per-row indexing of the whole map would make its backward
 # write a whole-map zero tensor per row (measured 10x slower training).
@@ -77,6 +98,28 @@ class DiagonalLSTM(nn.Module):
             out.append(hidden)
         return torch.stack(out, dim=3)
 
+    def cell(self, inputs, up, left, cell_left):
+        """One position for cached sampling: the state at (r, c) from (r-1, c) and (r, c-1), in this
+        direction's own coordinates (the skew makes them the previous column's rows r-1 and r)."""
+        w = self.state_to_state.weight
+        gates = (F.linear(inputs, self.input_to_state.weight[:, :, 0, 0], self.input_to_state.bias)
+                 + F.linear(up, w[:, :, 0]) + F.linear(left, w[:, :, 1], self.state_to_state.bias))
+        return lstm_update(gates, cell_left)
+
+    def state_tables(self, cache: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden, cell), each (B, h, H, H + W), column c + H holding position (r, c). Positions left of
+        the image (c in [-r, -1], the skew's zero padding) see no pixel: they are filled here once, by
+        the full pass's own column recursion on a zero input."""
+        height, width = cache["grid"]
+        hidden, cell = zeros(cache, self.h, height, height + width), zeros(cache, self.h, height, height + width)
+        inputs = self.input_to_state.bias[None, :, None].expand(1, -1, height)
+        h, c = inputs.new_zeros(1, self.h, height), inputs.new_zeros(1, self.h, height)
+        for j in range(height - 1):                  # skewed column j holds (r, j - r) for each row r
+            h, c = lstm_update(inputs + self.state_to_state(F.pad(h, (1, 0))), c)
+            for r in range(j + 1, height):
+                hidden[:, :, r, j - r + height], cell[:, :, r, j - r + height] = h[:, :, r], c[:, :, r]
+        return hidden, cell
+
 
 class DiagonalBiLSTMLayer(nn.Module):
     def __init__(self, h: int):
@@ -91,78 +134,26 @@ class DiagonalBiLSTMLayer(nn.Module):
         right_to_left = F.pad(right_to_left, (0, 0, 1, 0))[:, :, :-1]  # down one row: no peeking right
         return x + self.output(left_to_right + right_to_left)
 
-
-# --- position by position, for cached sampling (see components/layers/masked.py) ------------------
-
-def _row_lstm_step(self: RowLSTMLayer, x_at, r, c, cache):
-    """Row LSTM at (r, c): the input's row window (columns c-p..c), the hidden row above (c-p..c+p)
-    and the cell above, from the cache; the state of row r is stored as it is computed."""
-    p = self.input_to_state.padding[1]
-    if self not in cache:
+    def step(self, x_at: torch.Tensor, r: int, c: int, cache: dict) -> torch.Tensor:
+        """Output at (r, c) for cached sampling. Left to right, (r, c) needs (r-1, c) and (r, c-1): one
+        cell per pixel. Right to left is used one row down, so row r-1's is computed whole when row r
+        starts."""
         height, width = cache["grid"]
-        cache[self] = (zeros(cache, 2 * self.h, height, width + p),           # the layer's input, left-padded
-                       zeros(cache, self.h, height + 1, width + 2 * p),       # hidden; row 0 = the zero row above
-                       zeros(cache, self.h, height + 1, width))               # cell
-    inputs, hidden, cell = cache[self]
-    inputs[:, :, r, c + p] = x_at
-    gates = (F.linear(inputs[:, :, r, c:c + p + 1].flatten(1),
-                      (self.input_to_state.weight * self.mask)[:, :, 0, :p + 1].flatten(1), self.input_to_state.bias)
-             + F.linear(hidden[:, :, r, c:c + 2 * p + 1].flatten(1), self.state_to_state.weight.flatten(1),
-                        self.state_to_state.bias))
-    h, cell[:, :, r + 1, c] = lstm_update(gates, cell[:, :, r, c])
-    hidden[:, :, r + 1, c + p] = h
-    return x_at + F.linear(h, self.output.weight[:, :, 0, 0], self.output.bias)
-
-
-RowLSTMLayer.step = _row_lstm_step
-
-
-def _diagonal_cell(lstm: DiagonalLSTM, inputs, up, left, cell_left):
-    """One position of a diagonal LSTM: the state at (r, c) from (r-1, c) and (r, c-1) (its own direction)."""
-    w = lstm.state_to_state.weight
-    gates = (F.linear(inputs, lstm.input_to_state.weight[:, :, 0, 0], lstm.input_to_state.bias)
-             + F.linear(up, w[:, :, 0]) + F.linear(left, w[:, :, 1], lstm.state_to_state.bias))
-    return lstm_update(gates, cell_left)
-
-
-def _diagonal_tables(lstm: DiagonalLSTM, cache) -> tuple[torch.Tensor, torch.Tensor]:
-    """(hidden, cell), each (B, h, H, H + W): column c + H holds position (r, c) in the direction's own
-    coordinates. Positions left of the image (c in [-r, -1]: the skew's zero padding) see no pixel, so
-    they are filled here once, by the full pass's own column recursion on a zero input."""
-    height, width = cache["grid"]
-    hidden, cell = zeros(cache, lstm.h, height, height + width), zeros(cache, lstm.h, height, height + width)
-    column_inputs = lstm.input_to_state.bias[None, :, None].expand(1, -1, height)
-    h, c = column_inputs.new_zeros(1, lstm.h, height), column_inputs.new_zeros(1, lstm.h, height)
-    for j in range(height - 1):                     # skewed column j holds (r, j - r) for each row r
-        h, c = lstm_update(column_inputs + lstm.state_to_state(F.pad(h, (1, 0))), c)
-        for r in range(j + 1, height):
-            hidden[:, :, r, j - r + height], cell[:, :, r, j - r + height] = h[:, :, r], c[:, :, r]
-    return hidden, cell
-
-
-def _diagonal_bilstm_step(self: DiagonalBiLSTMLayer, x_at, r, c, cache):
-    """Left to right, the state at (r, c) needs (r-1, c) and (r, c-1): one cell per pixel. Right to left
-    is used one row down, so row r-1's is computed whole (right to left) when row r starts."""
-    height, width = cache["grid"]
-    if self not in cache:
-        cache[self] = (zeros(cache, self.output.in_channels * 2, height, width),
-                       _diagonal_tables(self.forward_lstm, cache), _diagonal_tables(self.backward_lstm, cache))
-    inputs, (fh, fc), (bh, bc) = cache[self]
-    inputs[:, :, r, c] = x_at
-    up = fh[:, :, r - 1, c + height] if r > 0 else torch.zeros_like(fh[:, :, 0, 0])
-    fh[:, :, r, c + height], fc[:, :, r, c + height] = _diagonal_cell(
-        self.forward_lstm, x_at, up, fh[:, :, r, c + height - 1], fc[:, :, r, c + height - 1])
-    if r == 0:
-        return x_at + F.linear(fh[:, :, r, c + height], self.output.weight[:, :, 0, 0], self.output.bias)
-    if c == 0:
-        q = r - 1
-        for k in range(width):                      # k: column counted from the right
-            up = bh[:, :, q - 1, k + height] if q > 0 else torch.zeros_like(bh[:, :, 0, 0])
-            bh[:, :, q, k + height], bc[:, :, q, k + height] = _diagonal_cell(
-                self.backward_lstm, inputs[:, :, q, width - 1 - k], up,
-                bh[:, :, q, k + height - 1], bc[:, :, q, k + height - 1])
-    both = fh[:, :, r, c + height] + bh[:, :, r - 1, width - 1 - c + height]
-    return x_at + F.linear(both, self.output.weight[:, :, 0, 0], self.output.bias)
-
-
-DiagonalBiLSTMLayer.step = _diagonal_bilstm_step
+        if self not in cache:
+            cache[self] = (zeros(cache, 2 * self.output.in_channels, height, width),
+                           self.forward_lstm.state_tables(cache), self.backward_lstm.state_tables(cache))
+        inputs, (fh, fc), (bh, bc) = cache[self]
+        inputs[:, :, r, c] = x_at
+        up = fh[:, :, r - 1, c + height] if r > 0 else torch.zeros_like(fh[:, :, 0, 0])
+        fh[:, :, r, c + height], fc[:, :, r, c + height] = self.forward_lstm.cell(
+            x_at, up, fh[:, :, r, c + height - 1], fc[:, :, r, c + height - 1])
+        if r == 0:
+            return x_at + F.linear(fh[:, :, r, c + height], self.output.weight[:, :, 0, 0], self.output.bias)
+        if c == 0:
+            q = r - 1
+            for k in range(width):                   # k: the column counted from the right
+                up = bh[:, :, q - 1, k + height] if q > 0 else torch.zeros_like(bh[:, :, 0, 0])
+                bh[:, :, q, k + height], bc[:, :, q, k + height] = self.backward_lstm.cell(
+                    inputs[:, :, q, width - 1 - k], up, bh[:, :, q, k + height - 1], bc[:, :, q, k + height - 1])
+        both = fh[:, :, r, c + height] + bh[:, :, r - 1, width - 1 - c + height]
+        return x_at + F.linear(both, self.output.weight[:, :, 0, 0], self.output.bias)
