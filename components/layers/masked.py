@@ -24,6 +24,13 @@ def zeros(cache: dict, *shape: int) -> torch.Tensor:
     return like.new_zeros(len(like), *shape)
 
 
+def once(cache: dict, key, make):
+    """`cache[key]`, made by `make()` the first time (e.g. a masked weight, fixed during the pass)."""
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
 def step_at(module: nn.Module, x_at: torch.Tensor, r: int, c: int, cache: dict) -> torch.Tensor:
     """`module`'s output at position (r, c), (B, C_out), given its input there, (B, C_in)."""
     if hasattr(module, "step"):
@@ -72,9 +79,10 @@ class MaskedConv2d(nn.Conv2d):
     def step(self, x_at: torch.Tensor | None, r: int, c: int, cache: dict) -> torch.Tensor:
         """Output at (r, c); `x_at` None when the input there is already remembered (or hidden: mask A)."""
         p = self.padding[0]
+        weight = once(cache, (self, "weight"), lambda: (self.weight * self.mask)[:, :, :p + 1].flatten(1))
         if p == 0:
-            return F.linear(x_at, (self.weight * self.mask)[:, :, 0, 0], self.bias)
+            return F.linear(x_at, weight, self.bias)
         if x_at is not None or self not in cache:
             self.remember(x_at if x_at is not None else 0.0, r, c, cache)
         window = cache[self][:, :, r:r + p + 1, c:c + 2 * p + 1]       # rows r-p..r, columns c-p..c+p
-        return F.linear(window.reshape(len(window), -1), (self.weight * self.mask)[:, :, :p + 1].flatten(1), self.bias)
+        return F.linear(window.reshape(len(window), -1), weight, self.bias)

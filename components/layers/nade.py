@@ -44,10 +44,11 @@ def _one_pass(x, W, c, V, b, rho, pixel_log_prob: PixelLogProb, block: int, weig
         dW, dV, db = torch.empty_like(W), torch.empty_like(V), torch.empty_like(b)
         drho = torch.empty_like(rho) if rho is not None else None
         through = torch.zeros_like(a)                              # P: sum of dL/da_d over pixels so far
+    before = torch.ones(k0, k0, dtype=x.dtype, device=x.device).tril(-1)[:, None, :]   # [j < d]
     for s in range(0, D, block):
         e = min(s + block, D)
         k, xb, Wt = e - s, x[:, s:e], W[:, s:e].T
-        prefix = xb[None] * torch.ones(k, k, dtype=x.dtype, device=x.device).tril(-1)[:, None, :]  # [j < d] x_bj
+        prefix = xb[None] * before[:k, :, :k]                                    # (k, B, k): [j < d] x_bj
         A = torch.baddbmm(a[None], prefix, Wt.expand(k, -1, -1), out=pre[:k])     # (k, B, H): a_d
         hb = torch.sigmoid(A * rho[s:e, None, None] if rho is not None else A, out=h[:k])
         out = torch.baddbmm(b[s:e, None, :], hb, V[s:e].transpose(1, 2))         # (k, B, O)
@@ -60,7 +61,10 @@ def _one_pass(x, W, c, V, b, rho, pixel_log_prob: PixelLogProb, block: int, weig
             dout = dout * weights[None, :, None]
         db[s:e] = dout.sum(1)
         torch.bmm(dout.transpose(1, 2), hb, out=dV[s:e])
-        g = torch.bmm(dout, V[s:e], out=dpre[:k])
+        if V.shape[1] == 1:    # NADE: an outer product (measured 2x faster as a broadcast than as a bmm)
+            g = torch.mul(dout, V[s:e], out=dpre[:k])
+        else:
+            g = torch.bmm(dout, V[s:e], out=dpre[:k])
         torch.ops.aten.sigmoid_backward.grad_input(g, hb, grad_input=g)
         if rho is not None:
             drho[s:e] = (g * A).sum((1, 2))

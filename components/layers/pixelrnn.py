@@ -1,6 +1,7 @@
 """The recurrent layers of PixelRNN (van den Oord, Kalchbrenner & Kavukcuoglu, 2016):
 the Row LSTM layer and the Diagonal BiLSTM layer (see components/models/row_lstm.py and
-diagonal_bilstm.py for the models and their equations)."""
+diagonal_bilstm.py for the models and their equations), each with a `step` that computes
+one position from cached state, for sampling (components/layers/masked.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.layers.masked import zeros
+from components.layers.masked import once, zeros
 
 
 def lstm_update(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,9 +56,9 @@ class RowLSTMLayer(nn.Module):
                            zeros(cache, self.h, height + 1, width))              # cell
         inputs, hidden, cell = cache[self]
         inputs[:, :, r, c + p] = x_at
-        gates = (F.linear(inputs[:, :, r, c:c + p + 1].flatten(1),
-                          (self.input_to_state.weight * self.mask)[:, :, 0, :p + 1].flatten(1),
-                          self.input_to_state.bias)
+        weight = once(cache, (self, "weight"),
+                      lambda: (self.input_to_state.weight * self.mask)[:, :, 0, :p + 1].flatten(1))
+        gates = (F.linear(inputs[:, :, r, c:c + p + 1].flatten(1), weight, self.input_to_state.bias)
                  + F.linear(hidden[:, :, r, c:c + 2 * p + 1].flatten(1), self.state_to_state.weight.flatten(1),
                             self.state_to_state.bias))
         h, cell[:, :, r + 1, c] = lstm_update(gates, cell[:, :, r, c])
