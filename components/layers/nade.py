@@ -35,31 +35,31 @@ PixelLogProb = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.
 
 def _one_pass(x, W, c, V, b, rho, pixel_log_prob: PixelLogProb, block: int, weights=None, grads=True):
     B, D = x.shape
-    log_p = x.new_zeros(B)
+    xt, Wt = x.T.contiguous(), W.T.contiguous()                   # pixel-major: every block slice is contiguous
     a = c.repeat(B, 1)                                             # the running sum a_d (a copy: updated in place)
+    log_p = x.new_empty(D, B)
     k0 = min(block, D)
     # Buffers reused across blocks: a fresh (k, B, H) tensor per block costs page faults.
     pre, h, dpre = (x.new_empty(k0, B, W.shape[0]) if i < 2 or grads else None for i in range(3))
     if grads:
-        dW, dV, db = torch.empty_like(W), torch.empty_like(V), torch.empty_like(b)
+        dWt, dV, dout_all = torch.empty_like(Wt), torch.empty_like(V), x.new_empty(D, B, V.shape[1])
         drho = torch.empty_like(rho) if rho is not None else None
         through = torch.zeros_like(a)                              # P: sum of dL/da_d over pixels so far
     before = torch.ones(k0, k0, dtype=x.dtype, device=x.device).tril(-1)[:, None, :]   # [j < d]
     for s in range(0, D, block):
         e = min(s + block, D)
-        k, xb, Wt = e - s, x[:, s:e], W[:, s:e].T
-        prefix = xb[None] * before[:k, :, :k]                                    # (k, B, k): [j < d] x_bj
-        A = torch.baddbmm(a[None], prefix, Wt.expand(k, -1, -1), out=pre[:k])     # (k, B, H): a_d
+        k, xb, Wb = e - s, xt[s:e], Wt[s:e]
+        prefix = xb.T[None] * before[:k, :, :k]                                  # (k, B, k): [j < d] x_bj
+        A = torch.baddbmm(a[None], prefix, Wb.expand(k, -1, -1), out=pre[:k])     # (k, B, H): a_d
         hb = torch.sigmoid(A * rho[s:e, None, None] if rho is not None else A, out=h[:k])
         out = torch.baddbmm(b[s:e, None, :], hb, V[s:e].transpose(1, 2))         # (k, B, O)
-        lp, dout = pixel_log_prob(out, xb.T)
-        log_p += lp.sum(0)
-        a.addmm_(xb, Wt)
+        log_p[s:e], dout = pixel_log_prob(out, xb)
+        a.addmm_(xb.T, Wb)
         if not grads:
             continue
         if weights is not None:
             dout = dout * weights[None, :, None]
-        db[s:e] = dout.sum(1)
+        dout_all[s:e] = dout
         torch.bmm(dout.transpose(1, 2), hb, out=dV[s:e])
         if V.shape[1] == 1:    # NADE: an outer product (measured 2x faster as a broadcast than as a bmm)
             g = torch.mul(dout, V[s:e], out=dpre[:k])
@@ -71,12 +71,12 @@ def _one_pass(x, W, c, V, b, rho, pixel_log_prob: PixelLogProb, block: int, weig
             g.mul_(rho[s:e, None, None])
         through += g.sum(0)
         # -sum_b x_bj P_bj over the block: P_j = P_end - sum_{d > j in the block} g_d
-        dWt = prefix.reshape(-1, k).T @ g.reshape(-1, g.shape[2])
-        dW[:, s:e] = dWt.addmm_(xb.T, through, alpha=-1).T
+        torch.mm(prefix.reshape(-1, k).T, g.reshape(-1, g.shape[2]), out=dWt[s:e])
+        dWt[s:e].addmm_(xb, through, alpha=-1)
     if not grads:
-        return log_p, None
-    dW += through.T @ x
-    return log_p, (dW, through.sum(0), dV, db, drho)
+        return log_p.sum(0), None
+    dWt.addmm_(xt, through)
+    return log_p.sum(0), (dWt.T.contiguous(), through.sum(0), dV, dout_all.sum(1), drho)
 
 
 class _TiedLogProb(torch.autograd.Function):
