@@ -90,6 +90,19 @@ def test_nade_log_prob_is_the_same_without_gradients():
         torch.testing.assert_close(model.log_prob(x), reference_nade_log_prob(model, x), rtol=0, atol=1e-5)
 
 
+def test_nade_and_rnade_keep_full_precision_under_autocast():
+    """Mixed-precision training (train.precision: bf16) leaves the one pass in float32: same numbers."""
+    for name, params, levels in [("nade", {"hidden_units": 6}, 2), ("rnade", {"hidden_units": 6, "components": 3}, 256)]:
+        model = randomized64(name, (1, 5, 7), params, levels).float()
+        x = torch.bernoulli(torch.rand(6, 1, 5, 7, generator=torch.Generator().manual_seed(1)))
+        torch.manual_seed(3)
+        plain = model.log_prob(x)
+        torch.manual_seed(3)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model.log_prob(x)
+        assert torch.equal(plain, mixed)
+
+
 # --- cached sampling --------------------------------------------------------------
 
 RASTER = [("pixelcnn", {"features": 3, "residual_blocks": 3, "output_features": 5}),

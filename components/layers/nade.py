@@ -82,7 +82,10 @@ def _one_pass(x, W, c, V, b, rho, pixel_log_prob: PixelLogProb, block: int, weig
 class _TiedLogProb(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, W, c, V, b, rho, pixel_log_prob, block, grads):
-        log_p, ctx.grads = _one_pass(x, W, c, V, b, rho, pixel_log_prob, block, grads=grads)
+        # In the parameters' dtype even under autocast: the blocks are cache-sized, so lower precision
+        # would save no memory traffic, and the result stays today's.
+        with torch.autocast(x.device.type, enabled=False):
+            log_p, ctx.grads = _one_pass(x, W, c, V, b, rho, pixel_log_prob, block, grads=grads)
         ctx.save_for_backward(x, W, c, V, b, rho)
         ctx.pixel_log_prob, ctx.block = pixel_log_prob, block
         return log_p
@@ -93,8 +96,9 @@ class _TiedLogProb(torch.autograd.Function):
             grads = [None if g is None else g * grad_log_p[0] for g in ctx.grads]
         else:
             x, W, c, V, b, rho = ctx.saved_tensors
-            _, grads = _one_pass(x, W, c, V, b, rho, ctx.pixel_log_prob, ctx.block, weights=grad_log_p)
-        ctx.grads = None
+            with torch.autocast(x.device.type, enabled=False):
+                _, grads = _one_pass(x, W, c, V, b, rho, ctx.pixel_log_prob, ctx.block,
+                                     weights=grad_log_p.to(x.dtype))
         return (None, *grads, None, None, None)
 
 
