@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="time per NADE measurement (each side)")
     parser.add_argument("--hidden", type=int, default=500)
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 512])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threads", type=int, nargs="*", default=[1, 2], help="none: skip NADE")
     parser.add_argument("--samplers", nargs="*", default=list(SAMPLERS), choices=list(SAMPLERS))
     parser.add_argument("--sample-threads", type=int, default=1)
     parser.add_argument("--before-budget", type=float, default=60.0,

@@ -26,11 +26,9 @@ def complete(model, images: torch.Tensor, observed: torch.Tensor,
     for step in model.pixel_steps("completing"):
         pixel = int(model.order[step])
         missing = ~known[:, pixel]
-        if hasattr(model, "step_conditionals"):
-            conditionals = model.step_conditionals(x, step, cache)   # every step: the cache follows the pass
-        elif missing.any():
-            conditionals = model.pixel_conditionals(x, pixel)
         if missing.any():
+            conditionals = (model.step_conditionals(x, step, cache) if hasattr(model, "step_conditionals")
+                            else model.pixel_conditionals(x, pixel))
             x[:, pixel] = torch.where(missing, model.draw(conditionals, generator), x[:, pixel])
     return model.unflatten(x)
 

@@ -61,8 +61,9 @@ class Autoregressive(GenerativeModel):
         return self.conditionals(x)[:, pixel]
 
     def step_conditionals(self, x: torch.Tensor, step: int, cache: dict) -> torch.Tensor:
-        """`conditionals(x)[:, order[step]]` inside a pass over the pixels in order: x holds the final
-        values of the pixels before it, `cache` is a dict kept through the pass (fresh for each)."""
+        """`conditionals(x)[:, order[step]]` inside a pass over the pixels in order (steps may be
+        skipped, not revisited): x holds the final values of the pixels before it, `cache` is a dict
+        kept through the pass (fresh for each)."""
         return self.pixel_conditionals(x, int(self.order[step]))
 
     @torch.no_grad()
@@ -104,14 +105,21 @@ class RasterConvAutoregressive(Autoregressive):
         return out.squeeze(1) if self.levels == 2 else out
 
     def step_conditionals(self, x, step, cache):
-        # Every layer at this pixel's position only (components/layers/masked.py): the first layer
-        # learns the previous pixel's final value, the others their input here as it is computed.
-        width = self.image_shape[2]
+        # Every layer at this pixel's position only (components/layers/masked.py). Pixels skipped
+        # (completion asks only for missing ones) are computed first: later positions read them.
         if not cache:
-            cache.update(like=x, grid=self.image_shape[1:])
-        first = self.net[0]
+            cache.update(like=x, grid=self.image_shape[1:], next=0)
+        for skipped in range(cache["next"], step):
+            self.position_step(x, skipped, cache)
+        cache["next"] = step + 1
+        out = self.position_step(x, step, cache)
+        return out.squeeze(1) if self.levels == 2 else out
+
+    def position_step(self, x, step, cache):
+        """The output layer at pixel `step`; the first layer learns the previous pixel's final value,
+        the others their input here as it is computed."""
+        width, first = self.image_shape[2], self.net[0]
         if step > 0:
             first.remember(x[:, step - 1, None], *divmod(step - 1, width), cache)
         r, c = divmod(step, width)
-        out = step_at(self.net[1:], first.step(None, r, c, cache), r, c, cache)
-        return out.squeeze(1) if self.levels == 2 else out
+        return step_at(self.net[1:], first.step(None, r, c, cache), r, c, cache)
