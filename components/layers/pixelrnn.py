@@ -14,9 +14,9 @@ from components.layers.masked import once, zeros
 
 def lstm_update(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Gates (B, 4h, ...) in the order output, forget, input, candidate -> (hidden, cell)."""
-    o, f, i, g = gates.chunk(4, dim=1)
-    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(cell), cell
+    o, f, i = torch.sigmoid(gates[:, :3 * gates.shape[1] // 4]).chunk(3, dim=1)
+    cell = f * cell + i * torch.tanh(gates[:, 3 * gates.shape[1] // 4:])
+    return o * torch.tanh(cell), cell
 
 
 class RowLSTMLayer(nn.Module):
@@ -56,11 +56,12 @@ class RowLSTMLayer(nn.Module):
                            zeros(cache, self.h, height + 1, width))              # cell
         inputs, hidden, cell = cache[self]
         inputs[:, :, r, c + p] = x_at
-        weight = once(cache, (self, "weight"),
-                      lambda: (self.input_to_state.weight * self.mask)[:, :, 0, :p + 1].flatten(1))
-        gates = (F.linear(inputs[:, :, r, c:c + p + 1].flatten(1), weight, self.input_to_state.bias)
-                 + F.linear(hidden[:, :, r, c:c + 2 * p + 1].flatten(1), self.state_to_state.weight.flatten(1),
-                            self.state_to_state.bias))
+        weight, bias = once(cache, (self, "weight"), lambda: (
+            torch.cat([(self.input_to_state.weight * self.mask)[:, :, 0, :p + 1].flatten(1),
+                       self.state_to_state.weight.flatten(1)], 1),
+            self.input_to_state.bias + self.state_to_state.bias))
+        gates = F.linear(torch.cat([inputs[:, :, r, c:c + p + 1].flatten(1),
+                                    hidden[:, :, r, c:c + 2 * p + 1].flatten(1)], 1), weight, bias)
         h, cell[:, :, r + 1, c] = lstm_update(gates, cell[:, :, r, c])
         hidden[:, :, r + 1, c + p] = h
         return x_at + F.linear(h, self.output.weight[:, :, 0, 0], self.output.bias)
@@ -99,13 +100,14 @@ class DiagonalLSTM(nn.Module):
             out.append(hidden)
         return torch.stack(out, dim=3)
 
-    def cell(self, inputs, up, left, cell_left):
+    def cell(self, inputs, up, left, cell_left, cache: dict):
         """One position for cached sampling: the state at (r, c) from (r-1, c) and (r, c-1), in this
         direction's own coordinates (the skew makes them the previous column's rows r-1 and r)."""
-        w = self.state_to_state.weight
-        gates = (F.linear(inputs, self.input_to_state.weight[:, :, 0, 0], self.input_to_state.bias)
-                 + F.linear(up, w[:, :, 0]) + F.linear(left, w[:, :, 1], self.state_to_state.bias))
-        return lstm_update(gates, cell_left)
+        weight, bias = once(cache, (self, "weight"), lambda: (
+            torch.cat([self.input_to_state.weight[:, :, 0, 0], self.state_to_state.weight[:, :, 0],
+                       self.state_to_state.weight[:, :, 1]], 1),
+            self.input_to_state.bias + self.state_to_state.bias))
+        return lstm_update(F.linear(torch.cat([inputs, up, left], 1), weight, bias), cell_left)
 
     def state_tables(self, cache: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(hidden, cell), each (B, h, H, H + W), column c + H holding position (r, c). Positions left of
@@ -147,7 +149,7 @@ class DiagonalBiLSTMLayer(nn.Module):
         inputs[:, :, r, c] = x_at
         up = fh[:, :, r - 1, c + height] if r > 0 else torch.zeros_like(fh[:, :, 0, 0])
         fh[:, :, r, c + height], fc[:, :, r, c + height] = self.forward_lstm.cell(
-            x_at, up, fh[:, :, r, c + height - 1], fc[:, :, r, c + height - 1])
+            x_at, up, fh[:, :, r, c + height - 1], fc[:, :, r, c + height - 1], cache)
         if r == 0:
             return x_at + F.linear(fh[:, :, r, c + height], self.output.weight[:, :, 0, 0], self.output.bias)
         if c == 0:
@@ -155,6 +157,7 @@ class DiagonalBiLSTMLayer(nn.Module):
             for k in range(width):                   # k: the column counted from the right
                 up = bh[:, :, q - 1, k + height] if q > 0 else torch.zeros_like(bh[:, :, 0, 0])
                 bh[:, :, q, k + height], bc[:, :, q, k + height] = self.backward_lstm.cell(
-                    inputs[:, :, q, width - 1 - k], up, bh[:, :, q, k + height - 1], bc[:, :, q, k + height - 1])
+                    inputs[:, :, q, width - 1 - k], up, bh[:, :, q, k + height - 1], bc[:, :, q, k + height - 1],
+                    cache)
         both = fh[:, :, r, c + height] + bh[:, :, r - 1, width - 1 - c + height]
         return x_at + F.linear(both, self.output.weight[:, :, 0, 0], self.output.bias)
