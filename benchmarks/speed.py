@@ -7,6 +7,8 @@
   with autograd, at batch 64 and 512, 1 and 2 torch threads. The two alternate step by step (one
   Adam step each) so that a shared machine's load falls on both; the fastest step of each is reported
   (load only ever slows a step down).
+* RNADE (28x28 intensities, H = 100, K = 10, the params.yaml default): the same, against its
+  per-pixel autograd code, 1 thread.
 * Sampling 64 images of 28x28 (random weights; the time does not depend on them) from PixelCNN, Row
   LSTM and Diagonal BiLSTM as in the README's autoregressive table (h = 16, 7 layers, 32 output
   features): before = one pass of the network over the rows down to each pixel (the path before
@@ -20,6 +22,7 @@ Random data and weights: no dataset needed.
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import sys
 import time
@@ -49,14 +52,33 @@ def plain_nade_log_prob(model, x):
     return -F.binary_cross_entropy_with_logits(torch.stack(logits, 1) + model.b, x, reduction="none").sum(1)
 
 
-def nade_train_rates(batch: int, seconds: float, hidden: int) -> tuple[float, float]:
-    """(ours, plain) training images/s: the fastest Adam step of each, alternating."""
+def plain_rnade_log_prob(model, y):
+    """RNADE's dequantized density one pixel at a time through autograd (its code before the one pass)."""
+    a, K, log_p = model.c.expand(len(y), -1), model.params.components, 0
+    for d, (V_d, W_d, y_d) in enumerate(zip(model.V.unbind(0), model.W.T.unbind(0), y.T.unbind(0))):
+        logits, mu, log_sigma = (torch.sigmoid(model.rho[d] * a) @ V_d.T + model.b[d]).split(K, dim=1)
+        log_sigma = log_sigma.clamp(-7.0, 3.0)
+        log_normal = -0.5 * ((y_d[:, None] - mu) / log_sigma.exp()) ** 2 - log_sigma - 0.5 * math.log(2 * math.pi)
+        log_p = log_p + torch.logsumexp(torch.log_softmax(logits, -1) + log_normal, dim=-1)
+        a = a + y_d[:, None] * W_d
+    return log_p
+
+
+def train_rates(name: str, batch: int, seconds: float, hidden: int) -> tuple[float, float]:
+    """(ours, plain) training images/s of NADE or RNADE: the fastest Adam step of each, alternating."""
     torch.manual_seed(0)
-    ours = build_model("nade", (1, 28, 28), {"hidden_units": hidden})
-    plain = build_model("nade", (1, 28, 28), {"hidden_units": hidden})
+    params, levels = (({"hidden_units": hidden}, 2) if name == "nade"
+                      else ({"hidden_units": hidden, "components": 10}, 256))
+    ours = build_model(name, (1, 28, 28), params, levels=levels)
+    plain = build_model(name, (1, 28, 28), params, levels=levels)
     plain.load_state_dict(ours.state_dict())
-    x = torch.bernoulli(torch.rand(batch, 784))
-    steps = {"ours": (ours, lambda: ours.log_prob(x)), "plain": (plain, lambda: plain_nade_log_prob(plain, x))}
+    if name == "nade":
+        x = torch.bernoulli(torch.rand(batch, 784))
+        steps = {"ours": (ours, lambda: ours.log_prob(x)), "plain": (plain, lambda: plain_nade_log_prob(plain, x))}
+    else:
+        y = torch.rand(batch, 784)
+        steps = {"ours": (ours, lambda: ours.density_log_prob(y)),
+                 "plain": (plain, lambda: plain_rnade_log_prob(plain, y))}
     optimizers = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, (m, _) in steps.items()}
     times = {k: [] for k in steps}
     start = time.perf_counter()
@@ -107,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=4.0, help="time per NADE measurement (each side)")
     parser.add_argument("--hidden", type=int, default=500)
+    parser.add_argument("--rnade-hidden", type=int, default=100, help="0: skip RNADE")
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 512])
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2], help="none: skip NADE")
     parser.add_argument("--samplers", nargs="*", default=list(SAMPLERS), choices=list(SAMPLERS))
@@ -119,16 +142,25 @@ def main() -> None:
           f"{torch.get_num_threads()} threads available; figures from a shared machine are noisy, the "
           "ratios (measured alternately, in one run) are what count\n")
 
-    print(f"NADE training, 28x28 binary, H={args.hidden}, Adam steps (fastest of each)")
-    print(f"{'threads':>7} {'batch':>5} {'ours img/s':>10} {'plain loop img/s':>16} {'ratio':>6}   "
-          "ceilings: one sigmoid / one multiply per (image, pixel, hidden) element")
+    if args.threads:
+        print(f"NADE training, 28x28 binary, H={args.hidden}, Adam steps (fastest of each)")
+        print(f"{'threads':>7} {'batch':>5} {'ours img/s':>10} {'plain loop img/s':>16} {'ratio':>6}   "
+              "ceilings: one sigmoid / one multiply per (image, pixel, hidden) element")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for batch in args.batches:
-            ours, plain = nade_train_rates(batch, args.seconds, args.hidden)
+            ours, plain = train_rates("nade", batch, args.seconds, args.hidden)
             sigmoid, multiply = elementwise_ceilings(batch, args.hidden)
             print(f"{threads:>7} {batch:>5} {ours:>10.0f} {plain:>16.0f} {ours / plain:>5.1f}x   "
                   f"{sigmoid:.0f} / {multiply:.0f} img/s", flush=True)
+
+    if args.rnade_hidden:
+        torch.set_num_threads(1)
+        print(f"\nRNADE training, 28x28 intensities, H={args.rnade_hidden}, K=10, 1 thread, against its "
+              "per-pixel autograd code")
+        for batch in args.batches:
+            ours, plain = train_rates("rnade", batch, args.seconds, args.rnade_hidden)
+            print(f"  batch {batch:>3}: {ours:.0f} img/s vs {plain:.0f} img/s: {ours / plain:.1f}x", flush=True)
 
     torch.set_num_threads(args.sample_threads)
     print(f"\nSampling 64 images of 28x28, {args.sample_threads} thread(s), seconds")
