@@ -6,7 +6,10 @@
   over cache-sized blocks of pixels) against a plain NADE written here that loops over the 784 pixels
   with autograd, at batch 64 and 512, 1 and 2 torch threads. The two alternate step by step (one
   Adam step each) so that a shared machine's load falls on both; the fastest step of each is reported
-  (load only ever slows a step down).
+  (load only ever slows a step down). `indexed loop`: the same loop indexing V[d] and W[:, d], whose
+  backward writes a whole-V zero tensor per pixel. `previous`: the code this replaced (autograd through NADE's
+  `conditionals`, 16-pixel blocks). The ceilings: what one sigmoid, or one multiply, over every
+  (image, pixel, hidden unit) element alone would allow.
 * RNADE (28x28 intensities, H = 100, K = 10, the params.yaml default): the same, against its
   per-pixel autograd code, 1 thread.
 * Sampling 64 images of 28x28 (random weights; the time does not depend on them) from PixelCNN, Row
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from components.models import build_model  # noqa: E402
+from components.models.families.autoregressive import Autoregressive  # noqa: E402
 
 SAMPLERS = {
     "pixelcnn": {"features": 16, "residual_blocks": 7, "output_features": 32},
@@ -52,6 +56,15 @@ def plain_nade_log_prob(model, x):
     return -F.binary_cross_entropy_with_logits(torch.stack(logits, 1) + model.b, x, reduction="none").sum(1)
 
 
+def indexed_nade_log_prob(model, x):
+    """The same loop written the obvious way, indexing V[d] and W[:, d] (as the issue's reference did)."""
+    a, logits = model.c.expand(len(x), -1), []
+    for d in range(x.shape[1]):
+        logits.append(torch.sigmoid(a) @ model.V[d])
+        a = a + x[:, d:d + 1] * model.W[:, d]
+    return -F.binary_cross_entropy_with_logits(torch.stack(logits, 1) + model.b, x, reduction="none").sum(1)
+
+
 def plain_rnade_log_prob(model, y):
     """RNADE's dequantized density one pixel at a time through autograd (its code before the one pass)."""
     a, K, log_p = model.c.expand(len(y), -1), model.params.components, 0
@@ -64,8 +77,9 @@ def plain_rnade_log_prob(model, y):
     return log_p
 
 
-def train_rates(name: str, batch: int, seconds: float, hidden: int) -> tuple[float, float]:
-    """(ours, plain) training images/s of NADE or RNADE: the fastest Adam step of each, alternating."""
+def train_rates(name: str, batch: int, seconds: float, hidden: int) -> tuple[float, ...]:
+    """(ours, plain[, indexed, previous]) training images/s of NADE or RNADE: the fastest Adam step of each,
+    alternating."""
     torch.manual_seed(0)
     params, levels = (({"hidden_units": hidden}, 2) if name == "nade"
                       else ({"hidden_units": hidden, "components": 10}, 256))
@@ -74,7 +88,13 @@ def train_rates(name: str, batch: int, seconds: float, hidden: int) -> tuple[flo
     plain.load_state_dict(ours.state_dict())
     if name == "nade":
         x = torch.bernoulli(torch.rand(batch, 784))
-        steps = {"ours": (ours, lambda: ours.log_prob(x)), "plain": (plain, lambda: plain_nade_log_prob(plain, x))}
+        previous, indexed = (build_model(name, (1, 28, 28), params, levels=levels) for _ in range(2))
+        previous.load_state_dict(ours.state_dict())
+        indexed.load_state_dict(ours.state_dict())
+        steps = {"ours": (ours, lambda: ours.log_prob(x)), "plain": (plain, lambda: plain_nade_log_prob(plain, x)),
+                 "indexed": (indexed, lambda: indexed_nade_log_prob(indexed, x)),
+                 # the code this replaced: autograd through `conditionals` (16-pixel blocks)
+                 "previous": (previous, lambda: Autoregressive.log_prob(previous, x))}
     else:
         y = torch.rand(batch, 784)
         steps = {"ours": (ours, lambda: ours.density_log_prob(y)),
@@ -90,7 +110,7 @@ def train_rates(name: str, batch: int, seconds: float, hidden: int) -> tuple[flo
             loss.backward()
             optimizers[key].step()
             times[key].append(time.perf_counter() - tick)
-    return tuple(batch / min(times[k][1:]) for k in ("ours", "plain"))
+    return tuple(batch / min(times[k][1:]) for k in steps)
 
 
 @torch.no_grad()
@@ -144,14 +164,16 @@ def main() -> None:
 
     if args.threads:
         print(f"NADE training, 28x28 binary, H={args.hidden}, Adam steps (fastest of each)")
-        print(f"{'threads':>7} {'batch':>5} {'ours img/s':>10} {'plain loop img/s':>16} {'ratio':>6}   "
+        print(f"{'threads':>7} {'batch':>5} {'ours img/s':>10} {'plain loop img/s':>16} {'ratio':>6} "
+              f"{'indexed loop':>13} {'ratio':>6} {'previous img/s':>14}   "
               "ceilings: one sigmoid / one multiply per (image, pixel, hidden) element")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for batch in args.batches:
-            ours, plain = train_rates("nade", batch, args.seconds, args.hidden)
+            ours, plain, indexed, previous = train_rates("nade", batch, args.seconds, args.hidden)
             sigmoid, multiply = elementwise_ceilings(batch, args.hidden)
-            print(f"{threads:>7} {batch:>5} {ours:>10.0f} {plain:>16.0f} {ours / plain:>5.1f}x   "
+            print(f"{threads:>7} {batch:>5} {ours:>10.0f} {plain:>16.0f} {ours / plain:>5.1f}x "
+                  f"{indexed:>13.0f} {ours / indexed:>5.1f}x {previous:>14.0f}   "
                   f"{sigmoid:.0f} / {multiply:.0f} img/s", flush=True)
 
     if args.rnade_hidden:
