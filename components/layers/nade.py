@@ -42,7 +42,7 @@ def _one_pass(x, W, c, V, b, rho, pixel_log_prob: PixelLogProb, block: int, weig
     # Buffers reused across blocks: a fresh (k, B, H) tensor per block costs page faults.
     pre, h, dpre = (x.new_empty(k0, B, W.shape[0]) if i < 2 or grads else None for i in range(3))
     if grads:
-        dWt, dV, dout_all = torch.empty_like(Wt), torch.empty_like(V), x.new_empty(D, B, V.shape[1])
+        dWt, dV, db = torch.empty_like(Wt), torch.empty_like(V), torch.empty_like(b)
         drho = torch.empty_like(rho) if rho is not None else None
         through = torch.zeros_like(a)                              # P: sum of dL/da_d over pixels so far
     before = torch.ones(k0, k0, dtype=x.dtype, device=x.device).tril(-1)[:, None, :]   # [j < d]
@@ -59,7 +59,7 @@ def _one_pass(x, W, c, V, b, rho, pixel_log_prob: PixelLogProb, block: int, weig
             continue
         if weights is not None:
             dout = dout * weights[None, :, None]
-        dout_all[s:e] = dout
+        torch.sum(dout, 1, out=db[s:e])
         torch.bmm(dout.transpose(1, 2), hb, out=dV[s:e])
         if V.shape[1] == 1:    # NADE: an outer product (measured 2x faster as a broadcast than as a bmm)
             g = torch.mul(dout, V[s:e], out=dpre[:k])
@@ -76,7 +76,7 @@ def _one_pass(x, W, c, V, b, rho, pixel_log_prob: PixelLogProb, block: int, weig
     if not grads:
         return log_p.sum(0), None
     dWt.addmm_(xt, through)
-    return log_p.sum(0), (dWt.T.contiguous(), through.sum(0), dV, dout_all.sum(1), drho)
+    return log_p.sum(0), (dWt.T.contiguous(), through.sum(0), dV, db, drho)
 
 
 class _TiedLogProb(torch.autograd.Function):
