@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from components.completion import complete, lower_half_hidden
+from components.layers.nade import tied_log_prob
 from components.models import build_model
+from components.models.nade import bernoulli_log_prob
 
 
 # --- plain references ----------------------------------------------------------
@@ -85,6 +87,15 @@ def test_rnade_density_and_gradients_equal_the_per_pixel_reference(ordering, wei
     y = torch.rand(6, 35, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     assert_same_value_and_gradients(model, lambda: model.density_log_prob(y),
                                     lambda: reference_rnade_density_log_prob(model, y), weights)
+
+
+@pytest.mark.parametrize("block", [1, 3, 8, 64])
+def test_nade_one_pass_is_exact_for_any_block_size(block):
+    model = randomized64("nade", (1, 5, 7), {"hidden_units": 6})
+    x = torch.bernoulli(torch.rand(6, 1, 5, 7, generator=torch.Generator().manual_seed(1))).double()
+    fast = lambda: tied_log_prob(model.flatten(x), model.W, model.c, model.V[:, None], model.b[:, None], None,
+                                 bernoulli_log_prob, block)
+    assert_same_value_and_gradients(model, fast, lambda: reference_nade_log_prob(model, x), WEIGHTS[1])
 
 
 def test_nade_log_prob_is_the_same_without_gradients():
