@@ -1,4 +1,5 @@
-"""Completion (inpainting) with any fully visible autoregressive model.
+"""Completion (inpainting) with any fully visible autoregressive model (one with `order`,
+`step_conditionals` and `draw`, as `Autoregressive` and RNADE have).
 
 Pixels are visited in the model's ordering; an observed pixel keeps its value,
 a missing one is drawn from the model's conditional given everything before
@@ -18,11 +19,12 @@ def complete(model, images: torch.Tensor, observed: torch.Tensor,
     """`images` (N, C, H, W) with `observed` (same shape, bool): returns images with the rest sampled."""
     x = model.flatten(images.clone().float())
     known = model.flatten(observed.expand_as(images)).bool()
+    cache = {}   # a model's cached work for the pass (see Autoregressive.step_conditionals)
     for step in model.pixel_steps("completing"):
         pixel = int(model.order[step])
         missing = ~known[:, pixel]
         if missing.any():
-            draw = model.draw(model.pixel_conditionals(x, pixel), generator)
+            draw = model.draw(model.step_conditionals(x, step, cache), generator)
             x[:, pixel] = torch.where(missing, draw, x[:, pixel])
     return model.unflatten(x)
 

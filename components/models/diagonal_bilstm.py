@@ -10,7 +10,10 @@ them, in both directions,
 
 with K^is a 1x1 and K^ss a 2x1 column convolution. The right-to-left output is
 shifted down one row, so no pixel sees the future; the map is unskewed at the
-end. Receptive field: everything above and to the left.
+end. Receptive field: everything above and to the left. Sampling carries the
+states: each new pixel computes one left-to-right step per layer at its own
+position, and each new row the right-to-left pass over the row above
+(DiagonalBiLSTMLayer.step), not the whole map again.
 """
 
 from __future__ import annotations

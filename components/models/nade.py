@@ -5,7 +5,10 @@ whose conditionals share one hidden layer through tied weights.
     p(x_{o_d} = 1 | x_{o_<d}) = sigmoid(b_{o_d} + V[o_d] . sigmoid(a_d))
 
 `o` is the pixel ordering (raster, or a fixed random permutation saved with
-the model). The log-likelihood is exact; sampling is ancestral.
+the model). The log-likelihood is exact; sampling is ancestral. Training goes
+through `tied_log_prob` (components/layers/nade.py): the likelihood and its
+gradient in one pass over cache-sized blocks of pixels, never holding the
+(batch, pixels, hidden) activations.
 """
 
 from __future__ import annotations
@@ -14,9 +17,17 @@ import dataclasses
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from components.layers.nade import tied_log_prob
 from components.models.families.autoregressive import Autoregressive
+
+
+def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(x | logit) and its gradient wrt the logit (x - sigmoid(logit)), for `tied_log_prob`."""
+    logits = logits.squeeze(-1)
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none"), (x - torch.sigmoid(logits))[..., None]
 
 
 class NADE(Autoregressive):
@@ -62,6 +73,10 @@ class NADE(Autoregressive):
         logits = torch.empty_like(logits_in_order)
         logits[:, self.order] = logits_in_order
         return logits
+
+    def log_prob(self, x):
+        xo = self.flatten(x)[:, self.order]
+        return tied_log_prob(xo, self.W, self.c, self.V[:, None], self.b[:, None], None, bernoulli_log_prob)
 
     @torch.no_grad()
     def sample(self, n, condition=None, generator=None):

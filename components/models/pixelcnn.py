@@ -5,7 +5,9 @@ residual blocks of 1x1 -> 3x3 mask-B -> 1x1 convolutions (paper, figure 5),
 then two 1x1 mask-B output layers giving each pixel's Bernoulli logit (binary
 data) or its 256-way softmax logits (8-bit data; L-way for L levels). Every
 conditional sees only pixels above, or left in the same row: the
-log-likelihood is exact; sampling is pixel by pixel in raster order.
+log-likelihood is exact; sampling is pixel by pixel in raster order, each
+pixel computing every layer at its own position only, from cached activations
+above and to the left (components/layers/masked.py).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import dataclasses
 import torch
 from torch import nn
 
+from components.layers.masked import MaskedConv2d, PositionStep, step_at
 from components.models.families.autoregressive import RasterConvAutoregressive
-from components.layers.masked import MaskedConv2d
 
 
-class ResidualBlock(nn.Module):
+class ResidualBlock(nn.Module, PositionStep):
     def __init__(self, h: int):
         super().__init__()
         self.body = nn.Sequential(
@@ -30,6 +32,9 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x):
         return x + self.body(x)
+
+    def step(self, x_at, r, c, cache):
+        return x_at + step_at(self.body, x_at, r, c, cache)
 
 
 class PixelCNN(RasterConvAutoregressive):

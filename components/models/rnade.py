@@ -26,7 +26,25 @@ import torch
 from torch import nn
 
 from components.completion import complete
+from components.layers.nade import tied_log_prob
 from components.models.base import GenerativeModel
+
+
+def mixture_log_density(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """log p(y) under each pixel's mixture; out (..., 3K) = (weight logits, means, log widths) before clamping."""
+    logits, mu, log_sigma = out.chunk(3, dim=-1)
+    log_sigma = log_sigma.clamp(-7.0, 3.0)
+    log_normal = -0.5 * ((y[..., None] - mu) / log_sigma.exp()) ** 2 - log_sigma - 0.5 * math.log(2 * math.pi)
+    return torch.logsumexp(torch.log_softmax(logits, -1) + log_normal, dim=-1)
+
+
+def mixture_log_prob(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`mixture_log_density` and its gradient wrt out, for `tied_log_prob` (autograd on one block)."""
+    with torch.enable_grad():
+        out = out.detach().requires_grad_()
+        log_p = mixture_log_density(out, y)
+        (grad,) = torch.autograd.grad(log_p.sum(), out)
+    return log_p.detach(), grad
 
 
 class RNADE(GenerativeModel):
@@ -82,11 +100,9 @@ class RNADE(GenerativeModel):
         return torch.log_softmax(logits, -1), means, log_widths.clamp(-7.0, 3.0)
 
     def density_log_prob(self, y: torch.Tensor) -> torch.Tensor:
-        """Exact log-density of dequantized images y (B, D), in nats."""
-        log_w, mu, log_sigma = self.mixture(y)
-        yo = y[:, self.order].unsqueeze(-1)
-        log_normal = -0.5 * ((yo - mu) / log_sigma.exp()) ** 2 - log_sigma - 0.5 * math.log(2 * math.pi)
-        return torch.logsumexp(log_w + log_normal, dim=-1).sum(1)
+        """Exact log-density of dequantized images y (B, D), in nats (one pass over blocks of pixels,
+        as NADE's: components/layers/nade.py)."""
+        return tied_log_prob(y[:, self.order], self.W, self.c, self.V, self.b, self.rho, mixture_log_prob)
 
     def log_prob(self, x):
         return self.density_log_prob(self.dequantize(x)) - self.num_pixels * math.log(self.levels)
@@ -98,9 +114,9 @@ class RNADE(GenerativeModel):
         out[:, self.order] = visiting
         return out
 
-    def pixel_conditionals(self, x: torch.Tensor, pixel: int) -> torch.Tensor:
-        """One pixel's mixture (completion's interface, as in autoregressive.py)."""
-        return self.conditionals(x)[:, pixel]
+    def step_conditionals(self, x: torch.Tensor, step: int, cache: dict) -> torch.Tensor:
+        """The mixture of the pixel visited at `step` (completion's interface, as in autoregressive.py)."""
+        return self.conditionals(x)[:, self.order[step]]
 
     def complete(self, images, observed, generator=None):
         return complete(self, images, observed, generator)

@@ -10,7 +10,9 @@ pixel's conditional. Row by row:
 K^is is a k x 1 convolution along the row, masked to the current and earlier
 columns (computed for the whole map at once); K^ss an unmasked k x 1
 convolution over the previous row's hidden state. Receptive field: a triangle
-above the pixel.
+above the pixel. Sampling carries the state: each new pixel computes one LSTM
+step per layer, at its own position, from the cached row above
+(RowLSTMLayer.step), not the whole map again.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ in the ordering), in raster layout. Binary data (2 levels) gets one logit per
 pixel (a Bernoulli conditional); data with L > 2 intensity levels gets L logits
 per pixel (an L-way softmax, e.g. 256-way for 8-bit images, as in PixelCNN and
 PixelRNN). The exact log-likelihood, the training step, ancestral sampling and
-completion (components/completion.py) follow from `conditionals` and `draw`.
+completion (components/completion.py) follow from `conditionals` and `draw`;
+sampling and completion ask for one pixel at a time through `step_conditionals`,
+which a model may answer from a cache of its earlier work.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import nn
 
 from components.models.base import GenerativeModel
 from components.completion import complete
-from components.layers.masked import MaskedConv2d
+from components.layers.masked import MaskedConv2d, step_at
 
 
 class Autoregressive(GenerativeModel):
@@ -60,14 +62,20 @@ class Autoregressive(GenerativeModel):
         may compute less (sampling and completion call this once per pixel)."""
         return self.conditionals(x)[:, pixel]
 
+    def step_conditionals(self, x: torch.Tensor, step: int, cache: dict) -> torch.Tensor:
+        """`conditionals(x)[:, order[step]]` inside a pass over the pixels in order (steps may be
+        skipped, not revisited): x holds the final values of the pixels before it, `cache` is a dict
+        kept through the pass (fresh for each)."""
+        return self.pixel_conditionals(x, int(self.order[step]))
+
     @torch.no_grad()
     def sample(self, n, condition=None, generator=None):
-        """Ancestral sampling with one pass per pixel; models with a cheaper recursion override it."""
+        """Ancestral sampling, one pixel at a time; models with a cheaper recursion override it."""
         self.check_unconditional(condition)
         x = torch.zeros(n, self.num_pixels, device=self.order.device)
+        cache = {}
         for step in self.pixel_steps():
-            pixel = int(self.order[step])
-            x[:, pixel] = self.draw(self.pixel_conditionals(x, pixel), generator)
+            x[:, int(self.order[step])] = self.draw(self.step_conditionals(x, step, cache), generator)
         return self.unflatten(x)
 
 
@@ -102,3 +110,23 @@ class RasterConvAutoregressive(Autoregressive):
         row, column = divmod(pixel, self.image_shape[2])
         out = self.net(self.unflatten(x)[:, :, :row + 1])[:, :, row, column]   # (B, outputs)
         return out.squeeze(1) if self.levels == 2 else out
+
+    def step_conditionals(self, x, step, cache):
+        # Every layer at this pixel's position only (components/layers/masked.py). Pixels skipped
+        # (completion asks only for missing ones) are computed first: later positions read them.
+        if not cache:
+            cache.update(like=x, grid=self.image_shape[1:], next=0)
+        for skipped in range(cache["next"], step):
+            self.position_step(x, skipped, cache)
+        cache["next"] = step + 1
+        out = self.position_step(x, step, cache)
+        return out.squeeze(1) if self.levels == 2 else out
+
+    def position_step(self, x, step, cache):
+        """The output layer at pixel `step`; the first layer learns the previous pixel's final value,
+        the others their input here as it is computed."""
+        width, first = self.image_shape[2], self.net[0]
+        if step > 0:
+            first.remember(x[:, step - 1, None], *divmod(step - 1, width), cache)
+        r, c = divmod(step, width)
+        return step_at(self.net[1:], first.step(None, r, c, cache), r, c, cache)
