@@ -24,9 +24,9 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from components.losses.adversarial import NonSaturating
 from components.models.families.autoencoder import Autoencoder, mlp
 
 MIXTURE_COMPONENTS, MIXTURE_RADIUS, MIXTURE_STD = 10, 4.0, 0.5
@@ -63,6 +63,7 @@ class AAE(Autoencoder):
         super().__init__(spec, params)
         self.build_networks(params.latent_dim)
         self.discriminator = mlp([params.latent_dim, *params.discriminator_units, 1], nn.ReLU)
+        self.loss = NonSaturating()   # D's logit: prior sample (real) against code (fake)
         angles = 2 * math.pi * torch.arange(MIXTURE_COMPONENTS) / MIXTURE_COMPONENTS
         means = torch.zeros(MIXTURE_COMPONENTS, params.latent_dim)
         means[:, 0], means[:, 1 % params.latent_dim] = MIXTURE_RADIUS * angles.cos(), MIXTURE_RADIUS * angles.sin()
@@ -97,13 +98,11 @@ class AAE(Autoencoder):
         self.optimize(optimizers["autoencoder"], -reconstruction)
         # Regularization phase: the discriminator, then the encoder as its generator.
         real = self.prior_sample(len(x)).to(x.device)
-        ones = torch.ones(len(x), 1, device=x.device)
-        zeros = torch.zeros_like(ones)
         codes = self.code(x)
         d_real, d_fake = self.discriminator(real), self.discriminator(codes.detach())
-        d_loss = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, zeros)
+        d_loss = self.loss.discriminator(d_real, d_fake)
         self.optimize(optimizers["discriminator"], d_loss)
-        g_loss = F.binary_cross_entropy_with_logits(self.discriminator(codes), ones)
+        g_loss = self.loss.generator(self.discriminator(codes))
         self.optimize(optimizers["generator"], g_loss)
         return {"loss": -reconstruction.item(), "reconstruction": reconstruction.item(),
                 "d_loss": d_loss.item(), "g_loss": g_loss.item(),

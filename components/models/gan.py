@@ -8,9 +8,9 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from components.losses.adversarial import NonSaturating
 from components.models.base import GenerativeModel
 
 
@@ -38,6 +38,7 @@ class GAN(GenerativeModel):
             nn.Linear(H, 2 * H), nn.BatchNorm1d(2 * H), nn.LeakyReLU(0.2),
             nn.Linear(2 * H, D), nn.Sigmoid(),
         )
+        self.loss = NonSaturating()
         self.discriminator = nn.Sequential(
             nn.Linear(D, 2 * H), nn.LeakyReLU(0.2), nn.Dropout(0.3),
             nn.Linear(2 * H, H), nn.LeakyReLU(0.2), nn.Dropout(0.3),
@@ -56,16 +57,13 @@ class GAN(GenerativeModel):
     def training_step(self, batch, optimizers):
         x = batch.images
         real = self.flatten(x)
-        ones = torch.ones(len(real), 1, device=real.device)
-        zeros = torch.zeros_like(ones)
         for _ in range(self.params.discriminator_steps):
             fake = self.generate(len(real)).detach()
             d_real, d_fake = self.discriminator(real), self.discriminator(fake)
-            d_loss = (F.binary_cross_entropy_with_logits(d_real, ones)
-                      + F.binary_cross_entropy_with_logits(d_fake, zeros))
+            d_loss = self.loss.discriminator(d_real, d_fake)
             self.optimize(optimizers["discriminator"], d_loss)
         # Non-saturating: maximize log D(G(z)) instead of minimizing log(1 - D(G(z))).
-        g_loss = F.binary_cross_entropy_with_logits(self.discriminator(self.generate(len(real))), ones)
+        g_loss = self.loss.generator(self.discriminator(self.generate(len(real))))
         self.optimize(optimizers["generator"], g_loss)
         d_loss, g_loss = d_loss.item(), g_loss.item()
         return {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss,

@@ -1,0 +1,246 @@
+"""Text-to-image GAN: GAN-CLS with GAN-INT (Reed et al., 2016).
+
+A caption t is encoded to phi(t); each network compresses phi(t) by a fully
+connected layer with leaky ReLU (128-d in the paper, `embedding_dim` here).
+The generator draws x = G(z, phi(t)) from the DCGAN generator
+(components/models/families/adversarial.py) fed with [z, compressed phi(t)];
+the discriminator runs the DCGAN trunk down to 4x4, replicates the compressed
+embedding over the 4x4 map, concatenates it depthwise, and scores the pair by a
+1x1 convolution with leaky ReLU and a 4x4 convolution (section 4).
+
+Matching-aware discriminator (GAN-CLS, algorithm 1): with s_r = D(x, h) for a
+real image and its caption, s_w = D(x, h_wrong) for a real image and another
+image's caption, and s_f = D(G(z, h), h),
+
+    L_D = log s_r + (log(1 - s_w) + log(1 - s_f)) / 2    (maximized),
+    L_G = log s_f                                        (maximized),
+
+so a realistic image that does not match its text counts as fake. GAN-INT
+adds to the generator's loss fakes from interpolated embeddings
+h_int = beta t1 + (1 - beta) t2 of two captions of the batch (beta = 0.5),
+which D must also judge real: the embedding manifold between captions is
+covered although no image has such a caption. (The paper adds the term to
+"the generator objective"; D sees no real image for h_int.)
+
+Text encoder (a departure: the paper uses a char-CNN-RNN pretrained with the
+structured joint embedding of Reed et al. 2016b; no pretrained weights can be
+downloaded here). A word embedding and a bidirectional GRU over the caption's
+tokens, trained jointly with the discriminator on the matching-aware loss,
+whose s_w term forces the embedding to carry what distinguishes captions
+that fit an image from those that do not. The generator receives phi(t)
+detached, so it cannot move the embedding towards captions that are easy to
+draw. The structured joint embedding would need an image encoder and class
+labels (the model requires captions only); with template captions from a
+small vocabulary the discriminator's signal is enough to learn the classes'
+words (tests/test_adversarial_more.py checks the embedding separates
+captions and that samples follow them).
+
+Mismatching captions are another image's caption in the batch (the batch
+rolled by one): as in the paper, such a caption can happen to describe the
+same class, which only softens the s_w term for those pairs.
+
+`sample(n, condition=captions)`: one string for all n samples or n strings;
+words outside the vocabulary map to <unk>, so any text gets an answer.
+Without a condition, samples follow training captions (a bank of the last
+`caption_bank` captions seen in training, saved with the weights), so the
+FID-based selection measures the model on the data's caption distribution.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.config import ConfigError
+from components.losses.adversarial import AdversarialLoss, LossName
+from components.models.base import NotSupported
+from components.models.families.adversarial import (AdversarialModel, DCGANDiscriminator, DCGANGenerator,
+                                                    dcgan_init, to_signed, to_unit)
+
+GAN_INT_BETA = 0.5   # the paper's interpolation weight
+
+
+def matching_aware_discriminator_loss(loss: AdversarialLoss, s_real: torch.Tensor, s_wrong: torch.Tensor,
+                                      s_fake: torch.Tensor) -> torch.Tensor:
+    """The real pair counts once, the mismatching and the generated pairs half each (algorithm 1):
+    for the non-saturating loss -log s_r - (log(1 - s_w) + log(1 - s_f)) / 2."""
+    return 0.5 * (loss.discriminator(s_real, s_wrong) + loss.discriminator(s_real, s_fake))
+
+
+class TextEncoder(nn.Module):
+    """Token ids (B, T), 0-padded -> phi(t) (B, 2 * hidden): the last states of a bidirectional GRU."""
+
+    def __init__(self, vocabulary_size: int, word_dim: int, hidden: int):
+        super().__init__()
+        self.words = nn.Embedding(vocabulary_size, word_dim, padding_idx=0)
+        self.rnn = nn.GRU(word_dim, hidden, batch_first=True, bidirectional=True)
+        self.features = 2 * hidden
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        # An empty caption still gets one (padding) step, so every text has an embedding.
+        lengths = (tokens != 0).sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.words(tokens), lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        _, last = self.rnn(packed)                    # (2, B, hidden): forward and backward final states
+        return torch.cat([last[0], last[1]], 1)
+
+
+def compressor(features: int, embedding_dim: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(features, embedding_dim), nn.LeakyReLU(0.2))
+
+
+class TextConditionalGenerator(nn.Module):
+    def __init__(self, text_features, embedding_dim, latent_dim, image_shape, width, extra_layers):
+        super().__init__()
+        self.compress = compressor(text_features, embedding_dim)
+        self.net = DCGANGenerator(latent_dim + embedding_dim, image_shape, width, extra_layers)
+
+    def forward(self, z, phi):
+        return self.net(torch.cat([z, self.compress(phi)], 1))
+
+
+class TextConditionalDiscriminator(nn.Module):
+    def __init__(self, text_features, embedding_dim, image_shape, width, extra_layers):
+        super().__init__()
+        self.compress = compressor(text_features, embedding_dim)
+        dcgan = DCGANDiscriminator(image_shape, width, extra_layers)
+        self.pad, self.trunk = dcgan.pad, dcgan.trunk
+        channels = dcgan.features // 16
+        self.joint = nn.Sequential(nn.Conv2d(channels + embedding_dim, channels, 1, bias=False),
+                                   nn.BatchNorm2d(channels), nn.LeakyReLU(0.2, True), nn.Conv2d(channels, 1, 4))
+        dcgan_init(self.joint)
+
+    def forward(self, x, phi):
+        features = self.trunk(self.pad(x))
+        text = self.compress(phi)[:, :, None, None].expand(-1, -1, *features.shape[2:])
+        return self.joint(torch.cat([features, text], 1)).flatten(1)
+
+
+class GANCLS(AdversarialModel):
+    name = "gan_cls"
+    capabilities = {"sample", "conditional_sample"}
+    requires = {"captions"}
+    condition = "captions"
+    selection = ("fid", "min")
+    ema_modules = ("generator",)
+
+    @dataclasses.dataclass
+    class Params:
+        latent_dim: int = 100          # the paper's z
+        embedding_dim: int = 128       # compressed caption embedding (the paper's 128)
+        word_dim: int = 64
+        text_hidden: int = 128         # GRU state per direction
+        width: int = 64
+        extra_layers: int = 0
+        interpolation_weight: float = 1.0   # weight of the GAN-INT term in G's loss (0: GAN-CLS alone)
+        caption_bank: int = 512        # training captions kept for unconditional sampling
+        loss: LossName = "nonsaturating"
+        beta1: float = 0.5
+
+    def __init__(self, spec, params):
+        super().__init__(spec, params)
+        if len(spec.vocabulary) < 3 or spec.caption_length < 1:
+            raise ConfigError(f"model 'gan_cls' reads captions, but data source {spec.source!r} has no caption "
+                              "vocabulary (set data.captions: true)")
+        if params.loss == "wgan_gp":
+            raise ConfigError("model 'gan_cls': the matching-aware discriminator is defined for losses with "
+                              "a real and a fake side (nonsaturating, lsgan), not a WGAN critic")
+        self.build_loss()
+        p = params
+        self.text_encoder = TextEncoder(len(spec.vocabulary), p.word_dim, p.text_hidden)
+        self.generator = TextConditionalGenerator(self.text_encoder.features, p.embedding_dim, p.latent_dim,
+                                                  self.image_shape, p.width, p.extra_layers)
+        self.discriminator = TextConditionalDiscriminator(self.text_encoder.features, p.embedding_dim,
+                                                          self.image_shape, p.width, p.extra_layers)
+        self.register_buffer("bank", torch.zeros(p.caption_bank, spec.caption_length, dtype=torch.int64))
+        self.register_buffer("banked", torch.zeros((), dtype=torch.int64))   # captions ever put in the bank
+
+    def discriminator_parameters(self):
+        # The text encoder learns from the discriminator's matching-aware loss.
+        return [*self.discriminator.parameters(), *self.text_encoder.parameters()]
+
+    def tokens(self, captions: list[str]) -> torch.Tensor:
+        length = self.spec.caption_length
+        return torch.tensor([self.spec.tokenize(c, length) for c in captions], dtype=torch.int64,
+                            device=self.device)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.text_encoder(tokens)
+
+    def remember(self, tokens: torch.Tensor) -> None:
+        size = len(self.bank)
+        if size == 0:
+            return
+        positions = (self.banked + torch.arange(len(tokens), device=tokens.device)) % size
+        self.bank[positions[-size:]] = tokens[-size:, :self.bank.shape[1]]
+        self.banked += len(tokens)
+
+    def training_step(self, batch, optimizers):
+        real = to_signed(batch.images)
+        tokens = batch.caption_tokens if batch.caption_tokens is not None else self.tokens(batch.captions)
+        self.remember(tokens.detach())
+        phi = self.embed(tokens)
+        wrong = phi.roll(1, 0)                      # another image's caption
+        z = self.noise(len(real))
+        fake = self.generator(z, phi.detach())
+        s_real, s_wrong = self.discriminator(real, phi), self.discriminator(real, wrong)
+        s_fake = self.discriminator(fake.detach(), phi)
+        d_loss = matching_aware_discriminator_loss(self.loss, s_real, s_wrong, s_fake)
+        self.optimize(optimizers["discriminator"], d_loss)
+
+        g_loss, terms = self.generator_loss(z, phi.detach())
+        self.optimize(optimizers["generator"], g_loss)
+        return {"loss": d_loss.item() + g_loss.item(), "d_loss": d_loss.item(), "g_loss": g_loss.item(),
+                **{k: v.item() for k, v in terms.items()}, **self.beliefs(s_real, s_fake),
+                "d_wrong": self.belief(s_wrong)}
+
+    def belief(self, s: torch.Tensor) -> float:
+        """D's mean verdict on real images given mismatching captions (low once D reads the text)."""
+        return self.beliefs(s, s)["d_real"]
+
+    def generator_loss(self, z: torch.Tensor, phi: torch.Tensor):
+        """GAN-CLS's generator term, plus GAN-INT's on the embeddings halfway between two captions."""
+        cls_term = self.loss.generator(self.discriminator(self.generator(z, phi), phi))
+        between = GAN_INT_BETA * phi + (1 - GAN_INT_BETA) * phi.roll(1, 0)
+        int_term = self.loss.generator(self.discriminator(self.generator(z.roll(1, 0), between), between))
+        return cls_term + self.params.interpolation_weight * int_term, {"g_cls": cls_term, "g_int": int_term}
+
+    @torch.no_grad()
+    def validation_metrics(self, batch):
+        real = to_signed(batch.images)
+        phi = self.embed(batch.caption_tokens if batch.caption_tokens is not None else self.tokens(batch.captions))
+        fake = self.generator(self.noise(len(real)), phi)
+        metrics = self.beliefs(self.discriminator(real, phi), self.discriminator(fake, phi))
+        metrics["d_wrong"] = self.belief(self.discriminator(real, phi.roll(1, 0)))
+        return metrics
+
+    def captions_for(self, n: int, condition, generator=None) -> torch.Tensor:
+        """The token ids `sample` draws for (see the module docstring)."""
+        if condition is None:
+            kept = int(min(self.banked, len(self.bank)))
+            if kept == 0:
+                raise NotSupported("gan_cls samples images of captions: pass condition=<text or n texts> "
+                                   "(this model has seen no training captions to draw from)")
+            return self.bank[torch.randint(kept, (n,), generator=generator).to(self.bank.device)]
+        captions = [condition] * n if isinstance(condition, str) else [str(c) for c in condition]
+        if len(captions) != n:
+            raise ValueError(f"gan_cls: asked for {n} samples with {len(captions)} captions")
+        return self.tokens(captions)
+
+    @torch.no_grad()
+    def sample(self, n, condition=None, generator=None):
+        phi = self.embed(self.captions_for(n, condition, generator))
+        return to_unit(self.generator(self.noise(n, generator), phi))
+
+    @torch.no_grad()
+    def interpolate(self, first: str, second: str, steps: int = 8,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """One z, embeddings moved from `first`'s to `second`'s: (steps, C, H, W) in [0, 1]."""
+        phi = self.embed(self.tokens([first, second]))
+        weights = torch.linspace(0, 1, steps, device=phi.device)[:, None]
+        between = (1 - weights) * phi[0] + weights * phi[1]
+        z = self.noise(1, generator).expand(steps, -1)
+        return to_unit(self.generator(z, between))

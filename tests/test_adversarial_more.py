@@ -1,0 +1,252 @@
+"""GAN-CLS (text-to-image), ProGAN, and the shared loss in gan / aae."""
+
+import io
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from components.data.batch import Batch, DataSpec
+from components.losses.adversarial import NonSaturating
+from components.models import build_model
+from components.models.gan_cls import matching_aware_discriminator_loss
+from components.models.progan import EqualizedConv2d, MinibatchStddev, PixelNorm
+from components.training import Settings, fit
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks: one thread is faster than two on a shared machine (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --- the shared non-saturating loss is the BCE gan and aae used to write -------------------------
+
+def test_nonsaturating_loss_equals_the_bce_formula_gan_and_aae_used():
+    d_real, d_fake = torch.tensor([[2.0], [-1.0], [30.0]]), torch.tensor([[0.5], [-3.0], [-40.0]])
+    ones, zeros = torch.ones(3, 1), torch.zeros(3, 1)
+    loss = NonSaturating()
+    old_d = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, zeros)
+    assert torch.allclose(loss.discriminator(d_real, d_fake), old_d, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(loss.generator(d_fake), F.binary_cross_entropy_with_logits(d_fake, ones), rtol=1e-6)
+
+
+# --- GAN-CLS --------------------------------------------------------------------------------------
+
+VOCAB = ("<pad>", "<unk>", "a", "picture", "of", "left", "right", "bright", "on", "the", "side")
+PHRASINGS = {0: ["a picture of left", "bright on the left", "left side"],
+             1: ["a picture of right", "bright on the right", "right side"]}
+SPEC = DataSpec.single((1, 8, 8), 256, vocabulary=VOCAB, fields=("captions",), caption_length=5)
+SMALL = {"latent_dim": 8, "embedding_dim": 8, "word_dim": 8, "text_hidden": 16, "width": 16}
+
+
+def halves(n, seed=0) -> Batch:
+    """Images bright on the left or the right half, captioned in three phrasings each."""
+    g = torch.Generator().manual_seed(seed)
+    side = torch.randint(2, (n,), generator=g)
+    x = 0.1 * torch.rand(n, 1, 8, 8, generator=g)
+    x[side == 0, :, :, :4] += 0.8
+    x[side == 1, :, :, 4:] += 0.8
+    captions = [PHRASINGS[int(s)][i % 3] for i, s in enumerate(side)]
+    return Batch(x, captions=captions, caption_tokens=torch.tensor([SPEC.tokenize(c, 5) for c in captions]))
+
+
+def test_matching_aware_loss_is_the_papers_formula():
+    s_r, s_w, s_f = torch.tensor([1.5, -0.5]), torch.tensor([0.3, -2.0]), torch.tensor([-1.0, 2.5])
+    sig = torch.sigmoid
+    expected = -(torch.log(sig(s_r)).mean() + 0.5 * (torch.log(1 - sig(s_w)).mean() + torch.log(1 - sig(s_f)).mean()))
+    got = matching_aware_discriminator_loss(NonSaturating(), s_r, s_w, s_f)
+    assert got == pytest.approx(float(expected), rel=1e-6)
+    # a real image with a mismatching caption is penalized like a fake: raising s_w raises the loss
+    assert matching_aware_discriminator_loss(NonSaturating(), s_r, s_w + 1, s_f) > got
+
+
+def test_gan_int_term_is_in_the_generator_loss():
+    torch.manual_seed(0)
+    model = build_model("gan_cls", SPEC, SMALL)
+    batch = halves(8)
+    phi = model.embed(batch.caption_tokens).detach()
+    z = model.noise(8)
+    total, terms = model.generator_loss(z, phi)
+    assert terms["g_int"].item() > 0
+    assert float(total) == pytest.approx(float(terms["g_cls"] + terms["g_int"]), rel=1e-5)
+    torch.manual_seed(0)
+    cls_only = build_model("gan_cls", SPEC, {**SMALL, "interpolation_weight": 0.0})
+    assert float(cls_only.generator_loss(z, phi)[0]) == pytest.approx(float(cls_only.generator_loss(z, phi)[1]["g_cls"]))
+    # the interpolated embedding lies halfway between two captions' embeddings: G receives it
+    seen = []
+    hook = model.generator.register_forward_hook(lambda m, args, out: seen.append(args[1]))
+    model.generator_loss(z, phi)
+    hook.remove()
+    assert torch.allclose(seen[1], 0.5 * phi + 0.5 * phi.roll(1, 0))
+
+
+def test_unknown_words_map_to_unk_and_any_caption_is_answered():
+    model = build_model("gan_cls", SPEC, SMALL)
+    assert model.tokens(["a zebra of left"])[0].tolist() == [2, 1, 4, 5, 0]
+    assert model.sample(3, "completely unseen words here").shape == (3, 1, 8, 8)
+    assert model.sample(2, ["left side", "xyzzy"]).shape == (2, 1, 8, 8)
+    with pytest.raises(ValueError, match="3 samples with 2 captions"):
+        model.sample(3, ["left side", "right side"])
+
+
+def test_unconditional_sampling_draws_training_captions_or_refuses():
+    from components.models.base import NotSupported
+    model = build_model("gan_cls", SPEC, {**SMALL, "caption_bank": 4})
+    with pytest.raises(NotSupported, match="pass condition"):
+        model.sample(2)
+    model.remember(halves(6).caption_tokens)
+    assert int(model.banked) == 6 and model.sample(5).shape == (5, 1, 8, 8)
+    assert model.bank.tolist() == halves(6).caption_tokens[[4, 5, 2, 3]].tolist()   # a ring: last 4 kept
+
+
+def test_text_embedding_differs_between_captions():
+    model = build_model("gan_cls", SPEC, SMALL)
+    phi = model.embed(model.tokens(["left side", "right side", "left side"]))
+    assert not torch.allclose(phi[0], phi[1], atol=1e-4)
+    assert torch.equal(phi[0], phi[2])
+
+
+def test_samples_follow_their_captions_after_a_short_training():
+    torch.manual_seed(0)
+    model = build_model("gan_cls", SPEC, SMALL)
+    data = halves(128)
+
+    def train(epoch, batch_size):
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch))
+        return [data.select(order[i:i + batch_size]) for i in range(0, len(data), batch_size)]
+
+    fit(model, train, lambda: [data.select(torch.arange(32))],
+        Settings.from_dict(dict(epochs=8, batch_size=32, lr=0.002, patience=100)))
+    model.eval()
+    g = torch.Generator().manual_seed(1)
+    left = model.sample(32, "a picture of left", generator=g)
+    right = model.sample(32, "bright on the right", generator=g)
+    unseen = model.sample(32, "a left side zebra", generator=g)   # an unknown word among known ones
+    for x, brighter in ((left, "left"), (right, "right"), (unseen, "left")):
+        l, r = float(x[..., :4].mean()), float(x[..., 4:].mean())
+        assert (l > r + 0.2) if brighter == "left" else (r > l + 0.2), (brighter, l, r)
+
+
+# --- ProGAN ---------------------------------------------------------------------------------------
+
+def progan(shape=(1, 8, 8), **params):
+    values = {"latent_dim": 8, "width": 16, "phase_images": [64, 128], "phase_batch_sizes": [16, 16], **params}
+    return build_model("progan", DataSpec.single(shape, 256), values)
+
+
+def test_equalized_learning_rate_scales_n01_weights_by_hes_constant():
+    torch.manual_seed(0)
+    conv = EqualizedConv2d(64, 32, 3)
+    assert conv.scale == pytest.approx(math.sqrt(2 / (64 * 9)))
+    assert float(conv.weight.mean()) == pytest.approx(0, abs=0.02)
+    assert float(conv.weight.std()) == pytest.approx(1, abs=0.02)
+    x = torch.randn(2, 64, 5, 5)
+    assert torch.allclose(conv(x), F.conv2d(x, conv.weight * conv.scale, conv.bias, padding=1))
+    # the stored weight is what the optimizer sees: its gradient carries the runtime scale
+    conv(x).sum().backward()
+    plain = conv.weight.detach().clone().requires_grad_(True)
+    F.conv2d(x, plain * conv.scale, conv.bias.detach(), padding=1).sum().backward()
+    assert torch.allclose(conv.weight.grad, plain.grad)
+
+
+def test_pixel_norm_gives_unit_mean_square_per_pixel():
+    x = torch.randn(3, 16, 4, 4) * 7 + 2
+    y = PixelNorm()(x)
+    assert torch.allclose(y.pow(2).mean(1), torch.ones(3, 4, 4), atol=1e-5)
+    assert torch.allclose(y / y.norm(dim=1, keepdim=True), x / x.norm(dim=1, keepdim=True), atol=1e-6)
+
+
+def test_minibatch_stddev_adds_the_batch_mean_std_as_a_channel():
+    x = torch.randn(6, 5, 4, 4)
+    y = MinibatchStddev()(x)
+    assert y.shape == (6, 6, 4, 4) and torch.equal(y[:, :5], x)
+    expected = x.std(0, unbiased=False).mean()
+    assert torch.allclose(y[:, 5], expected.expand(6, 4, 4), atol=1e-5)
+
+
+def test_fade_in_starts_at_the_upsampled_smaller_network_and_ends_at_the_new_block():
+    torch.manual_seed(0)
+    model = progan((1, 28, 28), resolutions=[4, 8, 16, 32], phase_images=[64] * 4, phase_batch_sizes=[8] * 4)
+    g = model.generator
+    z = torch.randn(4, 8)
+    with torch.no_grad():
+        for level in (1, 2, 3):
+            smaller = g(z, level - 1, 1.0)
+            assert torch.allclose(g(z, level, 0.0), F.interpolate(smaller, scale_factor=2, mode="nearest"), atol=1e-6)
+            h = g.norm(F.leaky_relu(g.first(g.norm(F.leaky_relu(g.project(g.norm(z)).view(4, -1, 4, 4), 0.2))), 0.2))
+            for k in range(1, level + 1):
+                h = g.blocks[k - 1](h)
+            assert torch.allclose(g(z, level, 1.0), g.to_rgb[level](h), atol=1e-6)
+            assert g(z, level, 0.3).shape == (4, 1, 4 * 2 ** level, 4 * 2 ** level)
+        d = model.discriminator
+        x = torch.randn(4, 1, 16, 16)
+        assert torch.allclose(d(x, 2, 0.0), d(F.avg_pool2d(x, 2), 1, 1.0), atol=1e-5)   # mirrored in D
+        assert not torch.allclose(d(x, 2, 1.0), d(F.avg_pool2d(x, 2), 1, 1.0), atol=1e-3)
+    assert model.sample(2).shape == (2, 1, 28, 28)
+
+
+def tiny_data(n=64):
+    x = torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    return (lambda epoch, batch_size: [Batch(x[i:i + batch_size]) for i in range(0, n, batch_size)],
+            lambda: [Batch(x[:16])])
+
+
+SETTINGS = dict(epochs=5, batch_size=32, lr=0.001, patience=100, ema_decay=0.9)
+
+
+def test_phases_drive_the_resolution_and_alpha_through_fit():
+    torch.manual_seed(0)
+    model = progan()                              # 4x4 for 64 images (one epoch), then 8x8 fading over 64
+    assert [(p.resolution, p.images, p.batch_size) for p in model.phases()] == [(4, 64, 16), (8, 128, 16)]
+    train, valid = tiny_data()
+    run = fit(model, train, valid, Settings.from_dict(SETTINGS))
+    history = run.state["history"]
+    assert [r["train_resolution"] for r in history] == [4, 8, 8, 8, 8]
+    # alpha as the step saw it: 0, 1/4, 2/4, 3/4 over the first 64 images of the phase, then 1
+    assert history[1]["train_alpha"] == pytest.approx(0.375)
+    assert [r["train_alpha"] for r in history[2:]] == [1.0, 1.0, 1.0]
+    assert int(model.level) == 1 and float(model.alpha) == 1.0
+    assert model.sample(3).shape == (3, 1, 8, 8)
+
+
+def test_a_run_resumed_mid_fade_continues_with_the_same_alpha():
+    class Snapshot:
+        saved = None
+        def on_fit_start(self, run): ...
+        def on_epoch_end(self, run, record): ...
+
+        def on_step_end(self, run):
+            if run.state["step"] == 6:        # 4x4: 4 steps; 8x8: 2 steps in -> alpha 2/4
+                buffer = io.BytesIO()
+                torch.save(run.checkpoint(), buffer)
+                buffer.seek(0)
+                self.saved = torch.load(buffer, weights_only=False)
+
+    train, valid = tiny_data()
+    settings = Settings.from_dict({**SETTINGS, "epochs": 2})
+    torch.manual_seed(0)
+    snapshot = Snapshot()
+    fit(progan(), train, valid, settings, [snapshot])
+    saved = snapshot.saved
+    assert float(saved["model"]["alpha"]) == pytest.approx(0.5) and saved["phase"] == 1
+    # The checkpoint is taken mid-epoch; resuming replays that epoch from its start with the saved model,
+    # as a restart from it would: the fade continues from 0.5, not from 0.
+    class Alphas:
+        seen: list = []
+        def on_fit_start(self, run): ...
+        def on_epoch_end(self, run, record): ...
+        def on_step_end(self, run):
+            self.seen.append(float(run.model.alpha))
+
+    torch.manual_seed(1)
+    resumed, alphas = progan(), Alphas()
+    run = fit(resumed, train, valid, settings, [alphas], state=saved)
+    assert resumed.phases()[run.state["phase"]].resolution == 8 and int(resumed.level) == 1
+    assert alphas.seen == pytest.approx([0.75, 1.0, 1.0, 1.0])     # from 0.5 on, as the first run went
+    assert int(resumed.phase_images_seen) == 32 + 64
