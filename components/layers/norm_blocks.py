@@ -52,11 +52,15 @@ class ResnetGenerator(nn.Module):
     """(B, in_channels, H, W) -> (B, out_channels, H, W) in [-1, 1]: c7s1-w, d2w, ..., R x blocks, ..., u w,
     c7s1-out (the papers' notation)."""
 
-    def __init__(self, in_channels: int, out_channels: int, side: int, width: int = 64, blocks: int = 6):
+    def __init__(self, in_channels: int, out_channels: int, side: int, width: int = 64, blocks: int = 6,
+                 reflect_input: bool = True):
         super().__init__()
         pad = min(3, side - 1)   # reflection padding must be smaller than the map
-        layers = [nn.ReflectionPad2d(pad), nn.Conv2d(in_channels, width, 2 * pad + 1), instance_norm(width),
-                  nn.ReLU(True)]
+        # Zero padding for an input with constant label channels (StarGAN): a constant channel convolved
+        # over a reflected (constant) border is a constant per feature map, which the instance norm
+        # right after subtracts, so the label would have no effect; zeros around it make it visible.
+        layers = [nn.ReflectionPad2d(pad) if reflect_input else nn.ZeroPad2d(pad),
+                  nn.Conv2d(in_channels, width, 2 * pad + 1), instance_norm(width), nn.ReLU(True)]
         channels = width
         for _ in range(downsamplings(side)):
             layers += [nn.Conv2d(channels, channels * 2, 3, 2, 1), instance_norm(channels * 2), nn.ReLU(True)]

@@ -21,7 +21,9 @@ per-attribute sigmoid cross-entropy summed over attributes (the paper's CelebA s
 labels are the batch's real labels shuffled (the authors' code). In `attributes` mode the model
 remembers each domain's attribute vector from the batches, so `translate` also takes a domain name.
 
-Networks (components/layers/norm_blocks.py): a residual generator with instance norm; a critic
+Networks (components/layers/norm_blocks.py): a residual generator with instance norm (its first
+convolution zero-padded, as in the authors' code: instance norm would cancel a constant label
+channel over a reflected border); a critic
 without normalization (its gradient penalty is per image) and LeakyReLU(0.01), whose classifier
 head is a convolution over the whole last map, as in the paper.
 """
@@ -83,7 +85,8 @@ class StarGAN(GenerativeModel):
             raise ConfigError(f"model 'stargan' with labels: attributes: data source {spec.source!r} names none")
         c, h, w = self.image_shape
         n = len(self.label_names)
-        self.generator = ResnetGenerator(c + n, c, min(h, w), params.width, params.residual_blocks)
+        self.generator = ResnetGenerator(c + n, c, min(h, w), params.width, params.residual_blocks,
+                                         reflect_input=False)
         self.discriminator = Discriminator(c, min(h, w), params.discriminator_width, n)
         self.loss = WassersteinGP(penalty_weight=params.lambda_gp)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
