@@ -208,7 +208,11 @@ def main(key: str) -> None:
                "levels": model.levels, "parameters": sum(p.numel() for p in model.parameters())}
     if model.condition:
         metrics["condition"] = model.condition
-    test_batch = Batch(test_images, labels=None if test.labels is None else torch.from_numpy(test.labels))
+    def tensor(values):
+        return None if values is None else torch.from_numpy(values)
+
+    test_batch = Batch(test_images, labels=tensor(test.labels), attributes=tensor(test.attributes),
+                       captions=test.captions, domains=tensor(test.domains))
     metrics.update(model.evaluation_metrics(test_batch, cfg))
     print(f"[{key}] evaluating on {len(test_images)} test images")
     likelihood, test_log_prob = likelihood_metrics(model, test_images, cfg)

@@ -1,0 +1,329 @@
+"""The image-to-image family: CycleGAN's pool, losses, schedule and translation; StarGAN's label
+conditioning and classification losses; Puzzle-GAN's key-patch selection and losses."""
+
+import math
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.config import ConfigError
+from components.data.batch import Batch, DataSpec, DomainSpec
+from components.models import build_model
+from components.models.cyclegan import ImagePool
+from components.models.families.adversarial import to_signed, to_unit
+from components.models.puzzle_gan import appearance_loss, key_patches, select_windows, spatial_loss
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def params_with_overlays(params: dict) -> dict:
+    """params.yaml with the models of the two overlays that give cyclegan and stargan their domains."""
+    import yaml
+
+    for name in ("cyclegan", "stargan"):
+        overlay = yaml.safe_load((Path(__file__).resolve().parents[1] / f"benchmarks/{name}_pipeline.yaml").read_text())
+        params["models"].update(overlay["models"])
+    return params
+
+
+def spec(names, shape=(1, 8, 8), attributes=()):
+    fields = ("domains", "attributes") if attributes else ("domains",)
+    return DataSpec("synthetic", tuple(DomainSpec(n, shape, 256) for n in names),
+                    attribute_names=tuple(attributes), fields=fields)
+
+
+TINY_CYCLE = {"width": 8, "residual_blocks": 1, "discriminator_width": 8}
+TINY_STAR = {"width": 8, "residual_blocks": 1, "discriminator_width": 8}
+TINY_PUZZLE = {"width": 8, "code_dim": 16}
+
+
+def digits() -> torch.Tensor:
+    from sklearn.datasets import load_digits
+    return torch.tensor(load_digits().images / 16.0, dtype=torch.float32)[:, None]
+
+
+# --- shapes and ranges, all three ----------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 8, 8), (1, 32, 32), (3, 32, 32)])
+def test_shapes_and_ranges(shape):
+    torch.manual_seed(0)
+    x = torch.rand(4, *shape)
+    cycle = build_model("cyclegan", spec(("a", "b"), shape), TINY_CYCLE).eval()
+    star = build_model("stargan", spec(("a", "b", "c"), shape), TINY_STAR).eval()
+    puzzle = build_model("puzzle_gan", DataSpec.single(shape, 256), TINY_PUZZLE).eval()
+    outputs = [cycle.translate(x, "a"), cycle.translate(x, 1), star.translate(x, "c"), star.translate(x, 0),
+               puzzle.complete(x)]
+    images, masks = puzzle.generate_from_patches(puzzle.key_patches(x).patches)
+    for out in outputs + [images, masks]:
+        assert out.shape[0] == 4 and out.min() >= 0 and out.max() <= 1
+    assert all(out.shape == x.shape for out in outputs + [images]) and masks.shape == (4, 1, *shape[1:])
+    assert puzzle.patch_size == (3 if shape[1] == 8 else 8)
+
+
+# --- CycleGAN -------------------------------------------------------------------------------------
+
+def test_image_pool_follows_the_papers_rule_and_lives_in_the_state_dict():
+    pool = ImagePool(4, (1,))
+    first = torch.arange(4.0)[:, None]
+    assert torch.equal(pool.query(first), first)   # filling: every image stored and shown
+    assert torch.equal(pool.images, first) and int(pool.count) == 4
+    new = torch.arange(100.0, 400.0)[:, None]
+    shown = pool.query(new, torch.Generator().manual_seed(3))
+    # the same draws by hand: u < 1/2 -> show stored[i] and store the new image there; else show the new
+    rng, stored, expected = torch.Generator().manual_seed(3), first.clone(), []
+    for image in new:
+        if torch.rand((), generator=rng) < 0.5:
+            i = int(torch.randint(4, (), generator=rng))
+            expected.append(stored[i].clone())
+            stored[i] = image
+        else:
+            expected.append(image)
+    assert torch.equal(shown, torch.stack(expected)) and torch.equal(pool.images, stored)
+    old = (shown != new).float().mean().item()
+    assert 0.4 < old < 0.6   # once full, an old image comes back half the time
+    model = build_model("cyclegan", spec(("a", "b")), TINY_CYCLE)
+    model.pool_Y.query(torch.rand(7, 1, 8, 8))
+    resumed = build_model("cyclegan", spec(("a", "b")), TINY_CYCLE)
+    resumed.load_state_dict(model.state_dict())
+    assert int(resumed.pool_Y.count) == 7 and torch.equal(resumed.pool_Y.images, model.pool_Y.images)
+
+
+def test_cycle_and_identity_losses_are_their_formulas():
+    model = build_model("cyclegan", spec(("a", "b")), TINY_CYCLE)
+    assert (model.params.lambda_cycle, model.params.lambda_identity) == (10.0, 5.0)
+    x, y = torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2)
+    rx, ry = torch.full_like(x, 0.5), torch.full_like(y, 0.25)
+    assert model.cycle_loss(x, y, rx, ry).item() == pytest.approx(10 * (0.5 + 0.75))
+    assert model.identity_loss(x, y, F_of_x=rx, G_of_y=ry).item() == pytest.approx(5 * (0.5 + 0.75))
+    identity = nn.Identity()
+    x, y = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8)
+    assert model.cycle_loss(x, y, identity(identity(x)), identity(identity(y))).item() == 0.0
+    assert model.identity_loss(x, y, identity(x), identity(y)).item() == 0.0
+
+
+def test_translate_goes_both_ways_and_refuses_a_third_domain():
+    model = build_model("cyclegan", spec(("plain", "thick")), TINY_CYCLE).eval()
+    x = torch.rand(5, 1, 8, 8)
+    assert torch.equal(model.translate(x, "thick"), model.translate(x, 1))
+    assert torch.allclose(model.translate(x, "thick"), to_unit(model.G(to_signed(x))))
+    assert torch.allclose(model.translate(x, "plain"), to_unit(model.F(to_signed(x))))
+    assert not torch.allclose(model.translate(x, 0), model.translate(x, 1))
+    with pytest.raises(ValueError, match="out of range"):
+        model.translate(x, 2)
+    with pytest.raises(ValueError, match="unknown domain 'zebra'"):
+        model.translate(x, "zebra")
+    with pytest.raises(ConfigError, match="exactly 2 domains.*has 3"):
+        build_model("cyclegan", spec(("a", "b", "c")), TINY_CYCLE)
+    with pytest.raises(ConfigError, match="needs domains"):
+        build_model("cyclegan", DataSpec.single((1, 8, 8)), TINY_CYCLE)
+
+
+def test_the_params_schedule_is_constant_then_linear_decay_over_the_second_half():
+    from components.config import load_params, training_settings
+    from components.training.fit import Settings, fit
+
+    settings = training_settings(params_with_overlays(load_params()), "cyclegan")
+    assert settings["lr"] == 2e-4 and settings["schedule"] == {"kind": "linear_decay", "decay_fraction": 0.5}
+    model = build_model("cyclegan", spec(("a", "b")), TINY_CYCLE)
+    batch = Batch(torch.rand(4, 1, 8, 8), domains=torch.tensor([0, 1, 0, 1]))
+    run = fit(model, lambda epoch, size: [batch], lambda: [batch],
+              Settings.from_dict({**settings, "epochs": 6, "patience": 100}))
+    rates = [record["lr_generator"] for record in run.state["history"]]
+    # epochs 1-3 at 2e-4; then 1 - k / (3 + 1) of it for k = 1, 2, 3 (CycleGAN's code's rule)
+    assert rates == pytest.approx([2e-4] * 3 + [2e-4 * 3 / 4, 2e-4 * 2 / 4, 2e-4 * 1 / 4])
+    assert [r["lr_discriminator"] for r in run.state["history"]] == pytest.approx(rates)
+
+
+def test_training_on_a_toy_pair_approaches_the_true_mapping():
+    torch.manual_seed(0)
+    images = digits()
+    test = images[1500:]
+    # digits vs their inverses: the identity loss is off, since the true map is far from the identity
+    model = build_model("cyclegan", spec(("plain", "inverted")), {**TINY_CYCLE, "lambda_identity": 0.0})
+    error = lambda: ((model.translate(test, 1) - (1 - test)).abs().mean().item(),
+                     (model.translate(1 - test, 0) - test).abs().mean().item())
+    before = error()
+    optimizers = model.configure_optimizers(1e-3)
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(200):   # unpaired: x and y from disjoint halves of the training images
+        x, y = images[torch.randint(0, 700, (16,), generator=rng)], 1 - images[torch.randint(700, 1400, (16,), generator=rng)]
+        model.training_step(Batch(torch.cat([x, y]), domains=torch.arange(2).repeat_interleave(16)), optimizers)
+    after = error()
+    assert after[0] < before[0] / 2 and after[1] < before[1] / 2, (before, after)
+
+
+def test_evaluation_measures_the_error_against_the_known_mapping():
+    from components.data.domains import TRANSFORMS
+
+    model = build_model("cyclegan", spec(("plain", "thick")), {**TINY_CYCLE, "known_mapping": "thicken"}).eval()
+    x = digits()[:20]
+    test = Batch(torch.cat([x, x]), domains=torch.arange(2).repeat_interleave(20))
+    metrics = model.evaluation_metrics(test, {})
+    truth = torch.from_numpy(TRANSFORMS["thicken"].apply(x.numpy()))
+    assert metrics["known_mapping_error"] == pytest.approx((model.translate(x, 1) - truth).abs().mean().item())
+    assert metrics["known_mapping_error_of_identity"] == pytest.approx((x - truth).abs().mean().item())
+    assert "not measured" in model.evaluation_metrics(Batch(x), {})["translation"]
+    with pytest.raises(ConfigError, match="known_mapping"):
+        build_model("cyclegan", spec(("a", "b")), {**TINY_CYCLE, "known_mapping": "blur"})
+
+
+# --- StarGAN --------------------------------------------------------------------------------------
+
+def test_stargan_generator_depends_on_the_target_label():
+    model = build_model("stargan", spec(("a", "b", "c")), TINY_STAR).eval()
+    x = torch.rand(4, 1, 8, 8)
+    outs = [model.translate(x, d) for d in ("a", "b", "c")]
+    assert not torch.allclose(outs[0], outs[1]) and not torch.allclose(outs[1], outs[2])
+    assert torch.equal(outs[2], model.translate(x, 2)) and torch.equal(outs[2], model.translate(x, [0, 0, 1]))
+    assert model.generator.net[1].in_channels == 1 + 3   # the image and the tiled one-hot label
+
+
+def test_classification_losses_are_their_formulas_on_hand_made_logits():
+    domains = build_model("stargan", spec(("a", "b", "c")), TINY_STAR)
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, -1.0]])
+    labels = torch.tensor([[1.0, 0, 0], [0, 0, 1.0]])
+    by_hand = -(math.log(math.exp(2) / (math.exp(2) + 2)) + math.log(math.exp(-1) / (1 + math.e + math.exp(-1)))) / 2
+    assert domains.classification_loss(logits, labels).item() == pytest.approx(by_hand, rel=1e-6)
+    attributes = build_model("stargan", spec(("a", "b"), attributes=("thick", "thin")),
+                             {**TINY_STAR, "labels": "attributes"})
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.0]])
+    labels = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    sigmoid = lambda v: 1 / (1 + math.exp(-v))
+    by_hand = -(math.log(sigmoid(2)) + math.log(sigmoid(-1)) + math.log(1 - sigmoid(0.5)) + math.log(sigmoid(0))) / 2
+    assert attributes.classification_loss(logits, labels).item() == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_real_images_are_classified_by_their_labels_and_fakes_by_their_targets():
+    model = build_model("stargan", spec(("a", "b", "c")), {**TINY_STAR, "n_critic": 1})
+    optimizers = model.configure_optimizers(1e-4)
+    calls = []
+    original = model.classification_loss
+    model.classification_loss = lambda logits, labels: calls.append(labels.clone()) or original(logits, labels)
+    domains = torch.tensor([0, 1, 2, 0, 1, 2])
+    batch = Batch(torch.rand(6, 1, 8, 8), domains=domains)
+    torch.manual_seed(5)
+    permutation = torch.randperm(6)   # the step's first draw: its target labels
+    torch.manual_seed(5)
+    model.training_step(batch, optimizers)
+    real, target = F.one_hot(domains, 3).float(), F.one_hot(domains[permutation], 3).float()
+    assert len(calls) == 2 and torch.equal(calls[0], real) and torch.equal(calls[1], target)
+    assert not torch.equal(real, target)
+
+
+def test_the_generator_is_updated_once_per_n_critic_steps():
+    model = build_model("stargan", spec(("a", "b")), TINY_STAR)
+    assert model.params.n_critic == 5 and model.params.lambda_gp == 10 and model.params.lambda_rec == 10
+    optimizers = model.configure_optimizers(1e-3)
+    batch = Batch(torch.rand(4, 1, 8, 8), domains=torch.tensor([0, 1, 0, 1]))
+    weights = lambda: [p.detach().clone() for p in model.generator.parameters()]
+    start = weights()
+    for _ in range(4):
+        assert "g_loss" not in model.training_step(batch, optimizers)
+    assert all(torch.equal(a, b) for a, b in zip(start, weights()))
+    assert "g_loss" in model.training_step(batch, optimizers)
+    assert not all(torch.equal(a, b) for a, b in zip(start, weights()))
+    assert int(model.state_dict()["steps"]) == 5   # the count resumes with the weights
+
+
+def test_multi_label_attributes():
+    attrs = ("thick", "thin")
+    with pytest.raises(ConfigError, match="needs attributes"):
+        build_model("stargan", spec(("a", "b")), {**TINY_STAR, "labels": "attributes"})
+    model = build_model("stargan", spec(("plain", "thick", "thin"), attributes=attrs),
+                        {**TINY_STAR, "labels": "attributes", "n_critic": 1})
+    assert model.discriminator.cls.out_channels == 2
+    domains = torch.tensor([0, 1, 2, 0, 1, 2])
+    attributes = torch.tensor([[0.0, 0], [1, 0], [0, 1]])[domains]
+    batch = Batch(torch.rand(6, 1, 8, 8), domains=domains, attributes=attributes)
+    out = model.training_step(batch, model.configure_optimizers(1e-4))
+    assert math.isfinite(out["g_loss"]) and math.isfinite(out["d_cls_loss"])
+    model.eval()
+    x = batch.images
+    both = model.translate(x, [1, 1])   # several attributes at once
+    assert not torch.allclose(both, model.translate(x, [1, 0]))
+    assert torch.equal(model.translate(x, "thin"), model.translate(x, [0, 1]))     # an attribute's name
+    assert torch.equal(model.translate(x, "plain"), model.translate(x, [0, 0]))    # a domain's attributes
+    assert torch.equal(model.translate(x, torch.tensor([[1.0, 1.0]] * 6)), both)
+    with pytest.raises(ValueError, match="one entry per attribute"):
+        model.translate(x, [1, 0, 1])
+    metrics = model.evaluation_metrics(batch, {})
+    assert 0 <= metrics["target_accuracy"] <= 1 and metrics["reconstruction_error"] > 0
+
+
+# --- Puzzle-GAN -----------------------------------------------------------------------------------
+
+def test_key_patches_are_the_highest_gradient_energy_windows():
+    image = torch.zeros(1, 1, 8, 8)
+    # impulses: a Sobel response spreads over the 3x3 around each, so the 3x3 window centred on an
+    # impulse holds all its energy, and the brightest impulse's window comes first
+    image[0, 0, 2, 2], image[0, 0, 5, 5], image[0, 0, 1, 6] = 1.0, 0.8, 0.6
+    key = key_patches(image, 3, 3)
+    assert key.positions.tolist() == [[[1, 1], [4, 4], [0, 5]]]
+    for (y, x), patch in zip(key.positions[0].tolist(), key.patches[0]):
+        assert torch.equal(patch, image[0, :, y:y + 3, x:x + 3])
+    expected = torch.zeros(1, 1, 8, 8)
+    expected[..., 1:4, 1:4] = expected[..., 4:7, 4:7] = expected[..., 0:3, 5:8] = 1
+    assert torch.equal(key.mask, expected)
+
+
+def test_key_patches_never_overlap_and_are_deterministic():
+    images = torch.rand(50, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    key = key_patches(images, 3, 8)
+    assert torch.equal(key.positions, key_patches(images, 3, 8).positions)
+    assert key.mask.sum((1, 2, 3)).tolist() == [3 * 64] * 50   # three disjoint 8x8 windows
+    one = torch.zeros(1, 5, 5)
+    with pytest.raises(ValueError, match="do not fit"):
+        select_windows(one, 2, 5)
+
+
+def test_spatial_loss_is_zero_for_the_true_mask_and_appearance_reads_the_masked_region():
+    mask = (torch.rand(4, 1, 8, 8) > 0.5).float()
+    assert spatial_loss(mask, mask).item() == 0.0
+    assert spatial_loss(torch.full_like(mask, 0.5), mask).item() == pytest.approx(math.log(2))
+    x, generated = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    m = torch.zeros(1, 1, 4, 4)
+    m[..., :2, :2] = 1
+    generated[..., :2, :2] = 0.25   # 0.25 away on the window, 1 away outside it
+    assert appearance_loss(generated, x, m).item() == pytest.approx(0.25)
+
+
+def test_training_restores_the_patches_at_their_positions():
+    torch.manual_seed(0)
+    images = digits()[:64]
+    model = build_model("puzzle_gan", DataSpec.single((1, 8, 8), 17), TINY_PUZZLE)
+    before = model.eval().scores(images, torch.Generator().manual_seed(0))
+    model.train()
+    optimizers = model.configure_optimizers(2e-3)
+    for _ in range(400):
+        model.training_step(Batch(images), optimizers)
+    after = model.eval().scores(images, torch.Generator().manual_seed(0))
+    assert after["patch_l1"] < before["patch_l1"] / 2, (before, after)
+    assert after["mask_iou"] > max(0.6, before["mask_iou"] + 0.2), (before, after)
+    seeded = lambda: torch.Generator().manual_seed(1)
+    hidden, shown = torch.zeros(1, 1, 8, 8, dtype=torch.bool), torch.ones(1, 1, 8, 8, dtype=torch.bool)
+    assert torch.equal(model.complete(images[:4], hidden, seeded()), model.complete(images[:4], None, seeded()))
+    assert torch.equal(model.complete(images[:4], shown, seeded()), images[:4])   # observed pixels are kept
+    figures = model.evaluation_figures(Batch(images[:8]), {})
+    assert set(figures) == {"puzzle.png"}
+
+
+def test_the_params_entries_build():
+    from components.config import architecture_params, load_params
+
+    params = params_with_overlays(load_params())
+    specs = {"cyclegan": spec(("plain", "thick")),
+             "stargan": spec(("plain", "thick", "thin", "rotated"), attributes=("rotated", "thick", "thin")),
+             "puzzle_gan": DataSpec.single((1, 8, 8), 17)}
+    for key, data in specs.items():
+        name, arch = architecture_params(params, key)
+        assert build_model(name, data, arch).name == key
