@@ -98,9 +98,12 @@ class Runner:
             print(f"{name} | {line}", end="", flush=True)
 
     def blocked_by(self, name: str) -> str | None:
-        for dep in self.stages[name]:
-            if dep in self.failed or dep in self.skipped:
+        """The failed stage upstream of `name` (through skipped ones), if any."""
+        for dep in sorted(self.stages[name]):
+            if dep in self.failed:
                 return dep
+            if dep in self.skipped:
+                return self.skipped[dep]
         return None
 
     def run(self) -> None:
