@@ -52,7 +52,10 @@ def likelihood_metrics(model, test_images: torch.Tensor, cfg: dict) -> tuple[dic
     metrics = {"likelihood": model.likelihood}
     log_p = log_likelihood(model, cfg, test_images)
     nll = float(-log_p.double().mean())
-    metrics.update(test_nll=nll, test_bits_per_dim=bits_per_dim(nll, model.num_pixels))
+    # The mean over test images is an estimate: its standard error says which differences are real.
+    standard_error = float(log_p.double().std() / len(log_p) ** 0.5) if len(log_p) > 1 else float("nan")
+    metrics.update(test_nll=nll, test_nll_standard_error=standard_error,
+                   test_bits_per_dim=bits_per_dim(nll, model.num_pixels))
     return metrics, log_p
 
 

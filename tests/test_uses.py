@@ -116,6 +116,8 @@ def test_evaluation_measures_each_use_the_model_supports_and_names_the_rest(prep
     else:
         assert len(test_log_prob) == len(test_images)
         assert likelihood["test_nll"] == pytest.approx(-test_log_prob.double().mean().item())
+        assert likelihood["test_nll_standard_error"] == pytest.approx(
+            test_log_prob.double().std().item() / len(test_log_prob) ** 0.5)
         # Each anomaly set is scored against the test split, the less likely image the more anomalous.
         torch.manual_seed(0)
         for split in ("ood", "holdout"):
