@@ -78,6 +78,7 @@ class Runner:
     def __init__(self, stages: dict[str, set[str]], jobs: int, env: dict):
         self.stages, self.jobs, self.env = stages, jobs, env
         self.running: dict[str, subprocess.Popen] = {}
+        self.started: dict[str, float] = {}
         self.done: set[str] = set()
         self.failed: dict[str, int] = {}
         self.skipped: dict[str, str] = {}
@@ -90,6 +91,7 @@ class Runner:
                                    start_new_session=True, preexec_fn=end_with_parent)
         threading.Thread(target=self.relay, args=(name, process), daemon=True).start()
         self.running[name] = process
+        self.started[name] = time.perf_counter()
 
     @staticmethod
     def relay(name: str, process: subprocess.Popen) -> None:
@@ -112,8 +114,10 @@ class Runner:
             for name, process in list(self.running.items()):
                 if process.poll() is not None:
                     del self.running[name]
+                    seconds = time.perf_counter() - self.started[name]
                     if process.returncode == 0:
                         self.done.add(name)
+                        print(f"repro: {name} done in {seconds:.1f} s", flush=True)
                     else:
                         self.failed[name] = process.returncode
                         print(f"repro: {name} failed (exit {process.returncode})", flush=True)
