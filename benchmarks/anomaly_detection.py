@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from budget import train_within  # noqa: E402
+from components.data.binarization import binarize  # noqa: E402
 from components.data.ood import natural_image_patches  # noqa: E402
 from components.data.sources import load_source  # noqa: E402
 from components.metrics.anomaly import anomaly_auroc  # noqa: E402
@@ -72,7 +73,7 @@ def main() -> None:
     started = time.perf_counter()
 
     splits = load_source("mnist", path=args.mnist)
-    train, valid, test = ((torch.from_numpy(splits.images[s]) > 0.5).float() for s in ("train", "valid", "test"))
+    train, valid, test = (torch.from_numpy(binarize(splits.images[s], "static")) for s in ("train", "valid", "test"))
     train_labels, valid_labels, test_labels = (splits.labels[s] for s in ("train", "valid", "test"))
     if args.test_subset and args.test_subset < len(test):
         chosen = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[: args.test_subset]
@@ -89,7 +90,7 @@ def main() -> None:
             scores = log_likelihoods(result["model"], test, device)
             one_class[key].append(anomaly_auroc(scores[normal], scores[~normal]))
 
-    patches = (torch.from_numpy(natural_image_patches(args.ood_count, (1, 28, 28), levels=256)) > 0.5).float()
+    patches = torch.from_numpy(binarize(natural_image_patches(args.ood_count, (1, 28, 28), levels=256), "static"))
     versus, epochs = {}, {}
     for key in args.models:
         name, params = MODELS[key]

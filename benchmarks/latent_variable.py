@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from components.data.binarization import binarize  # noqa: E402
 from components.data.batch import Batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -89,7 +90,7 @@ def likelihood_rows(args, device) -> list[dict]:
 
 def representation_rows(args, device) -> list[dict]:
     splits = load_source("mnist", path=args.mnist)
-    train, valid, test = ((torch.from_numpy(splits.images[s]) > 0.5).float() for s in ("train", "valid", "test"))
+    train, valid, test = (torch.from_numpy(binarize(splits.images[s], "static")) for s in ("train", "valid", "test"))
     train_labels, test_labels = splits.labels["train"], splits.labels["test"]
     probe_images, probe_labels = seeded_subset(train, 10_000, train_labels)
     rows = []
