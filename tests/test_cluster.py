@@ -4,9 +4,7 @@ that survives losing a worker."""
 
 import json
 import os
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,82 +14,18 @@ import pytest
 import torch
 import yaml
 
+from pipelines.local_cluster import local_cluster
+
 REPO = Path(__file__).resolve().parents[1]
-RAY = str(Path(sys.executable).parent / "ray")
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_nodes(address: str, env: dict, count: int, process: subprocess.Popen, log: Path) -> None:
-    """Until the cluster has `count` live nodes; fails at once if the `ray start` just launched exits."""
-    deadline = time.time() + 120
-    probe = (f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
-             "print(sum(n['Alive'] for n in ray.nodes()))")
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"ray start exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        host, port = address.split(":")
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-        except OSError:
-            time.sleep(0.5)
-            continue
-        result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
-        if result.returncode == 0 and int(result.stdout.strip().splitlines()[-1]) >= count:
-            return
-        time.sleep(1)
-    raise TimeoutError(f"the Ray cluster at {address} did not reach {count} nodes:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    """End one `ray start --block` and everything it started (its own process group)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # whatever did not exit on SIGTERM
-    except ProcessLookupError:
-        pass
-    process.wait()
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A head node and a second node, one CPU each, on free ports, with their own temp dirs and a token.
-
-    Each `ray start --block` runs in its own process group and its children die with it
-    (Ray's kernel fate-sharing), so the finalizer ends exactly this cluster, never another's."""
-    root = tmp_path_factory.mktemp("cluster")
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16), RAY_USAGE_STATS_ENABLED="0")
-    common = ["--block", "--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
-              f"--dashboard-agent-listen-port={free_port()}"]
-    head = [RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={root / 'head'}",
-            *common]
-    processes = []
-    try:
-        processes.append(subprocess.Popen(head, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                                          stderr=open(root / "head.log", "w")))
-        wait_for_nodes(address, env, 1, processes[-1], root / "head.log")
-        common[-1] = f"--dashboard-agent-listen-port={free_port()}"
-        second = [RAY, "start", f"--address={address}", f"--temp-dir={root / 'second'}", *common]
-        processes.append(subprocess.Popen(second, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                                          stderr=open(root / "second.log", "w")))
-        wait_for_nodes(address, env, 2, processes[-1], root / "second.log")
-        yield {"address": address, "token": env["RAY_AUTH_TOKEN"]}
-    finally:
-        for process in reversed(processes):
-            stop(process)
+    """A head node and a second node, one CPU each, on free ports, with their own temp dirs and a token;
+    ended exactly (each node's process group), never another Ray on the machine."""
+    with local_cluster(tmp_path_factory.mktemp("cluster"), [1, 1]) as running:
+        yield {"address": running.address, "token": running.token}
 
 
 @pytest.fixture(scope="module")
