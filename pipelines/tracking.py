@@ -87,9 +87,14 @@ def prepared_digest(folder: Path | None = None) -> str:
 
 def prepared_dataset(card: dict, folder: Path | None = None):
     """The prepared data as an MLflow dataset: runs on different data carry different digests."""
-    from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
     folder = (folder or repo_path("data/prepared")).resolve()
     name = f"{card['source']}-{card.get('binarization', 'none')}"
-    return MetaDataset(source=LocalArtifactDatasetSource(str(folder)), name=name, digest=prepared_digest(folder))
+    with warnings.catch_warnings():  # MLflow registers its local source twice and says so; both are the same class
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(str(folder))
+    return MetaDataset(source=source, name=name, digest=prepared_digest(folder))
