@@ -141,7 +141,8 @@ def plan_model(client: MlflowClient, key: str, config: dict) -> dict:
             "alias": alias, "promoted": alias == ALIAS, "reason": reason,
             "champion_version": int(version.version) if alias == ALIAS else (
                 int(champion.version) if champion else None),
-            "champion_set_by": "person" if by_person else ("genzoo promote" if champion or alias == ALIAS else None),
+            "champion_set_by": ("genzoo promote" if alias == ALIAS else
+                                "person" if by_person else "genzoo promote" if champion else None),
             "metric": metric, "value": value, "metrics": metrics, "paper": logged.get("paper"),
             "run_id": logged.get("run_id")}
 
