@@ -196,3 +196,54 @@ def test_the_dataset_digest_is_dvcs_hash_of_the_folder(tmp_path):
     assert before.name == after.name == "digits-static" and before.digest != after.digest
     with pytest.raises(FileNotFoundError, match="run the prepare stage first"):
         tracking.dvc_directory_md5(tmp_path / "absent")
+
+
+def test_a_logged_pyfunc_carries_its_request_signature_and_mlflow_enforces_it(tmp_path, monkeypatch):
+    import warnings
+    from pathlib import Path
+
+    import torch
+
+    from components.data.batch import DataSpec
+    from components.models import build_model, save_model
+    from components.serving import GenzooPyfunc, request_signature
+    from tiny_models import ClassShade, class_spec, register
+
+    register(monkeypatch, ClassShade)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        bernoulli = build_model("bernoulli", DataSpec.single((1, 2, 2)))
+        with torch.no_grad():
+            bernoulli.ones.copy_(torch.tensor([1.0, 2.0, 3.0, 0.0]))
+            bernoulli.count.fill_(4)
+        shade = ClassShade(class_spec(classes=4), ClassShade.Params())
+        loaded = {}
+        for key, model in (("bernoulli", bernoulli), ("shade", shade)):
+            save_model(model, tmp_path / key)
+            with warnings.catch_warnings(record=True) as caught, mlflow.start_run():
+                warnings.simplefilter("always")
+                info = mlflow.pyfunc.log_model(
+                    name=key, python_model=GenzooPyfunc(), artifacts={"model_dir": str(tmp_path / key)},
+                    code_paths=[str(Path(__file__).resolve().parents[1] / "components")],
+                    pip_requirements=["torch", "pandas"], signature=request_signature(model))
+            assert not [w for w in caught if "type hints" in str(w.message)]
+            loaded[key] = mlflow.pyfunc.load_model(info.model_uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+    inputs = loaded["bernoulli"].metadata.signature.inputs
+    assert inputs.input_names() == ["num_samples", "seed", "0", "1", "2", "3"]
+    assert inputs.required_input_names() == []
+    assert loaded["bernoulli"].metadata.signature.outputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 1, 2, 2)
+    assert loaded["bernoulli"].predict(pd.DataFrame({"num_samples": [3], "seed": [1]})).shape == (3, 1, 2, 2)
+    images = np.array([[0, 1, 1, 0], [1, 1, 1, 1]], np.float32)
+    expected = bernoulli.log_prob(torch.from_numpy(images).view(2, 1, 2, 2)).detach().numpy()
+    log_p = loaded["bernoulli"].predict(pd.DataFrame(images).rename(columns=str))
+    np.testing.assert_allclose(log_p, expected, rtol=1e-6)
+    with pytest.raises(MlflowException, match="Failed to enforce schema"):   # MLflow's own refusal
+        loaded["bernoulli"].predict(pd.DataFrame({"num_samples": ["many"]}))
+    # A condition is a class index or a class name: the schema takes either.
+    assert "condition" in loaded["shade"].metadata.signature.inputs.input_names()
+    samples = loaded["shade"].predict(pd.DataFrame({"num_samples": [1, 1], "condition": [3, 0]}))
+    assert samples.reshape(2, -1)[:, 0].tolist() == [1.0, 0.0]
