@@ -150,7 +150,13 @@ def test_mlflow_holds_a_leaderboard_of_models_linked_to_their_data_runs_and_card
         assert registered.description.startswith(f"# genzoo-{key}\n") and "promoted on" in registered.description
         version = mlflow_client.get_model_version_by_alias(f"genzoo-{key}", "champion")
         assert version.description.startswith(f"{key} v1: promoted: first registered version")
-        assert mlflow.models.get_model_info(f"models:/genzoo-{key}@champion").signature.inputs is not None
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+        try:
+            signature = mlflow.models.get_model_info(f"models:/genzoo-{key}@champion").signature
+        finally:
+            mlflow.set_tracking_uri(previous)
+        assert "num_samples" in signature.inputs.input_names() or key == "bernoulli" and "0" in signature.inputs.input_names()
     assert models["nade"].tags["genzoo.paper"].startswith("NADE (Larochelle & Murray, 2011)")
 
 
@@ -225,7 +231,7 @@ def test_mlflow_models_serve_answers_samples_and_log_likelihoods_of_the_champion
         assert len(log_p["predictions"]) == 4 and all(v < 0 for v in log_p["predictions"])
         status, refusal = post(f"{url}/invocations",
                                {"dataframe_split": {"columns": ["num_samples"], "data": [["many"]]}})
-        assert 400 <= status < 500 and "Failed to enforce schema" in refusal["message"]
+        assert 400 <= status < 500 and "not compatible with model signature" in refusal["message"], refusal
 
 
 def test_a_second_repro_runs_nothing_and_dvc_reads_metrics(repo):
