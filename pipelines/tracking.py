@@ -71,17 +71,19 @@ def dvc_directory_md5(folder: Path) -> str:
 
 
 def prepared_digest(folder: Path | None = None) -> str:
-    """The hash DVC gives `data/prepared`: dvc.lock's when it describes the folder as it is now,
-    else computed the same way (a stage run outside `dvc repro`)."""
+    """The hash DVC gives `data/prepared`, computed as DVC computes it from the folder as it is now
+    (so a stage run outside `dvc repro` is linked to its real data); a dvc.lock that records
+    another hash is reported."""
     folder = folder or repo_path("data/prepared")
     computed = dvc_directory_md5(folder)
-    lock = repo_path("dvc.lock")
-    if lock.exists():
-        stage = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get("prepare", {})
+    try:  # dvc.lock only cross-checks: a stage running beside another may find it mid-write
+        stage = (yaml.safe_load(repo_path("dvc.lock").read_text()) or {}).get("stages", {}).get("prepare", {})
         recorded = [o.get("md5") for o in stage.get("outs", []) if o.get("path") == "data/prepared"]
-        if recorded and recorded[0] != computed:
-            logging.getLogger(__name__).warning(
-                "data/prepared differs from dvc.lock's %s; linking runs to its actual hash %s", recorded[0], computed)
+    except (OSError, yaml.YAMLError, AttributeError):
+        recorded = []
+    if recorded and recorded[0] != computed:
+        logging.getLogger(__name__).warning(
+            "data/prepared differs from dvc.lock's %s; linking runs to its actual hash %s", recorded[0], computed)
     return computed
 
 
