@@ -213,6 +213,15 @@ def test_the_ui_server_lists_every_model_with_its_test_metrics(repo):
                 for m in found["models"]}
         assert set(rows) == set(KEYS)
         assert all(rows[k]["test_nll"] > 0 for k in KEYS if k != "gan") and rows["gan"]["fid"] >= 0
+        browser = shutil.which("chromium") or shutil.which("chromium-browser")
+        if browser:   # what a person's browser renders of the Models tab (the page is built client-side)
+            page = f"{url}/#/experiments/{experiment}/models?workflowType=machine_learning"
+            shown = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1600,1000",
+                     "--virtual-time-budget=20000"]
+            dom = subprocess.run([*shown, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+            assert "Model training" in dom and all(f">{key}<" in dom for key in KEYS), dom[-2000:]
+            subprocess.run([*shown, f"--screenshot={repo / 'models-tab.png'}", page], capture_output=True, timeout=120)
+            assert (repo / "models-tab.png").stat().st_size > 10_000   # kept beside the store for a person
 
 
 def test_mlflow_models_serve_answers_samples_and_log_likelihoods_of_the_champion(repo):
