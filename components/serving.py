@@ -19,14 +19,26 @@ cannot serve is refused with a `ServingError` naming what the model can do.
   target domain, float32 (N, C, H, W), in row order.
 * flattened images alone (a DataFrame or array): the per-image
   log-likelihood in nats, shape (N,) (exact, or the bound the model names).
+
+`request_signature(model)` is the MLflow signature a logged model carries: every
+request column, all optional (which ones a request needs depends on what it asks
+for), pixel columns named "0".."C*H*W-1". MLflow enforces it before `predict`:
+a wrongly typed column is refused with MLflow's message, and columns it does not
+name (integer-named pixel columns included) are dropped, so a request names its
+pixel columns as strings (`pd.DataFrame(x).rename(columns=str)`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema, TensorSpec
+from mlflow.types.schema import AnyType
 
 class ServingError(ValueError):
     """A request the model cannot serve; the message says what it can do."""
@@ -132,11 +144,33 @@ def serve(model, model_input) -> np.ndarray:
     return log_likelihood(model, model_input)
 
 
+def request_signature(model) -> ModelSignature:
+    """Input: the request columns this model can use. Output: samples or translations when it can
+    produce images (float32 (N, C, H, W)), else its log-likelihoods (float32 (N,))."""
+    columns = []
+    if model.can("sample") or model.can("conditional_sample"):
+        columns += [ColSpec("long", "num_samples", required=False), ColSpec("long", "seed", required=False)]
+    if model.can("conditional_sample"):  # a class index, a class name or a caption
+        columns.append(ColSpec(AnyType(), "condition", required=False))
+    if model.can("translate"):
+        columns.append(ColSpec("string", "target", required=False))
+    pixels = max(d.num_pixels for d in model.spec.domains)
+    if model.can("log_prob") or model.can("translate"):
+        columns += [ColSpec("double", str(i), required=False) for i in range(pixels)]
+    shape = tuple(model.spec.domains[0].image_shape)
+    images = model.can("sample") or model.can("conditional_sample") or model.can("translate")
+    output = (TensorSpec(np.dtype("float32"), (-1, *shape), "images") if images
+              else TensorSpec(np.dtype("float32"), (-1,), "log_likelihood"))
+    return ModelSignature(inputs=Schema(columns), outputs=Schema([output]))
+
+
 class GenzooPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         from components.models import load_model
 
         self.model = load_model(context.artifacts["model_dir"])
 
-    def predict(self, context, model_input, params=None):
+    # Typed so MLflow recognizes a DataFrame model (a pandas hint infers no schema; the logged
+    # signature is request_signature's).
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
         return serve(self.model, model_input)

@@ -194,6 +194,50 @@ def figures_of(model, key: str, test: Batch, samples: np.ndarray | None, cfg: di
     return figures
 
 
+# Numbers in metrics.json that describe the evaluation or the model rather than measure it: MLflow
+# params, so charts and the Models tab compare measurements only.
+SETTINGS = {"levels", "parameters", "iwae_samples", "num_samples", "anomaly_holdout_class",
+            "conditional_accuracy_chance"}
+
+
+def split_for_mlflow(metrics: dict) -> tuple[dict, dict]:
+    """(measurements, descriptions): the numbers to compare, and everything else as param strings."""
+    measured, described = {}, {}
+    for name, value in metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and name not in SETTINGS:
+            measured[name] = float(value)
+        else:
+            described[f"eval.{name}"] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return measured, described
+
+
+def log_evaluation(key: str, metrics: dict, figures: dict, cfg: dict) -> None:
+    """Evaluation as its own run `evaluate-<key>`, a child of the training run: its metrics are also
+    the logged model's (the Models tab's columns) against the prepared dataset. The sample grid goes
+    on the training run too: that run is the registered version's, where a person looks."""
+    tracking.configure()
+    logged = json.loads(repo_path(f"models/{key}/mlflow.json").read_text())
+    card = json.loads(repo_path("data/prepared/card.json").read_text())
+    dataset = tracking.prepared_dataset(card)
+    measured, described = split_for_mlflow(metrics)
+    with mlflow.start_run(run_name=f"evaluate-{key}", parent_run_id=logged["run_id"],
+                          tags={"genzoo.key": key, "genzoo.model": metrics["model"],
+                                "genzoo.family": metrics["family"], "genzoo.stage": "evaluate"}):
+        mlflow.log_input(dataset, context="evaluation", model=mlflow.entities.LoggedModelInput(logged["model_id"]))
+        mlflow.log_params({**described, **{f"evaluate.{k}": v for k, v in cfg.items()}})
+        mlflow.log_metrics(measured, model_id=logged["model_id"], dataset=dataset)
+        for name, picture in figures.items():
+            if isinstance(picture, plt.Figure):
+                mlflow.log_figure(picture, f"evaluation/{name}")
+            else:
+                mlflow.log_image(picture, f"evaluation/{name}")
+        mlflow.log_dict(metrics, "evaluation/metrics.json")
+    client = mlflow.MlflowClient()
+    if "samples.png" in figures and not isinstance(figures["samples.png"], plt.Figure):
+        client.log_image(logged["run_id"], figures["samples.png"], "samples.png")
+    client.set_tag(logged["run_id"], "genzoo.evaluated", "true")
+
+
 def main(key: str) -> None:
     params = load_params()
     if key not in (params.get("models") or {}):
@@ -233,18 +277,7 @@ def main(key: str) -> None:
     metrics.update(representation_metrics(model, folder, test))
     figures = figures_of(model, key, test_batch, samples, cfg)
 
-    tracking.configure()
-    run_id = json.loads(repo_path(f"models/{key}/mlflow.json").read_text())["run_id"]
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics({f"eval_{k}": float(v) for k, v in metrics.items()
-                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        for name, picture in figures.items():
-            if isinstance(picture, plt.Figure):
-                mlflow.log_figure(picture, f"evaluation/{name}")
-            else:
-                mlflow.log_image(picture, f"evaluation/{name}")
-        mlflow.log_dict(metrics, "evaluation/metrics.json")
-        mlflow.set_tag("genzoo.evaluated", "true")
+    log_evaluation(key, metrics, figures, cfg)
     # Files last: a failure above leaves the previous outputs, not a mix.
     report_dir = repo_path(f"reports/{key}")
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,23 @@
-"""DVC stage `promote`: register every trained model and move each family's
-`champion` alias to the new version only when it beats the current champion.
+"""DVC stage `promote`: register every trained model, propose or promote it, and write the
+model cards.
 
-Each model key `k` of params.yaml is the registered model `genzoo-k`. A
-version is registered once per trained model (found again by its MLflow model
-id), tagged with its evaluation metric, and tagged with the decision and its
-reason. Every decision is made before any alias moves, so a registry error
-(anything but "does not exist") fails the stage with its message and moves no
-alias. The stage also writes the comparison page (`components.report`).
+Each model key `k` of params.yaml is the registered model `genzoo-k`. A version is registered
+once per trained model (found again by its MLflow model id), tagged with its evaluation metric,
+described (its key metrics and the decision), and tagged with the decision and its reason.
+
+Who holds `champion` (params.yaml `promote`):
+* `mode: auto` (default): a version that beats the champion on its family's metric (lower is
+  better) becomes `champion`, unless a person set the current champion: then it gets
+  `challenger` and the person's choice stays (`respect_manual: false` lets the pipeline move it).
+* `mode: propose`: a better version only ever gets `challenger`; a person moves `champion`.
+A person's choice is recognized without asking who: promote records the version it set itself in
+the registered model's tag `genzoo.champion_version`; a `champion` alias on any other version was
+moved by someone else (the UI's alias editor, the API), and is tagged `genzoo.champion_set_by:
+person`. A version no better than the champion gets no alias.
+
+Every decision is made before any alias moves, so a registry error (anything but "does not
+exist") fails the stage with its message and moves no alias. The stage also writes the
+comparison page (`components.report`).
 """
 
 from __future__ import annotations
@@ -21,10 +32,26 @@ from mlflow.exceptions import MlflowException
 
 from components import report
 from components.atomic import atomic_directory
-from components.config import load_params, repo_path
+from components.config import ConfigError, load_params, repo_path
 from pipelines import tracking
 
 ALIAS = "champion"
+CHALLENGER = "challenger"
+SET_BY_PROMOTE = "genzoo.champion_version"   # registered-model tag: the version promote made champion
+MODES = ("auto", "propose")
+# The numbers a version's description lists, when evaluation measured them.
+KEY_METRICS = ["test_nll", "test_bits_per_dim", "test_elbo", "fid", "kid", "precision", "recall",
+               "class_coverage", "conditional_accuracy", "anomaly_auroc_ood", "anomaly_auroc_holdout",
+               "linear_probe_accuracy", "knn_accuracy"]
+
+
+def settings(params: dict) -> dict:
+    given = {"mode": "auto", "respect_manual": True, **(params.get("promote") or {})}
+    unknown = sorted(set(given) - {"mode", "respect_manual"})
+    if unknown or given["mode"] not in MODES or not isinstance(given["respect_manual"], bool):
+        raise ConfigError(f"params.yaml promote: mode must be one of {', '.join(MODES)} and respect_manual "
+                          f"true or false (unknown keys: {unknown or 'none'}); got {given}")
+    return given
 
 
 def does_not_exist(error: MlflowException) -> bool:
@@ -57,8 +84,8 @@ def current_champion(client: MlflowClient, name: str):
     return client.get_model_version(name, aliases[ALIAS]) if ALIAS in aliases else None
 
 
-def decide(metric: str, value: float | None, champion, version) -> tuple[bool, str]:
-    """(promote?, why). Lower is better for every family metric."""
+def compare(metric: str, value: float | None, champion, version) -> tuple[bool, str]:
+    """(beats the champion?, why). Lower is better for every family metric."""
     if champion is None:
         return True, "first registered version: no champion yet"
     if champion.version == version.version:
@@ -73,8 +100,28 @@ def decide(metric: str, value: float | None, champion, version) -> tuple[bool, s
     return False, f"{metric} {value:.4f} does not beat {float(best):.4f} of champion v{champion.version}"
 
 
-def plan_model(client: MlflowClient, key: str) -> dict:
-    """Register the model's version (once) and decide whether it becomes the champion; moves nothing."""
+def decide(better: bool, why: str, mode: str, set_by_person: bool, respect_manual: bool) -> tuple[str, str]:
+    """(alias the version gets: "champion", "challenger" or "", why)."""
+    if not better:
+        return "", why
+    if mode == "propose":
+        return CHALLENGER, f"{why}; promote.mode is propose: a person moves champion"
+    if set_by_person and respect_manual:
+        return CHALLENGER, f"{why}; champion was set by a person and stays (promote.respect_manual)"
+    return ALIAS, why
+
+
+def champion_set_by_person(client: MlflowClient, name: str, champion) -> bool:
+    """Whether the alias sits on a version promote did not put it on. A registry from before promote
+    recorded its choice (no tag) counts as promote's: promote was then the only one moving it."""
+    if champion is None:
+        return False
+    recorded = client.get_registered_model(name).tags.get(SET_BY_PROMOTE)
+    return recorded is not None and recorded != str(champion.version)
+
+
+def plan_model(client: MlflowClient, key: str, config: dict) -> dict:
+    """Register the model's version (once) and decide which alias it gets; moves nothing."""
     metrics = json.loads(repo_path(f"reports/{key}/metrics.json").read_text())
     logged = json.loads(repo_path(f"models/{key}/mlflow.json").read_text())
     name = tracking.registered_name(key)
@@ -87,27 +134,85 @@ def plan_model(client: MlflowClient, key: str) -> dict:
             client.set_model_version_tag(name, version.version, "genzoo.metric_value", repr(float(value)))
         version = client.get_model_version(name, version.version)
     champion = current_champion(client, name)
-    promote, reason = decide(metric, value, champion, version)
+    by_person = champion_set_by_person(client, name, champion)
+    better, why = compare(metric, value, champion, version)
+    alias, reason = decide(better, why, config["mode"], by_person, config["respect_manual"])
     return {"key": key, "registered_model": name, "version": int(version.version), "new_version": new,
-            "promoted": promote, "reason": reason,
-            "champion_version": int(version.version) if promote else int(champion.version),
-            "metric": metric, "value": value, "metrics": metrics}
+            "alias": alias, "promoted": alias == ALIAS, "reason": reason,
+            "champion_version": int(version.version) if alias == ALIAS else (
+                int(champion.version) if champion else None),
+            "champion_set_by": ("genzoo promote" if alias == ALIAS else
+                                "person" if by_person else "genzoo promote" if champion else None),
+            "metric": metric, "value": value, "metrics": metrics, "paper": logged.get("paper"),
+            "run_id": logged.get("run_id")}
+
+
+def promotion_text(decision: dict) -> str:
+    label = {ALIAS: "promoted", CHALLENGER: "proposed as challenger", "": "not promoted"}[decision["alias"]]
+    return f"{label}: {decision['reason']}"
+
+
+def model_description(decision: dict) -> str:
+    """The registered model's card: what it is, how it is judged and promoted, how to use it."""
+    name, metrics = decision["registered_model"], decision["metrics"]
+    return "\n".join([
+        f"# {name}",
+        "",
+        f"**{decision.get('paper') or metrics['model']}**",
+        "",
+        f"* params.yaml key `{decision['key']}`, model `{metrics['model']}`, family `{metrics['family']}`, "
+        f"likelihood: {metrics.get('likelihood', 'none')}",
+        f"* can: {', '.join(metrics.get('capabilities', [])) or 'nothing'}",
+        f"* promoted on `{decision['metric']}` (lower is better): `promote` moves `champion` to a better "
+        "version unless a person set it; otherwise the better version gets `challenger`. Move `champion` "
+        "here (Aliases) to choose by hand; the pipeline keeps your choice.",
+        f"* load: `mlflow.pyfunc.load_model(\"models:/{name}@champion\")`",
+        f"* serve: `mlflow models serve -m models:/{name}@champion --env-manager local -p 5001`",
+    ])
+
+
+def version_description(decision: dict) -> str:
+    metrics = decision["metrics"]
+    rows = [f"| {k} | {metrics[k]:.4f} |" for k in KEY_METRICS
+            if isinstance(metrics.get(k), (int, float)) and not isinstance(metrics.get(k), bool)]
+    return "\n".join([f"{decision['key']} v{decision['version']}: {promotion_text(decision)}", "",
+                      "| metric | value |", "|---|---|", *rows, "",
+                      "Sample grid and training curves: the source run's artifacts (samples.png, training/)."])
 
 
 def apply(client: MlflowClient, decision: dict) -> None:
-    name, version = decision["registered_model"], decision["version"]
-    if decision["promoted"]:
+    name, version, alias = decision["registered_model"], decision["version"], decision["alias"]
+    if alias == ALIAS:
         client.set_registered_model_alias(name, ALIAS, str(version))
-    client.set_model_version_tag(name, version, "genzoo.promotion",
-                                 ("promoted: " if decision["promoted"] else "not promoted: ") + decision["reason"])
-    print(f"[promote] {name} v{version}: {'PROMOTED' if decision['promoted'] else 'kept'} ({decision['reason']})")
+        client.set_registered_model_tag(name, SET_BY_PROMOTE, str(version))
+        client.set_registered_model_tag(name, "genzoo.champion_set_by", "genzoo promote")
+        client.set_registered_model_tag(name, "genzoo.champion_reason", decision["reason"])
+    elif alias == CHALLENGER:
+        client.set_registered_model_alias(name, CHALLENGER, str(version))
+    aliases = client.get_registered_model(name).aliases
+    if CHALLENGER in aliases and aliases[CHALLENGER] == aliases.get(ALIAS):  # the challenger won: done
+        client.delete_registered_model_alias(name, CHALLENGER)
+    if decision["champion_set_by"] == "person":
+        client.set_registered_model_tag(name, "genzoo.champion_set_by", "person")
+        client.set_registered_model_tag(
+            name, "genzoo.champion_reason",
+            f"champion v{decision['champion_version']} was moved outside promote; promote keeps it")
+    if decision["new_version"]:
+        client.set_model_version_tag(name, version, "genzoo.promotion", promotion_text(decision))
+        client.update_model_version(name, str(version), description=version_description(decision))
+    described = client.get_registered_model(name).description or ""
+    if not described or described.startswith(f"# {name}\n"):  # a card a person rewrote stays theirs
+        client.update_registered_model(name, description=model_description(decision))
+    shown = {ALIAS: "PROMOTED", CHALLENGER: "CHALLENGER", "": "kept"}[alias]
+    print(f"[promote] {name} v{version}: {shown} ({decision['reason']})")
 
 
 def main() -> None:
     params = load_params()
+    config = settings(params)
     tracking.configure()
     client = MlflowClient()
-    decisions = [plan_model(client, key) for key in params["models"]]
+    decisions = [plan_model(client, key, config) for key in params["models"]]
     for decision in decisions:
         apply(client, decision)
     card = json.loads(repo_path("data/prepared/card.json").read_text())
@@ -122,7 +227,7 @@ def run() -> None:
     """The stage's entry point: a failure ends the process non-zero with its message."""
     try:
         main()
-    except (FileNotFoundError, tracking.TrackingUnavailable, MlflowException) as error:
+    except (FileNotFoundError, ConfigError, tracking.TrackingUnavailable, MlflowException) as error:
         sys.exit(f"promote failed: {error}")
 
 

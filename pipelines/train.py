@@ -26,7 +26,7 @@ from components.config import (ConfigError, architecture_params, load_params, mo
 from components.data.prepared import read_spec
 from components.models import build_model, pixel_format, save_model
 from components.plots import plot_history, write_history_csv
-from components.serving import GenzooPyfunc
+from components.serving import GenzooPyfunc, request_signature
 from components.training import Settings, final_weights
 from pipelines import ray_train, sweep, tracking
 from pipelines.ray_session import ClusterUnavailable, alive_nodes, cluster_address, ray_session
@@ -52,16 +52,32 @@ def preflight(params: dict, key: str, card: dict, data_dir: Path):
     return name, arch, settings, pixels, spec, model
 
 
+def paper_of(model) -> str:
+    """The first sentence-paragraph of the model module's docstring (its first line may wrap): the
+    model and its paper, in the module's words."""
+    doc = (sys.modules[type(model).__module__].__doc__ or "").strip()
+    return " ".join(doc.split("\n\n")[0].split()) if doc else model.name
+
+
 def log_to_mlflow(key: str, model, settings: dict, card: dict, state: dict, model_dir: Path,
                   report_dir: Path, trials: list[sweep.Trial] | None = None) -> dict:
+    """The training run `train-<key>` and its logged model, named after the params key so the
+    experiment's Models tab reads as a leaderboard; evaluate adds a child run with the test metrics."""
     name, arch = model.name, dataclasses.asdict(model.params)
+    dataset = tracking.prepared_dataset(card)
+    params = {**{f"model.{k}": v for k, v in arch.items()},
+              **{f"train.{k}": v for k, v in settings.items()},
+              "data.source": card["source"], "data.binarization": card["binarization"],
+              "data.pixels": model.data_pixels, "data.levels": model.levels,
+              "data.digest": dataset.digest,
+              "model.parameters": sum(p.numel() for p in model.parameters())}
+    tags = {"genzoo.key": key, "genzoo.model": name, "genzoo.family": model.family,
+            "genzoo.paper": paper_of(model), "genzoo.likelihood": model.likelihood or "none",
+            "genzoo.capabilities": ", ".join(sorted(model.capabilities))}
     with mlflow.start_run(run_name=f"train-{key}") as run:
-        mlflow.set_tags({"genzoo.key": key, "genzoo.model": name, "genzoo.family": model.family,
-                         "genzoo.stage": "train"})
-        mlflow.log_params({**{f"model.{k}": v for k, v in arch.items()},
-                           **{f"train.{k}": v for k, v in settings.items()},
-                           "data.source": card["source"], "data.binarization": card["binarization"],
-                           "data.pixels": model.data_pixels, "data.levels": model.levels})
+        mlflow.set_tags({**tags, "genzoo.stage": "train"})
+        mlflow.log_params(params)
+        mlflow.log_input(dataset, context="training")
         for record in state["history"]:
             mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
         mlflow.log_artifacts(str(report_dir), artifact_path="training")
@@ -69,12 +85,14 @@ def log_to_mlflow(key: str, model, settings: dict, card: dict, state: dict, mode
             mlflow.set_tag("genzoo.sweep_trials", len(trials))
             sweep.log_trials(trials, f"val_{model.selection[0]}")
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=GenzooPyfunc(), artifacts={"model_dir": str(model_dir)},
+            name=key, python_model=GenzooPyfunc(), artifacts={"model_dir": str(model_dir)},
             code_paths=[str(repo_path("components"))], pip_requirements=PYFUNC_REQUIREMENTS,
+            signature=request_signature(model), params={k: str(v) for k, v in params.items()}, tags=tags,
             metadata={"genzoo_model": name, "likelihood": model.likelihood or "none",
                       "capabilities": sorted(model.capabilities), "image_shape": card["image_shape"]},
         )
-        return {"run_id": run.info.run_id, "model_uri": info.model_uri, "model_id": info.model_id}
+        return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+                "model_uri": info.model_uri, "model_id": info.model_id, "paper": tags["genzoo.paper"]}
 
 
 def main(key: str) -> None:

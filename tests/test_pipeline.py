@@ -5,12 +5,17 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -100,9 +105,142 @@ def test_repro_registers_every_model_with_a_champion(repo):
     pictures += [f"{key}/curves.png" for key in KEYS]
     assert page.count("<img") == len(pictures)
     assert all(f'src="{p}"' in page and (repo / "comparison" / p).is_file() for p in pictures)
-    # Progress is visible, Ray's internal chatter is not.
+    # Progress is visible, Ray's internal chatter is not, nor MLflow's nagging about predict's type hints.
     assert "[nade] epoch 2/2" in log
     assert "Failed to query Ray Train Controller" not in log and "Reporting training result" not in log
+    assert "Add type hints" not in log
+
+
+def prepared_md5(repo: Path) -> str:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return next(o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared")
+
+
+def test_mlflow_holds_a_leaderboard_of_models_linked_to_their_data_runs_and_cards(repo):
+    import mlflow
+
+    mlflow_client = client(repo)
+    experiment = mlflow_client.get_experiment_by_name("genzoo")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    digest = prepared_md5(repo)
+    models = {m.name: m for m in mlflow_client.search_logged_models([experiment.experiment_id])}
+    assert set(models) == set(KEYS)   # named after their params keys: a leaderboard, not eleven `model`s
+    for key, logged in models.items():
+        measured = {m.key: m for m in logged.metrics}
+        wanted = {"fid"} if key == "gan" else {"test_nll", "test_bits_per_dim"}
+        assert wanted <= set(measured)
+        assert all(m.dataset_digest == digest and m.dataset_name == "digits-static" for m in logged.metrics)
+        assert not {"levels", "parameters", "iwae_samples"} & set(measured)   # settings are params
+        assert logged.params["data.digest"] == digest and "model.parameters" in logged.params
+        assert logged.tags["genzoo.key"] == key and logged.tags["genzoo.paper"]
+
+        train = mlflow_client.get_run(logged.source_run_id)
+        assert train.info.run_name == f"train-{key}"
+        assert [(d.dataset.name, d.dataset.digest) for d in train.inputs.dataset_inputs] == [("digits-static", digest)]
+        assert "samples.png" in {a.path for a in mlflow_client.list_artifacts(train.info.run_id)}
+        children = mlflow_client.search_runs([experiment.experiment_id],
+                                             f"tags.mlflow.parentRunId = '{train.info.run_id}'")
+        evaluation = [r for r in children if r.info.run_name == f"evaluate-{key}"]
+        assert len(evaluation) == 1 and evaluation[0].data.params["evaluate.iwae_samples"] == "10"
+        assert not any(k.startswith("eval_") for k in train.data.metrics)   # evaluation is not the training run
+        assert evaluation[0].data.metrics[next(iter(wanted))] == measured[next(iter(wanted))].value
+        assert evaluation[0].info.end_time <= time.time() * 1000 and train.info.end_time < evaluation[0].info.start_time
+
+        registered = mlflow_client.get_registered_model(f"genzoo-{key}")
+        assert registered.description.startswith(f"# genzoo-{key}\n") and "promoted on" in registered.description
+        version = mlflow_client.get_model_version_by_alias(f"genzoo-{key}", "champion")
+        assert version.description.startswith(f"{key} v1: promoted: first registered version")
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+        try:
+            signature = mlflow.models.get_model_info(f"models:/genzoo-{key}@champion").signature
+        finally:
+            mlflow.set_tracking_uri(previous)
+        assert "num_samples" in signature.inputs.input_names() or key == "bernoulli" and "0" in signature.inputs.input_names()
+    assert models["nade"].tags["genzoo.paper"].startswith("NADE (Larochelle & Murray, 2011)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def server(args: list[str], repo: Path, port: int, ready: str, timeout: float = 90):
+    """A real MLflow server process on localhost, up within `timeout` s, killed (its group) on exit."""
+    env = {**environment(repo), "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
+    process = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            assert process.poll() is None, process.stdout.read().decode()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready}", timeout=5):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert time.time() < deadline, f"{args} did not answer within {timeout} s"
+                time.sleep(1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_the_ui_server_lists_every_model_with_its_test_metrics(repo):
+    port = free_port()
+    with server(["mlflow", "ui", "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}", "--host", "127.0.0.1",
+                 "--port", str(port)], repo, port, "/health") as url:
+        experiment = client(repo).get_experiment_by_name("genzoo").experiment_id
+        with urllib.request.urlopen(f"{url}/", timeout=30) as page:
+            assert b"MLflow" in page.read()
+        status, found = post(f"{url}/ajax-api/2.0/mlflow/logged-models/search",
+                             {"experiment_ids": [experiment],
+                              "order_by": [{"field_name": "metrics.test_nll", "ascending": True}]})
+        assert status == 200
+        rows = {m["info"]["name"]: {x["key"]: x["value"] for x in m["data"].get("metrics", [])}
+                for m in found["models"]}
+        assert set(rows) == set(KEYS)
+        assert all(rows[k]["test_nll"] > 0 for k in KEYS if k != "gan") and rows["gan"]["fid"] >= 0
+        browser = shutil.which("chromium") or shutil.which("chromium-browser")
+        if browser:   # what a person's browser renders of the Models tab (the page is built client-side)
+            page = f"{url}/#/experiments/{experiment}/models?workflowType=machine_learning"
+            shown = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1600,1000",
+                     "--virtual-time-budget=20000"]
+            dom = subprocess.run([*shown, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+            assert "Model training" in dom and all(f">{key}<" in dom for key in KEYS), dom[-2000:]
+            subprocess.run([*shown, f"--screenshot={repo / 'models-tab.png'}", page], capture_output=True, timeout=120)
+            assert (repo / "models-tab.png").stat().st_size > 10_000   # kept beside the store for a person
+
+
+def test_mlflow_models_serve_answers_samples_and_log_likelihoods_of_the_champion(repo):
+    port = free_port()
+    with server(["mlflow", "models", "serve", "-m", "models:/genzoo-nade@champion", "--env-manager", "local",
+                 "-h", "127.0.0.1", "-p", str(port)], repo, port, "/ping") as url:
+        status, samples = post(f"{url}/invocations",
+                               {"dataframe_split": {"columns": ["num_samples", "seed"], "data": [[4, 0]]}})
+        assert status == 200
+        images = np.asarray(samples["predictions"])
+        assert images.shape == (4, 1, 8, 8) and set(np.unique(images)) <= {0.0, 1.0}
+        pixels = images.reshape(4, -1)
+        status, log_p = post(f"{url}/invocations", {"dataframe_split": {
+            "columns": [str(i) for i in range(64)], "data": pixels.tolist()}})
+        assert status == 200
+        assert len(log_p["predictions"]) == 4 and all(v < 0 for v in log_p["predictions"])
+        status, refusal = post(f"{url}/invocations",
+                               {"dataframe_split": {"columns": ["num_samples"], "data": [["many"]]}})
+        assert 400 <= status < 500 and "not compatible with model signature" in refusal["message"], refusal
 
 
 def test_a_second_repro_runs_nothing_and_dvc_reads_metrics(repo):
@@ -150,10 +288,10 @@ def test_registered_model_loads_and_predicts_without_the_repository(repo, tmp_pa
         nade = mlflow.pyfunc.load_model("models:/genzoo-nade@champion")
         import components
         samples = nade.predict(pd.DataFrame({{"num_samples": [5], "seed": [1]}}))
-        log_p = nade.predict(pd.DataFrame(samples.reshape(5, -1)))
+        log_p = nade.predict(pd.DataFrame(samples.reshape(5, -1)).rename(columns=str))
         gan = mlflow.pyfunc.load_model("models:/genzoo-gan@champion")
         try:
-            gan.predict(pd.DataFrame(samples.reshape(5, -1)))
+            gan.predict(pd.DataFrame(samples.reshape(5, -1)).rename(columns=str))
             refusal = None
         except Exception as error:
             refusal = str(error)
