@@ -212,6 +212,7 @@ def test_a_logged_pyfunc_carries_its_request_signature_and_mlflow_enforces_it(tm
     register(monkeypatch, ClassShade)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("signatures")  # not the experiment id an earlier test left active in another store
     try:
         bernoulli = build_model("bernoulli", DataSpec.single((1, 2, 2)))
         with torch.no_grad():
