@@ -173,10 +173,15 @@ def speed_row(size: int, images: torch.Tensor, args) -> dict:
 
 
 def speed_rows(args) -> list[dict]:
-    splits = load_source("mnist", path=args.mnist)
-    mnist = torch.from_numpy(splits.images["train"][seeded_subset(args.speed_images, len(splits.images["train"]))])
-    digits = torch.from_numpy(load_source("digits").images["train"])
-    return [speed_row(28, mnist, args), speed_row(8, digits, args)]
+    rows = []
+    for size in args.speed_sizes:
+        if size == 28:
+            train = load_source("mnist", path=args.mnist).images["train"]
+            images = torch.from_numpy(train[seeded_subset(args.speed_images, len(train))])
+        else:
+            images = torch.from_numpy(load_source("digits").images["train"])
+        rows.append(speed_row(size, images, args))
+    return rows
 
 
 # --- MNIST quality ---------------------------------------------------------------------------------
@@ -324,6 +329,8 @@ def main() -> None:
     parser.add_argument("--speed-epochs", type=int, default=2, help="epochs per speed round (a checkpoint each)")
     parser.add_argument("--speed-rounds", type=int, default=7)
     parser.add_argument("--speed-batch-size", type=int, default=64)
+    parser.add_argument("--speed-sizes", type=int, nargs="*", default=[28, 8], choices=[28, 8],
+                        help="28: MNIST (--speed-images of it), 8: the bundled digits' training split")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (small networks on a shared CPU run fastest on one)")
     parser.add_argument("--out", type=Path, help="folder for the sample grids")
