@@ -253,7 +253,8 @@ def quality_rows(args, device) -> tuple[list[dict], dict]:
     vocab = vocabulary(train_captions)
     spec = DataSpec.single((1, 28, 28), 256, pixels="grayscale", source="mnist", class_names=CLASS_NAMES,
                            vocabulary=tuple(vocab), fields=("labels", "captions"),
-                           caption_length=caption_length(train_captions + valid_captions))
+                           caption_length=caption_length(train_captions + valid_captions
+                                                          + captions_of(np.arange(10), "test")))
     train = with_fields(train_x, train_y, train_captions, spec)
     valid = with_fields(valid_x[:500], valid_y[:500], valid_captions[:500], spec)
 
