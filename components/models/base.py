@@ -18,6 +18,7 @@ themselves by `name` when their module is imported.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import typing
 from typing import ClassVar, Literal
 
@@ -217,7 +218,8 @@ class GenerativeModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(iter(self.state_dict().values())).device
+        # The first parameter or buffer: building the state dict to read one tensor cost ~1% of a step.
+        return next(itertools.chain(self.parameters(), self.buffers())).device
 
 
 @dataclasses.dataclass(frozen=True)
