@@ -256,8 +256,18 @@ def test_multi_label_attributes():
     assert torch.equal(model.translate(x, torch.tensor([[1.0, 1.0]] * 6)), both)
     with pytest.raises(ValueError, match="one entry per attribute"):
         model.translate(x, [1, 0, 1])
+    # A classifier that says "no attribute" for every image is right only for the all-zero target:
+    # one of the three targets (none, thick, thin), so target-attribute accuracy is exactly 1/3.
+    with torch.no_grad():
+        model.discriminator.cls.weight.zero_()
+        model.discriminator.cls.bias.fill_(-10.0)
     metrics = model.evaluation_metrics(batch, {})
-    assert 0 <= metrics["target_accuracy"] <= 1 and metrics["reconstruction_error"] > 0
+    assert metrics["target_accuracy"] == pytest.approx(1 / 3)
+    # The reconstruction error is the mean |G(G(x, c), c_org) - x| over the three targets.
+    c_org = attributes
+    expected = sum((model.translate(model.translate(x, list(c)), c_org) - x).abs().mean().item()
+                   for c in ([0.0, 0.0], [1.0, 0.0], [0.0, 1.0])) / 3
+    assert metrics["reconstruction_error"] == pytest.approx(expected, rel=1e-5)
 
 
 # --- Puzzle-GAN -----------------------------------------------------------------------------------
