@@ -53,11 +53,6 @@ class Split:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.meta["image_shape"])
 
-    @property
-    def spec(self) -> DataSpec:
-        """What a model built for this split (in its pixel format) is told about the data."""
-        return spec_of(self.meta, self.meta.get("pixels") or ("binary" if self.meta["levels"] == 2 else "grayscale"))
-
 
 def stores_uint8(levels: int) -> bool:
     return 2 <= levels <= 256
