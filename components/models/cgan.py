@@ -23,11 +23,13 @@ drawn uniformly from the classes (with `generator`, so a seeded call repeats).
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pydantic import Field
 from components.config import ConfigError
 from components.losses.adversarial import LossName
 from components.models.families.adversarial import AdversarialModel
@@ -77,17 +79,17 @@ class ConditionalGAN(AdversarialModel):
 
     @dataclasses.dataclass
     class Params:
-        latent_dim: int = 100
-        noise_units: int = 200                 # G: z -> ReLU
-        label_units: int = 1000                # G: y -> ReLU
-        hidden_units: int = 1200               # G: both -> ReLU -> pixels
-        discriminator_image_units: int = 240   # D: x -> maxout
-        discriminator_label_units: int = 50    # D: y -> maxout
-        discriminator_hidden_units: int = 240  # D: both -> maxout (one piece fewer) -> logit
-        maxout_pieces: int = 5
-        dropout: float = 0.5
+        latent_dim: Annotated[int, Field(ge=1)] = 100
+        noise_units: Annotated[int, Field(ge=1)] = 200                 # G: z -> ReLU
+        label_units: Annotated[int, Field(ge=1)] = 1000                # G: y -> ReLU
+        hidden_units: Annotated[int, Field(ge=1)] = 1200               # G: both -> ReLU -> pixels
+        discriminator_image_units: Annotated[int, Field(ge=1)] = 240   # D: x -> maxout
+        discriminator_label_units: Annotated[int, Field(ge=1)] = 50    # D: y -> maxout
+        discriminator_hidden_units: Annotated[int, Field(ge=1)] = 240  # D: both -> maxout (one piece fewer) -> logit
+        maxout_pieces: Annotated[int, Field(ge=2)] = 5
+        dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5
         loss: LossName = "nonsaturating"
-        beta1: float = 0.5
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

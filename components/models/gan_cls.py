@@ -49,11 +49,13 @@ FID-based selection measures the model on the data's caption distribution.
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pydantic import Field
 from components.config import ConfigError
 from components.losses.adversarial import AdversarialLoss, LossName
 from components.models.base import NotSupported
@@ -129,16 +131,16 @@ class GANCLS(AdversarialModel):
 
     @dataclasses.dataclass
     class Params:
-        latent_dim: int = 100          # the paper's z
-        embedding_dim: int = 128       # compressed caption embedding (the paper's 128)
-        word_dim: int = 64
-        text_hidden: int = 128         # GRU state per direction
-        width: int = 64
-        extra_layers: int = 0
-        interpolation_weight: float = 1.0   # weight of the GAN-INT term in G's loss (0: GAN-CLS alone)
-        caption_bank: int = 512        # training captions kept for unconditional sampling
+        latent_dim: Annotated[int, Field(ge=1)] = 100          # the paper's z
+        embedding_dim: Annotated[int, Field(ge=1)] = 128       # compressed caption embedding (the paper's 128)
+        word_dim: Annotated[int, Field(ge=1)] = 64
+        text_hidden: Annotated[int, Field(ge=1)] = 128         # GRU state per direction
+        width: Annotated[int, Field(ge=1)] = 64
+        extra_layers: Annotated[int, Field(ge=0)] = 0
+        interpolation_weight: Annotated[float, Field(ge=0)] = 1.0   # weight of the GAN-INT term in G's loss (0: GAN-CLS alone)
+        caption_bank: Annotated[int, Field(ge=1)] = 512        # training captions kept for unconditional sampling
         loss: LossName = "nonsaturating"
-        beta1: float = 0.5
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Annotated
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from pydantic import Field
 from components.config import ConfigError
 from components.losses.adversarial import KARRAS_DRIFT, adversarial_loss
 from components.models.base import Phase
@@ -186,16 +188,16 @@ class ProGAN(AdversarialModel):
 
     @dataclasses.dataclass
     class Params:
-        latent_dim: int = 512
-        width: int = 512                        # feature maps at 4x4 and 8x8
-        resolutions: list[int] = dataclasses.field(default_factory=lambda: [4, 8])   # one phase each
-        phase_images: list[int] = dataclasses.field(default_factory=lambda: [600_000, 1_200_000])
-        phase_batch_sizes: list[int] = dataclasses.field(default_factory=lambda: [16, 16])
-        fade_fraction: float = 0.5              # of a phase's images spent fading its block in
-        beta1: float = 0.0                      # Adam (0, 0.99) as in the paper
-        beta2: float = 0.99
-        penalty_weight: float = 10.0
-        drift: float = KARRAS_DRIFT
+        latent_dim: Annotated[int, Field(ge=1)] = 512
+        width: Annotated[int, Field(ge=1)] = 512                        # feature maps at 4x4 and 8x8
+        resolutions: list[Annotated[int, Field(ge=4)]] = dataclasses.field(default_factory=lambda: [4, 8])   # one phase each
+        phase_images: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [600_000, 1_200_000])
+        phase_batch_sizes: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [16, 16])
+        fade_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5              # of a phase's images spent fading its block in
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.0                      # Adam (0, 0.99) as in the paper
+        beta2: Annotated[float, Field(ge=0, lt=1)] = 0.99
+        penalty_weight: Annotated[float, Field(ge=0)] = 10.0
+        drift: Annotated[float, Field(ge=0)] = KARRAS_DRIFT
 
     def __init__(self, spec, params):
         super().__init__(spec, params)
