@@ -284,12 +284,12 @@ SECTIONS = {"data": data_schema, "train": train_schema, "cluster": lambda: Clust
             "classifier": lambda: Classifier, "evaluate": lambda: Evaluate, "promote": lambda: Promote,
             "models": None}
 REQUIRED = ("data", "train", "classifier", "evaluate", "models")
-EVERY = object()
 
 
-def problems(params: dict, sections=tuple(SECTIONS), entries=EVERY, file: str = "params.yaml") -> list[str]:
-    """One line per bad key of `sections` and of the model entries `entries` (keys; EVERY: all),
-    and per unknown section."""
+def problems(params: dict, sections=tuple(SECTIONS), entries=None, known=(), file: str = "params.yaml") -> list[str]:
+    """One line per bad key of `sections` and of the model entries `entries` (keys; None: every entry
+    when `sections` holds "models", else none), per unknown section, and per key of `known` (model
+    keys a stage is given) that has no entry."""
     found = [((name,), KEY, f"unknown section; valid sections: {', '.join(SECTIONS)}")
              for name in params if name not in SECTIONS]
     for name in sections:
@@ -305,30 +305,32 @@ def problems(params: dict, sections=tuple(SECTIONS), entries=EVERY, file: str = 
         if name == "data":
             found += data_problems(params["data"])
     models = params.get("models") if isinstance(params.get("models"), dict) else {}
-    for key in (models if entries is EVERY else entries):
+    if entries is None:
+        entries = list(models) if "models" in sections else []
+    for key in [*entries, *known]:
         if key not in models:
             found.append((("models",), KEY, f"no entry {key!r}; configured: {', '.join(models) or 'none'}"))
-        else:
+        elif key not in known:
             found += entry_problems(key, models[key])
     return [line(file, *problem) for problem in found]
 
 
-def checked_params(sections=tuple(SECTIONS), entries=EVERY, path=None) -> dict:
-    """params.yaml, after checking `sections` and the model entries `entries` (what a stage reads):
-    a ConfigError with one line per bad key otherwise."""
+def checked_params(sections=tuple(SECTIONS), entries=None, known=(), path=None) -> dict:
+    """params.yaml, after checking what a stage reads: `sections`, the model entries `entries` and
+    that the model keys `known` have entries. A ConfigError with one line per bad key otherwise."""
     path = path or repo_path("params.yaml")
     params = load_params(path)
-    lines = problems(params, sections, entries, display_name(path))
+    lines = problems(params, sections, entries, known, display_name(path))
     if lines:
         raise ConfigError("\n".join(lines))
     return params
 
 
-def exit_on_bad_params(sections=tuple(SECTIONS), entries=EVERY) -> None:
+def exit_on_bad_params(sections=tuple(SECTIONS), entries=None, known=()) -> None:
     """A stage's first act, run as a command: its params checked before it imports MLflow, Ray or
     its torch-heavy code, so a bad value ends it in a second, with one line per bad key."""
     try:
-        checked_params(sections, entries)
+        checked_params(sections, entries, known)
     except ConfigError as error:
         sys.exit(str(error))
 

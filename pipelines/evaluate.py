@@ -15,24 +15,29 @@ from __future__ import annotations
 import json
 import sys
 
-import mlflow
-import numpy as np
-import torch
+from components.schema import checked_params, exit_on_bad_params
 
-from components.atomic import atomic_directory, write_text_atomically
-from components.classifier import load_classifier, predict
-from components.completion import lower_half_hidden
-from components.config import ConfigError, load_params, repo_path
-from components.data.prepared import draw_binary, read_split
-from components.data.batch import Batch
-from components.latent_figures import interpolation_grid, latent_scatter, reconstruction_grid
-from components.metrics.anomaly import anomaly_auroc
-from components.metrics.likelihood import bits_per_dim, per_image_log_prob
-from components.metrics.representation import probe_accuracies
-from components.metrics.sample_quality import conditional_accuracy, sample_quality
-from components.models import load_model
-from components.plots import image_grid, plt
-from pipelines import tracking
+if __name__ == "__main__" and len(sys.argv) == 2:  # before the imports below (MLflow, torch, plots)
+    exit_on_bad_params(["evaluate"], known=sys.argv[1:])
+
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from components.atomic import atomic_directory, write_text_atomically  # noqa: E402
+from components.classifier import load_classifier, predict  # noqa: E402
+from components.completion import lower_half_hidden  # noqa: E402
+from components.config import ConfigError, repo_path  # noqa: E402
+from components.data.prepared import draw_binary, read_split  # noqa: E402
+from components.data.batch import Batch  # noqa: E402
+from components.latent_figures import interpolation_grid, latent_scatter, reconstruction_grid  # noqa: E402
+from components.metrics.anomaly import anomaly_auroc  # noqa: E402
+from components.metrics.likelihood import bits_per_dim, per_image_log_prob  # noqa: E402
+from components.metrics.representation import probe_accuracies  # noqa: E402
+from components.metrics.sample_quality import conditional_accuracy, sample_quality  # noqa: E402
+from components.models import load_model  # noqa: E402
+from components.plots import image_grid, plt  # noqa: E402
+from pipelines import tracking  # noqa: E402
 
 # The number each family is ranked by (lower is better) when promoting; models without a likelihood
 # (GAN, adversarial autoencoder) are ranked by FID.
@@ -239,10 +244,7 @@ def log_evaluation(key: str, metrics: dict, figures: dict, cfg: dict) -> None:
 
 
 def main(key: str) -> None:
-    params = load_params()
-    if key not in (params.get("models") or {}):
-        raise ConfigError(f"no model {key!r} in params.yaml models; configured: {', '.join(params['models'])}")
-    cfg = params["evaluate"]
+    cfg = checked_params(["evaluate"], known=[key])["evaluate"]
     model = load_model(repo_path(f"models/{key}"))
     folder = repo_path("data/prepared")
     test, valid = (read_split(folder, split, model.data_pixels) for split in ("test", "valid"))
