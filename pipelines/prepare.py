@@ -15,7 +15,7 @@ from components.data.formats import DataFormatError
 from components.data.ood import NATURAL_IMAGE_PATCHES, out_of_distribution_images
 from components.data.prepared import SPLITS, Split, data_card, write_split
 from components.data.sources import DataSourceError, SourceOptions
-from components.schema import checked_params
+from components.schema import checked_params, exit_on_bad_params
 
 def source_name(cfg: dict) -> str:
     """The dataset's name: the source, or its domains `name=source[/transform]`."""
@@ -103,6 +103,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_bad_params(["data"])   # one line per bad key, without the stage's prefix
     try:
         main()
     except (DataFormatError, DataSourceError, FileNotFoundError, ValueError) as error:
