@@ -41,10 +41,12 @@ def load_params(path: Path | str | None = None) -> dict:
     try:
         params = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        mark, started = getattr(error, "problem_mark", None), getattr(error, "context_mark", None)
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        context = getattr(error, "context", None)
+        context = getattr(error, "context", None)   # e.g. "while parsing a flow sequence", and where it began
+        if context and started:
+            context += f" that starts at line {started.line + 1}, column {started.column + 1}"
         raise ConfigError(f"{where}: YAML syntax error: {problem}" + (f" ({context})" if context else "")) from None
     if not isinstance(params, dict):
         raise ConfigError(f"{name}: expected a mapping of sections (data, train, models, ...) at the top level, "

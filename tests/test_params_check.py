@@ -253,7 +253,8 @@ def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pipelines.prepare"], cwd=tmp_path, capture_output=True,
                             text=True, env=environment(), timeout=300)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert re.fullmatch(rf"params.yaml:{row + 1}:\d+: YAML syntax error: .*\n", result.stderr), result.stderr
+    assert re.fullmatch(rf"params.yaml:{row + 1}:\d+: YAML syntax error: .* starts at line {row}, column 15\)\n",
+                        result.stderr), result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
