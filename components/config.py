@@ -9,6 +9,7 @@ ranges in its `Params`). Every mapping of params.yaml is a `Section`: a strict p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from pathlib import Path
@@ -90,6 +91,7 @@ def adapter(hint) -> TypeAdapter:
     return _ADAPTERS[key]
 
 
+@functools.cache
 def strict_model(params_class: type) -> type[Section]:
     """A model's `Params` dataclass as a `Section` (its annotations, ranges included); the dataclass
     itself stays plain, as saved models and the trainer use it."""

@@ -309,7 +309,7 @@ def problems(params: dict, sections=tuple(SECTIONS), entries=None, known=(), fil
         entries = list(models) if "models" in sections else []
     for key in [*entries, *known]:
         if key not in models:
-            found.append((("models",), KEY, f"no entry {key!r}; configured: {', '.join(models) or 'none'}"))
+            found.append((("models", key), KEY, f"no such model entry; configured: {', '.join(models) or 'none'}"))
         elif key not in known:
             found += entry_problems(key, models[key])
     return [line(file, *problem) for problem in found]

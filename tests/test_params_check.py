@@ -282,3 +282,12 @@ def test_the_readme_params_section_is_the_schema():
     section = re.search(r"<!-- params: .*? -->\n(.*?)<!-- /params -->", readme, re.S)
     assert section, "README: the params section between <!-- params: ... --> and <!-- /params -->"
     assert section.group(1) == markdown(), "README's params section is stale: python -m pipelines.check --markdown"
+
+
+def test_repro_checks_the_whole_file_before_running_any_stage(folder):
+    params = written(written(DEFAULT, ("models", "gan", "hidden_units"), 0), ("data", "seed"), -1)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    status, stderr = run_stage(folder, "pipelines.repro", ["--jobs", "2"])
+    assert status == 1 and stderr.splitlines() == ["params.yaml: data.seed = -1: must be an integer >= 0",
+                                                   "params.yaml: models.gan.hidden_units = 0: must be an integer >= 1"]
+    assert sorted(p.name for p in folder.iterdir()) == ["params.yaml"]
