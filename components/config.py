@@ -108,7 +108,7 @@ def complaint(hint, where: tuple, values, error: dict) -> tuple[tuple, object, s
     if kind == "extra_forbidden":
         parent = hint_at(hint, loc[:-1])
         valid = ", ".join(field_names(parent)) if parent is not None else "none"
-        return where + loc, error["input"], f"unknown key; valid keys: {valid or 'none'}"
+        return where + loc, KEY, f"unknown key; valid keys: {valid or 'none'}"
     if kind == "missing":
         return where + loc, MISSING, f"required: {describe(hint_at(hint, loc))}"
     if error["loc"][-1:] == ("[key]",):

@@ -17,6 +17,7 @@ from components.data.prepared import SPLITS, Split, data_card, write_split
 from components.data.sources import DataSourceError, SourceOptions
 from components.schema import checked_params, exit_on_bad_params
 
+
 def source_name(cfg: dict) -> str:
     """The dataset's name: the source, or its domains `name=source[/transform]`."""
     if cfg.get("domains") is None:
