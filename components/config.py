@@ -233,7 +233,8 @@ def _describe(hint) -> str:
     if bare in (list, dict):
         return {list: "a list", dict: "a mapping"}[bare]
     if origin is Literal:
-        return "one of " + ", ".join(value_text(c).strip("'") for c in typing.get_args(bare))
+        return "one of " + ", ".join(value_text(c) if c == "" else value_text(c).strip("'")
+                                     for c in typing.get_args(bare))
     if origin in (list, tuple):
         item = _describe(typing.get_args(bare)[0])
         size = ""

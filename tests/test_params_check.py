@@ -135,6 +135,7 @@ def assert_refused(folder: Path, params: dict, path_text: str, module: str, argv
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"params.yaml: {path_text}"), (path_text, stderr)
     assert sorted(p.name for p in folder.iterdir()) == ["params.yaml"], f"{module} wrote output for {path_text}"
+    assert not ("ray" in sys.modules and sys.modules["ray"].is_initialized()), f"{module} started Ray"
     return lines[0]
 
 
