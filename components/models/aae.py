@@ -56,9 +56,10 @@ class AAE(Autoencoder):
         prior: Literal["gaussian", "mixture", "uniform"] = "gaussian"
         architecture: Literal["mlp", "conv"] = "mlp"
         hidden_units: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [512, 512])
-        conv_channels: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [32, 64])  # conv only
+        # conv only
+        conv_channels: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [32, 64])
         discriminator_units: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [512, 512])
-        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5           # Adam's first-moment decay for the two adversarial updates
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5  # Adam's first-moment decay for the two adversarial updates
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

@@ -95,7 +95,7 @@ class CycleGAN(GenerativeModel):
         lambda_identity: Annotated[float, Field(ge=0)] = 5.0  # 0.5 lambda_cycle (section 5.2); 0 disables it
         pool_size: Annotated[int, Field(ge=0)] = 50
         beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
-        known_mapping: Literal[("", *TRANSFORMS)] = ""       # a data transform that is the true X -> Y map ("" = none known)
+        known_mapping: Literal[("", *TRANSFORMS)] = ""  # a data transform that is the true X -> Y map ("" = none known)
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

@@ -34,9 +34,9 @@ class DCGAN(AdversarialModel):
 
     @dataclasses.dataclass
     class Params:
-        latent_dim: Annotated[int, Field(ge=1)] = 100          # the paper's z: 100 uniform (here standard normal) numbers
-        width: Annotated[int, Field(ge=1)] = 128               # feature maps next to the image; doubled at each coarser stage
-        extra_layers: Annotated[int, Field(ge=0)] = 0          # stride-1 3x3 layers at 4x4 in both nets (depth for 8x8 images)
+        latent_dim: Annotated[int, Field(ge=1)] = 100  # the paper's z: 100 uniform (here standard normal) numbers
+        width: Annotated[int, Field(ge=1)] = 128  # feature maps next to the image; doubled at each coarser stage
+        extra_layers: Annotated[int, Field(ge=0)] = 0  # stride-1 3x3 layers at 4x4 in both nets (depth for 8x8 images)
         loss: LossName = "nonsaturating"
         beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
         discriminator_steps: Annotated[int, Field(ge=1)] = 1   # discriminator updates per generator update

@@ -32,7 +32,7 @@ class DiagonalBiLSTM(RasterConvAutoregressive):
 
     @dataclasses.dataclass
     class Params:
-        features: Annotated[int, Field(ge=1)] = 16          # h (the paper's MNIST models: 1 layer h=32, or 7 layers h=16)
+        features: Annotated[int, Field(ge=1)] = 16  # h (the paper's MNIST models: 1 layer h=32, or 7 layers h=16)
         layers: Annotated[int, Field(ge=1)] = 7
         output_features: Annotated[int, Field(ge=1)] = 64
 

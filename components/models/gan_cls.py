@@ -137,7 +137,8 @@ class GANCLS(AdversarialModel):
         text_hidden: Annotated[int, Field(ge=1)] = 128         # GRU state per direction
         width: Annotated[int, Field(ge=1)] = 64
         extra_layers: Annotated[int, Field(ge=0)] = 0
-        interpolation_weight: Annotated[float, Field(ge=0)] = 1.0   # weight of the GAN-INT term in G's loss (0: GAN-CLS alone)
+        # weight of the GAN-INT term in G's loss (0: GAN-CLS alone)
+        interpolation_weight: Annotated[float, Field(ge=0)] = 1.0
         caption_bank: Annotated[int, Field(ge=1)] = 512        # training captions kept for unconditional sampling
         loss: LossName = "nonsaturating"
         beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5

@@ -29,7 +29,7 @@ class MarkovAR(Autoregressive):
 
     @dataclasses.dataclass
     class Params:
-        order_k: Annotated[int, Field(ge=1)] = 1                                  # how many previous pixels each one sees
+        order_k: Annotated[int, Field(ge=1)] = 1  # how many previous pixels each one sees
         ordering: Literal["raster", "random"] = "raster"
         ordering_seed: Annotated[int, Field(ge=0)] = 0
 

@@ -190,10 +190,12 @@ class ProGAN(AdversarialModel):
     class Params:
         latent_dim: Annotated[int, Field(ge=1)] = 512
         width: Annotated[int, Field(ge=1)] = 512                        # feature maps at 4x4 and 8x8
-        resolutions: list[Annotated[int, Field(ge=4)]] = dataclasses.field(default_factory=lambda: [4, 8])   # one phase each
-        phase_images: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [600_000, 1_200_000])
+        # one phase per resolution
+        resolutions: list[Annotated[int, Field(ge=4)]] = dataclasses.field(default_factory=lambda: [4, 8])
+        phase_images: list[Annotated[int, Field(ge=1)]] = dataclasses.field(
+            default_factory=lambda: [600_000, 1_200_000])
         phase_batch_sizes: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [16, 16])
-        fade_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5              # of a phase's images spent fading its block in
+        fade_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5  # of a phase's images spent fading its block in
         beta1: Annotated[float, Field(ge=0, lt=1)] = 0.0                      # Adam (0, 0.99) as in the paper
         beta2: Annotated[float, Field(ge=0, lt=1)] = 0.99
         penalty_weight: Annotated[float, Field(ge=0)] = 10.0

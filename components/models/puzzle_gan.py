@@ -136,7 +136,7 @@ class PuzzleGAN(GenerativeModel):
         code_dim: Annotated[int, Field(ge=1)] = 64            # per patch
         noise_dim: Annotated[int, Field(ge=0)] = 8
         width: Annotated[int, Field(ge=1)] = 32               # encoder, decoder and discriminator widths
-        extra_layers: Annotated[int, Field(ge=0)] = 1         # stride-1 layers at 4x4 in decoder and discriminator (8x8 depth)
+        extra_layers: Annotated[int, Field(ge=0)] = 1  # stride-1 layers at 4x4 in decoder and discriminator (8x8 depth)
         lambda_adv: Annotated[float, Field(ge=0)] = 1.0
         lambda_spatial: Annotated[float, Field(ge=0)] = 1.0
         lambda_appearance: Annotated[float, Field(ge=0)] = 10.0

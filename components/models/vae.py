@@ -37,7 +37,8 @@ class VAE(Autoencoder):
         latent_dim: Annotated[int, Field(ge=1)] = 50
         architecture: Literal["mlp", "conv"] = "mlp"
         hidden_units: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [200, 200])
-        conv_channels: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [32, 64])  # conv only
+        # conv only
+        conv_channels: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [32, 64])
         beta: Annotated[float, Field(ge=0)] = 1.0            # weight of the KL term; 1 = the ELBO
         kl_warmup_epochs: Annotated[int, Field(ge=0)] = 0    # KL weight rises linearly from 0 to beta over these epochs
         train_samples: Annotated[int, Field(ge=1)] = 1       # k of the training objective: 1 = ELBO, k > 1 = IWAE bound
