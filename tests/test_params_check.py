@@ -54,11 +54,16 @@ def leaves(value, path: tuple = ()):
         yield path, value
 
 
-def schema_hint(path: tuple):
-    """The annotation params.yaml's key at `path` is checked against."""
-    if path[0] == "models":
-        return hint_at(entry_schema(DEFAULT["models"][path[1]]["model"]), path[2:])
-    return hint_at(SECTIONS[path[0]](), path[1:])
+def schema_hint(params: dict, path: tuple):
+    """The annotation params.yaml's key at `path` is checked against (a sweep's values: the searched
+    parameter's or setting's)."""
+    if path[0] != "models":
+        return hint_at(SECTIONS[path[0]](), path[1:])
+    entry = entry_schema(params["models"][path[1]]["model"])
+    if path[2:4] == ("sweep", "space") and len(path) > 6:
+        searched = path[4].removeprefix("training.")
+        return hint_at(SECTIONS["train"](), (searched,)) if searched != path[4] else hint_at(entry, (searched,))
+    return hint_at(entry, path[2:])
 
 
 def outside(hint) -> list:
@@ -108,16 +113,17 @@ def run_stage(folder: Path, module: str, argv: list[str]) -> tuple[int, str]:
     return status, stderr.getvalue()
 
 
-def cases() -> list[tuple[tuple, object]]:
-    """(key path, bad value) for every leaf of the default params.yaml."""
+def cases(params: dict, skip=()) -> list[tuple[tuple, object]]:
+    """(key path, bad value) for every leaf of `params` (but those in `skip`)."""
     found = []
-    for path, value in leaves(DEFAULT):
-        found.append((path, WRONG_TYPE if value != {} else "wrong"))
-        found += [(path, bad) for bad in outside(schema_hint(path))]
+    for path, value in leaves(params):
+        if path not in skip:
+            found.append((path, WRONG_TYPE if value != {} else "wrong"))
+            found += [(path, bad) for bad in outside(schema_hint(params, path))]
     return found
 
 
-CASES = cases()
+CASES = cases(DEFAULT)
 
 
 @pytest.fixture
@@ -150,7 +156,7 @@ def test_every_leaf_of_the_default_params_refuses_a_wrong_type_and_a_value_out_o
         messages[key_text(path), repr(bad)] = assert_refused(folder, written(DEFAULT, path, bad), key_text(path),
                                                              module, argv)
     numeric = [p for p, v in leaves(DEFAULT) if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    unbounded = [key_text(p) for p in numeric if not outside(schema_hint(p))]
+    unbounded = [key_text(p) for p in numeric if not outside(schema_hint(DEFAULT, p))]
     assert not unbounded, f"numeric keys without a declared range: {unbounded}"
     # What is valid, spelled out (a few checked word for word):
     assert messages["train.batch_size", "0"] == "params.yaml: train.batch_size = 0: must be an integer >= 1"
@@ -163,6 +169,42 @@ def test_every_leaf_of_the_default_params_refuses_a_wrong_type_and_a_value_out_o
         "params.yaml: models.dcgan.loss = 'no_such_choice': must be one of nonsaturating, lsgan, wgan_gp")
     assert messages["data.threshold", "1"] == "params.yaml: data.threshold = 1: must be a number in [0, 1)"
     print(f"\n{len(CASES)} bad values of {len(list(leaves(DEFAULT)))} leaves: every one refused with its key")
+
+
+def with_overlay(name: str) -> dict:
+    """params.yaml under a benchmark's overlay, merged as benchmarks/pipeline_walltime.py merges it."""
+    params = copy.deepcopy(DEFAULT)
+    for section, values in yaml.safe_load((REPO / f"benchmarks/{name}_pipeline.yaml").read_text()).items():
+        if section != "models" and isinstance(values, dict):
+            params[section].update(values)
+        else:
+            params[section] = values
+    return params
+
+
+SWEEP = {"trials": 3, "concurrent": 1, "grace_epochs": 2,
+         "space": {"hidden_units": {"choice": [16, 32]}, "ordering_seed": {"randint": [0, 4]},
+                   "training.lr": {"loguniform": [0.0001, 0.01]}}}
+
+
+def test_every_leaf_of_the_image_to_image_configs_and_of_a_sweep_is_checked_too(folder):
+    """What the default params.yaml lacks: data domains, a schedule kind, cyclegan's and stargan's
+    entries, a sweep space (its values against the searched parameter's range)."""
+    tried = []
+    default = {path for path, _ in leaves(DEFAULT)}
+    for params in (with_overlay("cyclegan"), with_overlay("stargan"),
+                   written(DEFAULT, ("models", "nade", "sweep"), SWEEP)):
+        for path, bad in cases(params, skip=default):
+            module, argv = stage_of(path)
+            # A range's bounds are judged together: the key is the distribution, [low, high] its value.
+            shown = path[:-1] if path[-2:-1] in (("uniform",), ("loguniform",), ("randint",)) else path
+            assert_refused(folder, written(params, path, bad), key_text(shown), module, argv)
+            tried.append(key_text(shown))
+    assert {"data.domains[1].transform", "models.cyclegan.training.schedule.decay_fraction",
+            "models.cyclegan.known_mapping", "models.stargan.labels", "models.nade.sweep.grace_epochs",
+            "models.nade.sweep.space.hidden_units.choice[1]", "models.nade.sweep.space.training.lr.loguniform",
+            } <= set(tried)
+    print(f"\n{len(tried)} bad values on the leaves of data domains, schedules, image-to-image entries and a sweep")
 
 
 def test_every_parameter_of_every_model_refuses_a_wrong_type_and_a_value_out_of_range(folder):
