@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         params = checked_params()   # every section: a bad value fails here, not in the stage that reads it
     except ConfigError as error:
         print(error, file=sys.stderr)
-        return 2
+        return 1
     stages = stage_graph(args.stages)
     to_run = changed_stages(stages)
     if not to_run:
