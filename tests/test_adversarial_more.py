@@ -133,6 +133,93 @@ def test_samples_follow_their_captions_after_a_short_training():
         assert (l > r + 0.2) if brighter == "left" else (r > l + 0.2), (brighter, l, r)
 
 
+# --- GAN-CLS evaluation: held-out phrasings, per-class FID, interpolation ---------------------------
+
+SIDES = ("left", "right")
+
+
+def captioned_halves(n, seed=0):
+    """`halves` images labelled by side and captioned as components/data/captions.py captions the test split."""
+    from components.data.captions import caption_length, make_captions, vocabulary
+
+    g = torch.Generator().manual_seed(seed)
+    side = torch.randint(2, (n,), generator=g)
+    x = 0.1 * torch.rand(n, 1, 8, 8, generator=g)
+    x[side == 0, :, :, :4] += 0.8
+    x[side == 1, :, :, 4:] += 0.8
+    test = make_captions("test", side.numpy(), SIDES, ["synthetic"] * n, None, (), seed)
+    train = make_captions("train", side.numpy(), SIDES, ["synthetic"] * n, None, (), seed)
+    spec = DataSpec.single((1, 8, 8), 256, class_names=SIDES, vocabulary=tuple(vocabulary(train)),
+                           fields=("labels", "captions"), caption_length=caption_length(train + test))
+    return spec, Batch(x, labels=side, captions=test)
+
+
+class SideReader(torch.nn.Module):
+    """An evaluation classifier for the halves: features are the halves' brightness, class the brighter."""
+
+    def features(self, x):
+        left, right = x[..., :4].mean((1, 2, 3)), x[..., 4:].mean((1, 2, 3))
+        return torch.stack([left, right, left * right], 1)
+
+    def head(self, features):
+        return features[:, :2]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 5])
+def test_the_held_out_phrasings_are_the_ones_the_data_layer_held_out(seed):
+    from components.data.captions import phrasings
+    from components.models.gan_cls import phrasings_of
+
+    spec, test = captioned_halves(200, seed)
+    assert phrasings_of(spec, test.captions, test.labels) == {"heldout": list(phrasings(seed)["test"]),
+                                                              "train": list(phrasings(seed)["train"])}
+    assert phrasings_of(spec, ["a zebra"] + test.captions[1:], test.labels) is None
+
+
+def test_caption_accuracy_is_measured_apart_on_held_out_and_training_phrasings():
+    from components.metrics.sample_quality import SampleJudge
+    from components.models.gan_cls import GANCLS, caption_text, phrasings_of
+
+    spec, test = captioned_halves(200)
+    training = phrasings_of(spec, test.captions, test.labels)["train"]
+    seen = {caption_text(spec, t, k): k for t in training for k in range(2)}
+
+    class ReadsTrainingWordings(GANCLS):
+        """Draws the side a training phrasing names; any other text gets the left side."""
+
+        def sample(self, n, condition=None, generator=None):
+            sides = [seen.get(caption, 0) for caption in condition]
+            x = torch.zeros(n, 1, 8, 8)
+            for i, side in enumerate(sides):
+                x[i, :, :, 4 * side:4 * side + 4] = 0.9
+            return x + 0.05 * torch.rand(n, 1, 8, 8, generator=generator)
+
+    model = ReadsTrainingWordings(spec, GANCLS.Params(**SMALL))
+    settings = {"seed": 0, "num_samples": 40, "judge": SampleJudge(SideReader(), test.images, test.labels, 2)}
+    metrics = model.evaluation_metrics(test, settings)
+    assert metrics["train_caption_accuracy"] == 1.0
+    assert metrics["heldout_caption_accuracy"] == 0.5    # only the left side, which it draws for anything
+    # per-class FID of the held-out captions' samples: the right side asked, the left drawn
+    assert metrics["fid_class_1"] > 100 * metrics["fid_class_0"]
+    figures = model.evaluation_figures(test, settings)
+    assert set(figures) == {"class_samples.png", "caption_interpolation.png", "per_class_fid.png"}
+
+
+def test_caption_interpolation_feeds_the_generator_the_mixed_embedding_with_one_noise():
+    torch.manual_seed(0)
+    spec, _ = captioned_halves(50)
+    model = build_model("gan_cls", spec, SMALL).eval()
+    first, second = "a picture of left", "here is right"
+    walk = model.interpolate(first, second, steps=5, generator=torch.Generator().manual_seed(3))
+    z = model.noise(1, torch.Generator().manual_seed(3))
+    phi = model.embed(model.tokens([first, second]))
+    with torch.no_grad():
+        for i, t in enumerate((0.0, 0.25, 0.5, 0.75, 1.0)):
+            expected = (model.generator(z, (1 - t) * phi[:1] + t * phi[1:]) + 1) / 2
+            assert torch.allclose(walk[i], expected[0].clamp(0, 1), atol=1e-6), t
+    assert not torch.allclose(walk[0], walk[-1], atol=1e-3)
+
+
 # --- ProGAN ---------------------------------------------------------------------------------------
 
 def progan(shape=(1, 8, 8), **params):
