@@ -337,3 +337,66 @@ def test_a_run_resumed_mid_fade_continues_with_the_same_alpha():
     assert resumed.phases()[run.state["phase"]].resolution == 8 and int(resumed.level) == 1
     assert alphas.seen == pytest.approx([0.75, 1.0, 1.0, 1.0])     # from 0.5 on, as the first run went
     assert int(resumed.phase_images_seen) == 32 + 64
+
+
+def test_the_end_of_a_phase_keeps_samples_of_the_ema_generator_at_its_resolution():
+    from components.models.families.adversarial import to_unit
+    from components.models.progan import PHASE_SAMPLES, PHASE_SEED
+
+    class AtFirstPhaseEnd:
+        def on_fit_start(self, run): ...
+        def on_step_end(self, run): ...
+
+        @torch.no_grad()
+        def on_epoch_end(self, run, record):   # after fit ended the 4x4 phase (64 images: one epoch)
+            if record["epoch"] == 1:
+                z = torch.randn(PHASE_SAMPLES, 8, generator=torch.Generator().manual_seed(PHASE_SEED))
+                self.live = to_unit(run.model.generator(z, 0, 1.0).clamp(-1, 1))
+                with run.averaged():
+                    self.averaged = to_unit(run.model.generator(z, 0, 1.0).clamp(-1, 1))
+
+    torch.manual_seed(0)
+    model, seen = progan(), AtFirstPhaseEnd()
+    train, valid = tiny_data()
+    fit(model, train, valid, Settings.from_dict({**SETTINGS, "epochs": 2}), [seen])
+    assert model.phase_recorded.tolist() == [True, False]     # the last phase ends with training
+    kept = model.phase_samples_4.float() / 255
+    assert kept.shape == (PHASE_SAMPLES, 1, 4, 4)
+    assert (kept - seen.averaged).abs().max() <= 0.5 / 255 + 1e-6      # 8-bit copies of the EMA generator's
+    assert (kept - seen.live).abs().max() > 0.05                        # not of the live weights
+
+
+class Pixels(torch.nn.Module):
+    """An evaluation classifier whose features are the pixels themselves."""
+
+    def features(self, x):
+        return x.flatten(1)
+
+    def head(self, features):
+        return features[:, :2]
+
+
+def test_phase_fid_compares_with_the_real_images_averaged_down_to_the_phase_resolution():
+    from components.metrics.sample_quality import SampleJudge
+    from components.models.progan import PHASE_SAMPLES
+
+    g = torch.Generator().manual_seed(0)
+    coarse = (torch.randint(10, 246, (PHASE_SAMPLES, 1, 4, 4), generator=g)).float()   # 8-bit values
+    checker = 10 * ((torch.arange(8)[:, None] + torch.arange(8)) % 2 * 2 - 1).float()  # averages to 0 per 2x2
+    test = Batch((F.interpolate(coarse, scale_factor=2, mode="nearest") + checker) / 255)
+    judge = SampleJudge(Pixels(), test.images, None, 2)
+    settings = {"seed": 0, "judge": judge}
+    model = progan().eval()
+    # a perfect 4x4 phase: it kept the test images averaged down to 4x4
+    model.phase_samples_4.copy_(coarse.to(torch.uint8))
+    model.phase_recorded[0] = True
+    metrics = model.evaluation_metrics(test, settings)
+    assert metrics["fid_phase_4"] == pytest.approx(0.0, abs=1e-6)
+    shown = F.interpolate(coarse, scale_factor=2, mode="nearest") / 255
+    # against the full-resolution images it would be the checkerboard's shift of the mean: 64 (10/255)^2
+    assert judge.fid(shown) == pytest.approx(64 * (10 / 255) ** 2, rel=1e-6)
+    assert metrics["fid_phase_8"].startswith("not recorded: the saved weights are from the 4x4 phase")
+    model.level.fill_(1)                           # saved during the 8x8 phase: its own samples
+    expected = judge.fid(model.sample(PHASE_SAMPLES, generator=torch.Generator().manual_seed(0)))
+    assert model.evaluation_metrics(test, settings)["fid_phase_8"] == pytest.approx(expected, rel=1e-6)
+    assert set(model.evaluation_figures(test, settings)) == {"phase_1_4x4.png", "phase_2_8x8.png"}

@@ -114,6 +114,10 @@ class GenerativeModel(nn.Module):
         """Called before the first epoch of `phase`, and again for the current phase when a run resumes
         (so it must set state from `phase`, not toggle it)."""
 
+    def on_phase_end(self, phase: "Phase") -> None:
+        """Called after the last epoch of `phase` when another phase follows, with the averaged (EMA)
+        weights in place, before selection sees the epoch: e.g. to keep samples of what it reached."""
+
     def on_step(self, step: int) -> None:
         """Called after every training step; `step` counts steps since the run began (1, 2, ...)."""
 

@@ -223,6 +223,8 @@ def end_phase(run: Run, shown: int) -> None:
     run.state["phase_images"] += shown
     limit = run.phase.images
     if limit is not None and run.state["phase_images"] >= limit and run.state["phase"] + 1 < len(run.phases):
+        with run.averaged():   # what the phase reached, as validation and selection see the model
+            run.model.on_phase_end(run.phase)
         run.state.update(phase=run.state["phase"] + 1, phase_images=0)
 
 
