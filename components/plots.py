@@ -55,16 +55,22 @@ def plot_history(history: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def bar_chart(values, labels, title: str, ylabel: str):
-    """One bar per value, labelled underneath; NaN values are left out (and say so)."""
+def bar_chart(values, labels, title: str, ylabel: str, reference=None, names=("model", "real data")):
+    """One bar per value, labelled underneath, beside a `reference` bar per value when given; NaN
+    values are left out (and the title says which)."""
     values = np.asarray(values, dtype=np.float64)
-    shown = np.isfinite(values)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(values) + 1.5), 3.2))
-    ax.bar(np.flatnonzero(shown), values[shown])
+    series = [values] if reference is None else [values, np.asarray(reference, dtype=np.float64)]
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(values) * len(series) + 1.5), 3.2))
+    for i, (heights, name) in enumerate(zip(series, names)):
+        shown = np.isfinite(heights)
+        ax.bar(np.flatnonzero(shown) + (i - (len(series) - 1) / 2) * width, heights[shown], width, label=name)
     ax.set_xticks(range(len(values)), [str(label) for label in labels])
     ax.set_ylabel(ylabel)
-    missing = [str(label) for label, ok in zip(labels, shown) if not ok]
-    ax.set_title(title + (f" (not measured: {', '.join(missing)})" if missing else ""))
+    missing = [str(label) for label, ok in zip(labels, np.isfinite(values)) if not ok]
+    ax.set_title(title + (f" (not measured: {', '.join(missing)})" if missing else ""), fontsize=9)
+    if reference is not None:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -121,15 +121,18 @@ def quality_metrics(samples: np.ndarray, test_images: np.ndarray, valid_images: 
     return metrics
 
 
-def hook_settings(model, cfg: dict, test) -> dict:
+def hook_settings(model, cfg: dict, test, folder) -> dict:
     """What the model's evaluation hooks get: params.yaml's `evaluate` settings and `judge`, the
-    evaluation classifier with the test images' features (None for a model that cannot sample, or
-    without a classifier), to measure samples only the model knows how to ask for."""
+    evaluation classifier with the test images' features (and, as a real-data reference, the
+    training images'), or None for a model that cannot sample or without a classifier: to measure
+    samples only the model knows how to ask for."""
     judge = None
     if model.can("sample") or model.can("conditional_sample"):
         classifier, config = load_classifier(repo_path("models/classifier"))
         if classifier is not None:
-            judge = SampleJudge(classifier, test.images, test.labels, config["num_classes"])
+            train = read_split(folder, "train", model.data_pixels)
+            judge = SampleJudge(classifier, test.images, test.labels, config["num_classes"],
+                                reference=(train.images, train.labels))
     return {**cfg, "judge": judge}
 
 
@@ -272,7 +275,7 @@ def main(key: str) -> None:
 
     test_batch = Batch(test_images, labels=tensor(test.labels), attributes=tensor(test.attributes),
                        captions=test.captions, domains=tensor(test.domains))
-    hooks = hook_settings(model, cfg, test)
+    hooks = hook_settings(model, cfg, test, folder)
     metrics.update(model.evaluation_metrics(test_batch, hooks))
     print(f"[{key}] evaluating on {len(test_images)} test images")
     likelihood, test_log_prob = likelihood_metrics(model, test_images, cfg)

@@ -364,11 +364,12 @@ def test_per_class_fid_of_real_images_is_zero_for_their_class_and_large_for_anot
 
 
 class HalvesReader(nn.Module):
-    """An evaluation classifier for `halves`: features are the two halves' brightness, class the brighter."""
+    """An evaluation classifier for `halves`: features are the two halves' brightness (in percent), class
+    the brighter."""
 
     def features(self, x):
-        left, right = x[..., :4].mean((1, 2, 3)), x[..., 4:].mean((1, 2, 3))
-        return torch.stack([left, right, left * right], 1)
+        left, right = 100 * x[..., :4].mean((1, 2, 3)), 100 * x[..., 4:].mean((1, 2, 3))
+        return torch.stack([left, right, left * right / 100], 1)
 
     def head(self, features):
         return features[:, :2]
@@ -383,16 +384,17 @@ def test_cgan_per_class_fid_measures_each_class_against_its_own_test_images():
     counts = [len(images) for images in by_class]
 
     class Answers(ConditionalGAN):
-        """Asked for class k, gives the test images of class k + shift (cycled)."""
+        """Asked for class k, gives the test images of class k + shift in turn."""
         shift = 0
 
         def sample(self, n, condition=None, generator=None):
             asked = self.labels_for(n, condition)
-            drawn = [by_class[(k + self.shift) % 2][i % counts[(k + self.shift) % 2]] for i, k in
-                     enumerate(asked.tolist())]
+            answered = ((asked + self.shift) % 2).tolist()
+            drawn = [by_class[k][answered[:i].count(k) % counts[k]] for i, k in enumerate(answered)]
             return torch.stack(drawn)
 
-    judge = SampleJudge(HalvesReader(), test.images, test.labels, 2)
+    # the floor: the first test images of each class as a reference set, i.e. what `right` answers
+    judge = SampleJudge(HalvesReader(), test.images, test.labels, 2, reference=(test.images, test.labels))
     settings = {"seed": 0, "num_samples": 2 * min(counts), "judge": judge}
     right = Answers(TOY_SPEC, Answers.Params(**TINY_CGAN))
     right_metrics = right.evaluation_metrics(test, settings)
@@ -405,10 +407,12 @@ def test_cgan_per_class_fid_measures_each_class_against_its_own_test_images():
         # asked for k: the first per_class test images of class k (resp. of the other class), against
         # all of class k's test images
         assert right_metrics[f"fid_class_{k}"] == pytest.approx(
-            frechet_distance(features(by_class[k]), features(by_class[k][:per_class])), abs=1e-5)
+            frechet_distance(features(by_class[k]), features(by_class[k][:per_class])), rel=1e-4, abs=1e-6)
         assert wrong_metrics[f"fid_class_{k}"] == pytest.approx(
             frechet_distance(features(by_class[k]), features(by_class[1 - k][:per_class])), rel=1e-6)
-        assert wrong_metrics[f"fid_class_{k}"] > 0.5 > 1000 * abs(right_metrics[f"fid_class_{k}"])
+        assert wrong_metrics[f"fid_class_{k}"] > 1000 * max(right_metrics[f"fid_class_{k}"], 1e-3)
+    assert right_metrics["real_data_per_class_fid_mean"] == pytest.approx(right_metrics["per_class_fid_mean"],
+                                                                          rel=1e-4, abs=1e-6)
     assert wrong_metrics["per_class_fid_mean"] == pytest.approx(
         (wrong_metrics["fid_class_0"] + wrong_metrics["fid_class_1"]) / 2)
     assert set(wrong.evaluation_figures(test, settings)) == {"per_class_fid.png"}

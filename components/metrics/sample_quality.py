@@ -137,10 +137,12 @@ def per_class_fid_metrics(values: np.ndarray) -> dict[str, float]:
 class SampleJudge:
     """The evaluation classifier and the real images samples are compared with (features and labels)."""
 
-    def __init__(self, classifier, real_images, real_labels, num_classes: int):
+    def __init__(self, classifier, real_images, real_labels, num_classes: int, reference=None):
+        """`reference`: (images, labels) of other real images (e.g. the training split): the floor."""
         self.classifier, self.num_classes = classifier, int(num_classes)
         self.real_features = self.features(real_images)[0]
         self.real_labels = None if real_labels is None else np.asarray(real_labels)
+        self.reference = reference
 
     def features(self, images) -> tuple[np.ndarray, np.ndarray]:
         """(features as float64, predicted labels) of images (N, C, H, W) in [0, 1]."""
@@ -156,6 +158,17 @@ class SampleJudge:
             raise ValueError("per-class FID needs the real images' labels")
         return per_class_fid(self.real_features, self.real_labels, self.features(samples)[0], asked,
                              self.num_classes)
+
+    def per_class_floor(self, per_class: int) -> np.ndarray | None:
+        """Per-class FID of `per_class` reference images of each class (the first ones) against the
+        real images of that class: what a model drawing real images would score with as many
+        samples. None without reference images and labels."""
+        if self.reference is None or self.reference[1] is None or self.real_labels is None:
+            return None
+        images, labels = self.reference
+        labels = np.asarray(labels)
+        chosen = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in range(self.num_classes)])
+        return self.per_class_fid(np.asarray(images)[chosen], labels[chosen])
 
     def fid(self, samples, real_images=None) -> float:
         """FID of samples against the real images (by default the judge's own; others, e.g. the same

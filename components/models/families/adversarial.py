@@ -167,9 +167,10 @@ class DCGANDiscriminator(nn.Module):
 ClassDraw = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
-def per_class_fid(model, draw: ClassDraw, settings: dict) -> np.ndarray | str:
-    """FID per class of `draw`'s samples against the real test images of that class; the reason
-    when it cannot be measured (no evaluation classifier, no labels)."""
+def per_class_fid(model, draw: ClassDraw, settings: dict) -> tuple[np.ndarray, np.ndarray | None] | str:
+    """FID per class of `draw`'s samples against the real test images of that class, and the same
+    for as many real training images per class (the floor; None without them); the reason when it
+    cannot be measured (no evaluation classifier, no labels)."""
     from components.metrics.sample_quality import SampleJudge   # the served model loads no scipy
 
     judge: SampleJudge | None = settings.get("judge")
@@ -177,19 +178,28 @@ def per_class_fid(model, draw: ClassDraw, settings: dict) -> np.ndarray | str:
         return "not measured: no evaluation classifier or no test labels"
     per_class = max(2, int(settings.get("num_samples", 500)) // model.spec.num_classes)
     samples, asked = draw(per_class, torch.Generator().manual_seed(int(settings.get("seed", 0))))
-    return judge.per_class_fid(samples.cpu(), asked.cpu().numpy())
+    return judge.per_class_fid(samples.cpu(), asked.cpu().numpy()), judge.per_class_floor(per_class)
 
 
-def per_class_fid_metrics(values: np.ndarray | str) -> dict:
+def per_class_fid_metrics(measured) -> dict:
+    """`fid_class_<k>`, their mean `per_class_fid_mean` and the floor's `real_data_per_class_fid_mean`."""
     from components.metrics.sample_quality import per_class_fid_metrics as metrics
 
-    return {"per_class_fid": values} if isinstance(values, str) else metrics(values)
+    if isinstance(measured, str):
+        return {"per_class_fid": measured}
+    values, floor = measured
+    shown = metrics(values)
+    if floor is not None and np.isfinite(floor).any():
+        shown["real_data_per_class_fid_mean"] = float(np.nanmean(floor))
+    return shown
 
 
-def per_class_fid_figure(model, values: np.ndarray | str) -> dict:
-    if isinstance(values, str):
+def per_class_fid_figure(model, measured) -> dict:
+    if isinstance(measured, str):
         return {}
     from components.plots import bar_chart
 
+    values, floor = measured
     return {"per_class_fid.png": bar_chart(values, model.spec.class_names, f"{model.name}: FID per class "
-                                           "(samples asked for k vs test images of k)", "FID")}
+                                           "(samples asked for k vs test images of k)", "FID", reference=floor,
+                                           names=(model.name, "training images (as many per class)"))}
