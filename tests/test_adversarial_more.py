@@ -339,31 +339,38 @@ def test_a_run_resumed_mid_fade_continues_with_the_same_alpha():
     assert int(resumed.phase_images_seen) == 32 + 64
 
 
-def test_the_end_of_a_phase_keeps_samples_of_the_ema_generator_at_its_resolution():
+def test_the_end_of_each_phase_keeps_samples_of_the_ema_generator_whichever_epoch_is_selected():
     from components.models.families.adversarial import to_unit
     from components.models.progan import PHASE_SAMPLES, PHASE_SEED
+    from components.training import final_weights
 
-    class AtFirstPhaseEnd:
+    z = torch.randn(PHASE_SAMPLES, 8, generator=torch.Generator().manual_seed(PHASE_SEED))
+
+    class AtPhaseEnds:
+        live, averaged = {}, {}
         def on_fit_start(self, run): ...
         def on_step_end(self, run): ...
 
         @torch.no_grad()
-        def on_epoch_end(self, run, record):   # after fit ended the 4x4 phase (64 images: one epoch)
-            if record["epoch"] == 1:
-                z = torch.randn(PHASE_SAMPLES, 8, generator=torch.Generator().manual_seed(PHASE_SEED))
-                self.live = to_unit(run.model.generator(z, 0, 1.0).clamp(-1, 1))
-                with run.averaged():
-                    self.averaged = to_unit(run.model.generator(z, 0, 1.0).clamp(-1, 1))
+        def on_epoch_end(self, run, record):   # epoch 1 ended the 4x4 phase (64 images), epoch 2 training
+            level = record["epoch"] - 1
+            up = lambda x: F.interpolate(to_unit(x.clamp(-1, 1)), size=(8, 8), mode="nearest")  # noqa: E731
+            self.live[level] = up(run.model.generator(z, level, 1.0))
+            with run.averaged():
+                self.averaged[level] = up(run.model.generator(z, level, 1.0))
 
     torch.manual_seed(0)
-    model, seen = progan(), AtFirstPhaseEnd()
+    model, seen = progan(), AtPhaseEnds()
     train, valid = tiny_data()
-    fit(model, train, valid, Settings.from_dict({**SETTINGS, "epochs": 2}), [seen])
-    assert model.phase_recorded.tolist() == [True, False]     # the last phase ends with training
-    kept = model.phase_samples_4.float() / 255
-    assert kept.shape == (PHASE_SAMPLES, 1, 4, 4)
-    assert (kept - seen.averaged).abs().max() <= 0.5 / 255 + 1e-6      # 8-bit copies of the EMA generator's
-    assert (kept - seen.live).abs().max() > 0.05                        # not of the live weights
+    quality = lambda model, epoch: {"fid": float(epoch)}   # noqa: E731  (epoch 1 is the best: selected)
+    run = fit(model, train, valid, Settings.from_dict({**SETTINGS, "epochs": 2}), [seen], quality=quality)
+    kept = final_weights(run.checkpoint())
+    assert int(kept["level"]) == 0                      # the selected epoch's weights: the 4x4 phase ...
+    assert kept["phase_recorded"].tolist() == [True, True]   # ... with both phases' records
+    for level in (0, 1):
+        samples = kept["phase_samples"][level].float() / 255
+        assert (samples - seen.averaged[level]).abs().max() <= 0.5 / 255 + 1e-6   # 8-bit EMA generator's
+        assert (samples - seen.live[level]).abs().max() > 0.05                      # not the live one's
 
 
 class Pixels(torch.nn.Module):
@@ -378,25 +385,28 @@ class Pixels(torch.nn.Module):
 
 def test_phase_fid_compares_with_the_real_images_averaged_down_to_the_phase_resolution():
     from components.metrics.sample_quality import SampleJudge
-    from components.models.progan import PHASE_SAMPLES
+    from components.models.families.adversarial import to_unit
+    from components.models.progan import PHASE_SAMPLES, PHASE_SEED
 
     g = torch.Generator().manual_seed(0)
-    coarse = (torch.randint(10, 246, (PHASE_SAMPLES, 1, 4, 4), generator=g)).float()   # 8-bit values
+    coarse = F.interpolate(torch.randint(10, 246, (PHASE_SAMPLES, 1, 4, 4), generator=g).float(), scale_factor=2)
     checker = 10 * ((torch.arange(8)[:, None] + torch.arange(8)) % 2 * 2 - 1).float()  # averages to 0 per 2x2
-    test = Batch((F.interpolate(coarse, scale_factor=2, mode="nearest") + checker) / 255)
+    test = Batch((coarse + checker) / 255)
     judge = SampleJudge(Pixels(), test.images, None, 2)
     settings = {"seed": 0, "judge": judge}
     model = progan().eval()
-    # a perfect 4x4 phase: it kept the test images averaged down to 4x4
-    model.phase_samples_4.copy_(coarse.to(torch.uint8))
+    # a perfect 4x4 phase: it kept the test images averaged down to 4x4 (8-bit values, shown at 8x8)
+    model.phase_samples[0] = coarse.to(torch.uint8)
     model.phase_recorded[0] = True
     metrics = model.evaluation_metrics(test, settings)
     assert metrics["fid_phase_4"] == pytest.approx(0.0, abs=1e-6)
-    shown = F.interpolate(coarse, scale_factor=2, mode="nearest") / 255
     # against the full-resolution images it would be the checkerboard's shift of the mean: 64 (10/255)^2
-    assert judge.fid(shown) == pytest.approx(64 * (10 / 255) ** 2, rel=1e-6)
-    assert metrics["fid_phase_8"].startswith("not recorded: the saved weights are from the 4x4 phase")
-    model.level.fill_(1)                           # saved during the 8x8 phase: its own samples
-    expected = judge.fid(model.sample(PHASE_SAMPLES, generator=torch.Generator().manual_seed(0)))
+    assert judge.fid(coarse / 255) == pytest.approx(64 * (10 / 255) ** 2, rel=1e-6)
+    assert metrics["fid_phase_8"] == "not recorded: training ended before this phase"
+    model.level.fill_(1)
+    model.on_phase_end(model.phases()[1])         # the 8x8 phase ends: its samples against the images as they are
+    z = torch.randn(PHASE_SAMPLES, 8, generator=torch.Generator().manual_seed(PHASE_SEED))
+    with torch.no_grad():
+        expected = judge.fid((to_unit(model.generator(z, 1, 1.0).clamp(-1, 1)) * 255).round() / 255)
     assert model.evaluation_metrics(test, settings)["fid_phase_8"] == pytest.approx(expected, rel=1e-6)
     assert set(model.evaluation_figures(test, settings)) == {"phase_1_4x4.png", "phase_2_8x8.png"}

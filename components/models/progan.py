@@ -34,16 +34,16 @@ samples only. Samples of a model trained at a coarser resolution than the data
 (e.g. selected by FID during an early phase) are that resolution upsampled
 (nearest) to the data's size.
 
-The progression (the paper's figures of each resolution): at the end of each
-phase but the last (`on_phase_end`, with the EMA generator in place),
-`PHASE_SAMPLES` samples of one fixed noise set are kept, 8-bit at that phase's
-resolution, in a buffer saved with the weights. Evaluation shows each phase's
-grid (`phase_<i>_<r>x<r>.png`) and its FID `fid_phase_<r>` against the real
-test images downsampled to r x r (average pooling, as the phase's real images
-are made), both shown at the data's size by nearest upsampling so the
-evaluation classifier reads them; the last resolution is the saved model's
-own. Buffers travel with the selected epoch's weights: a phase that ended
-after that epoch is reported as not recorded.
+The progression (the paper's figures of each resolution): when a phase ends
+(`on_phase_end`: before the next phase, and the last one when training ends,
+with the EMA generator in place), `PHASE_SAMPLES` samples of one fixed noise
+set are kept, 8-bit, nearest-upsampled from the phase's resolution, in a
+buffer saved with the weights as the run's record (`records`: the last epoch's,
+whichever epoch selection keeps). Evaluation shows each phase's grid
+(`phase_<i>_<r>x<r>.png`) and its FID `fid_phase_<r>` against the real test
+images downsampled to r x r (average pooling, as the phase's real images are
+made) and upsampled the same way, so the evaluation classifier reads both at
+the data's size.
 """
 
 from __future__ import annotations
@@ -196,6 +196,7 @@ class ProGAN(AdversarialModel):
     capabilities = {"sample"}
     selection = ("fid", "min")
     ema_modules = ("generator",)
+    records = ("phase_recorded", "phase_samples")
 
     @dataclasses.dataclass
     class Params:
@@ -233,8 +234,8 @@ class ProGAN(AdversarialModel):
         self.register_buffer("phase_images_seen", torch.tensor(0))
         self.register_buffer("fade_images", torch.tensor(1))
         self.register_buffer("phase_recorded", torch.zeros(levels, dtype=torch.bool))
-        for r in expected:
-            self.register_buffer(f"phase_samples_{r}", torch.zeros(PHASE_SAMPLES, c, r, r, dtype=torch.uint8))
+        self.register_buffer("phase_samples", torch.zeros(levels, PHASE_SAMPLES, c, self.size, self.size,
+                                                          dtype=torch.uint8))
 
     def configure_optimizers(self, lr):
         betas = (self.params.beta1, self.params.beta2)
@@ -258,8 +259,9 @@ class ProGAN(AdversarialModel):
     def on_phase_end(self, phase):
         level, alpha = self.current
         z = torch.randn(PHASE_SAMPLES, self.params.latent_dim, generator=torch.Generator().manual_seed(PHASE_SEED))
-        x = to_unit(self.generator(z.to(self.device), level, alpha).clamp(-1, 1))
-        getattr(self, f"phase_samples_{4 * 2 ** level}").copy_((x * 255).round().to(torch.uint8))
+        x = self.generator(z.to(self.device), level, alpha).clamp(-1, 1)
+        x = to_unit(F.interpolate(x, size=(self.size, self.size), mode="nearest"))
+        self.phase_samples[level] = (x * 255).round().to(torch.uint8)
         self.phase_recorded[level] = True
 
     def advance(self, shown: int) -> None:
@@ -326,20 +328,11 @@ class ProGAN(AdversarialModel):
 
     # --- evaluation: the progression -----------------------------------------------
     @torch.no_grad()
-    def phase_results(self, settings: dict) -> dict[int, torch.Tensor | str]:
-        """Resolution -> that phase's samples at the data's size, or why there are none."""
-        results = {}
-        level = max(0, int(self.level))
-        for k, r in enumerate(self.params.resolutions):
-            if bool(self.phase_recorded[k]):
-                results[r] = self.at_data_size(getattr(self, f"phase_samples_{r}").float() / 127.5 - 1)
-            elif k == level:   # the saved model's own phase
-                generator = torch.Generator().manual_seed(int(settings.get("seed", 0)))
-                results[r] = self.sample(PHASE_SAMPLES, generator=generator)
-            else:
-                results[r] = (f"not recorded: the saved weights are from the {4 * 2 ** level}x{4 * 2 ** level} "
-                              "phase (selected before this phase ended)")
-        return results
+    def phase_results(self) -> dict[int, torch.Tensor | str]:
+        """Resolution -> the samples kept as that phase ended, at the data's size, or why there are none."""
+        return {r: self.at_data_size(self.phase_samples[k].float() / 127.5 - 1) if bool(self.phase_recorded[k])
+                else "not recorded: training ended before this phase"
+                for k, r in enumerate(self.params.resolutions)}
 
     def real_at_resolution(self, images: torch.Tensor, r: int) -> torch.Tensor:
         """Real images in [0, 1] averaged down to r x r, shown at the data's size as samples are."""
@@ -348,7 +341,7 @@ class ProGAN(AdversarialModel):
     def evaluation_metrics(self, test, settings):
         judge = settings.get("judge")
         metrics = {}
-        for r, samples in self.phase_results(settings).items():
+        for r, samples in self.phase_results().items():
             if isinstance(samples, str) or judge is None:
                 metrics[f"fid_phase_{r}"] = samples if isinstance(samples, str) else "not measured: no classifier"
             else:
@@ -359,5 +352,5 @@ class ProGAN(AdversarialModel):
         from components.plots import image_grid
 
         return {f"phase_{i + 1}_{r}x{r}.png": image_grid(samples[:100].cpu().numpy(), columns=10)
-                for i, (r, samples) in enumerate(self.phase_results(settings).items())
+                for i, (r, samples) in enumerate(self.phase_results().items())
                 if not isinstance(samples, str)}
