@@ -34,7 +34,7 @@ from components.latent_figures import interpolation_grid, latent_scatter, recons
 from components.metrics.anomaly import anomaly_auroc  # noqa: E402
 from components.metrics.likelihood import bits_per_dim, per_image_log_prob  # noqa: E402
 from components.metrics.representation import probe_accuracies  # noqa: E402
-from components.metrics.sample_quality import conditional_accuracy, sample_quality  # noqa: E402
+from components.metrics.sample_quality import SampleJudge, conditional_accuracy, sample_quality  # noqa: E402
 from components.models import load_model  # noqa: E402
 from components.plots import image_grid, plt  # noqa: E402
 from pipelines import tracking  # noqa: E402
@@ -124,6 +124,21 @@ def quality_metrics(samples: np.ndarray, test_images: np.ndarray, valid_images: 
                                config["num_classes"], seed=seed)
     metrics.update({f"real_data_{k}": v for k, v in reference.items()})
     return metrics
+
+
+def hook_settings(model, cfg: dict, test, folder) -> dict:
+    """What the model's evaluation hooks get: params.yaml's `evaluate` settings and `judge`, the
+    evaluation classifier with the test images' features (and, as a real-data reference, the
+    training images'), or None for a model that cannot sample or without a classifier: to measure
+    samples only the model knows how to ask for."""
+    judge = None
+    if model.can("sample") or model.can("conditional_sample"):
+        classifier, config = load_classifier(repo_path("models/classifier"))
+        if classifier is not None:
+            train = read_split(folder, "train", model.data_pixels)
+            judge = SampleJudge(classifier, test.images, test.labels, config["num_classes"],
+                                reference=(train.images, train.labels))
+    return {**cfg, "judge": judge}
 
 
 def completion_grid(model, test_images: torch.Tensor, seed: int):
@@ -262,7 +277,8 @@ def main(key: str) -> None:
 
     test_batch = Batch(test_images, labels=tensor(test.labels), attributes=tensor(test.attributes),
                        captions=test.captions, domains=tensor(test.domains))
-    metrics.update(model.evaluation_metrics(test_batch, cfg))
+    hooks = hook_settings(model, cfg, test, folder)
+    metrics.update(model.evaluation_metrics(test_batch, hooks))
     print(f"[{key}] evaluating on {len(test_images)} test images")
     likelihood, test_log_prob = likelihood_metrics(model, test_images, cfg)
     metrics.update(likelihood)
@@ -277,7 +293,7 @@ def main(key: str) -> None:
         metrics["sample_quality"] = f"not supported: {model.name} cannot sample"
     metrics["encode"] = "supported" if model.can("encode") else f"not supported: {model.name} has no encoder"
     metrics.update(representation_metrics(model, folder, test))
-    figures = figures_of(model, key, test_batch, samples, cfg)
+    figures = figures_of(model, key, test_batch, samples, hooks)
 
     log_evaluation(key, metrics, figures, cfg)
     # Files last: a failure above leaves the previous outputs, not a mix.

@@ -18,6 +18,9 @@ collapses to a few images on small data).
 `sample(n, condition=labels)`: labels are n class indices (a list or int
 tensor) or one int for all n; without a condition each sample's label is
 drawn uniformly from the classes (with `generator`, so a seeded call repeats).
+
+Evaluation adds the FID of each class's samples against that class's test
+images (`fid_class_<k>`, their mean `per_class_fid_mean`, `per_class_fid.png`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from torch import nn
 from pydantic import Field
 from components.config import ConfigError
 from components.losses.adversarial import LossName
-from components.models.families.adversarial import AdversarialModel
+from components.models.families.adversarial import (AdversarialModel, per_class_fid, per_class_fid_figure,
+                                                    per_class_fid_metrics)
 
 
 class Maxout(nn.Module):
@@ -147,3 +151,14 @@ class ConditionalGAN(AdversarialModel):
     @torch.no_grad()
     def sample(self, n, condition=None, generator=None):
         return self.generate(self.labels_for(n, condition, generator), generator)
+
+    def class_samples(self, per_class: int, generator: torch.Generator):
+        """`per_class` samples asked for each class in turn, and the classes asked for."""
+        asked = torch.arange(self.classes, device=self.device).repeat_interleave(per_class)
+        return self.sample(len(asked), condition=asked, generator=generator), asked
+
+    def evaluation_metrics(self, test, settings):
+        return per_class_fid_metrics(per_class_fid(self, self.class_samples, settings))
+
+    def evaluation_figures(self, test, settings):
+        return per_class_fid_figure(self, per_class_fid(self, self.class_samples, settings))
