@@ -352,8 +352,8 @@ def test_the_end_of_each_phase_keeps_samples_of_the_ema_generator_whichever_epoc
         def on_step_end(self, run): ...
 
         @torch.no_grad()
-        def on_epoch_end(self, run, record):   # epoch 1 ended the 4x4 phase (64 images), epoch 2 training
-            level = record["epoch"] - 1
+        def on_epoch_end(self, run, record):   # epoch 1 ends the 4x4 phase, epoch 3 training (at 8x8)
+            level = int(run.model.level)
             up = lambda x: F.interpolate(to_unit(x.clamp(-1, 1)), size=(8, 8), mode="nearest")  # noqa: E731
             self.live[level] = up(run.model.generator(z, level, 1.0))
             with run.averaged():
@@ -362,15 +362,28 @@ def test_the_end_of_each_phase_keeps_samples_of_the_ema_generator_whichever_epoc
     torch.manual_seed(0)
     model, seen = progan(), AtPhaseEnds()
     train, valid = tiny_data()
-    quality = lambda model, epoch: {"fid": float(epoch)}   # noqa: E731  (epoch 1 is the best: selected)
-    run = fit(model, train, valid, Settings.from_dict({**SETTINGS, "epochs": 2}), [seen], quality=quality)
+    quality = lambda model, epoch: {"fid": abs(epoch - 2.0)}   # noqa: E731  (epoch 2 is the best: selected)
+    run = fit(model, train, valid, Settings.from_dict({**SETTINGS, "epochs": 3}), [seen], quality=quality)
+    assert run.selection.best_epoch == 2
     kept = final_weights(run.checkpoint())
-    assert int(kept["level"]) == 0                      # the selected epoch's weights: the 4x4 phase ...
-    assert kept["phase_recorded"].tolist() == [True, True]   # ... with both phases' records
+    assert kept["phase_recorded"].tolist() == [True, True]   # the selected epoch's weights, both phases' records
     for level in (0, 1):
         samples = kept["phase_samples"][level].float() / 255
         assert (samples - seen.averaged[level]).abs().max() <= 0.5 / 255 + 1e-6   # 8-bit EMA generator's
         assert (samples - seen.live[level]).abs().max() > 0.05                      # not the live one's
+
+
+def test_progan_selection_only_weighs_the_grown_network():
+    from components.training import final_weights
+
+    torch.manual_seed(0)
+    model = progan()          # epoch 1: 4x4; epoch 2: 8x8 fading in (alpha reaches 1 at its end); epoch 3: 8x8
+    train, valid = tiny_data()
+    quality = lambda model, epoch: {"fid": float(epoch)}   # noqa: E731  (the 4x4 epoch scores best)
+    run = fit(model, train, valid, Settings.from_dict({**SETTINGS, "epochs": 3}), quality=quality)
+    assert run.selection.best_epoch == 2 and run.selection.best == 2.0
+    kept = final_weights(run.checkpoint())
+    assert int(kept["level"]) == 1 and float(kept["alpha"]) == 1.0
 
 
 class Pixels(torch.nn.Module):

@@ -122,6 +122,11 @@ class GenerativeModel(nn.Module):
         the next phase follows (before selection sees the epoch), and after training's last epoch;
         e.g. to keep samples of what the phase reached in `records`."""
 
+    def selectable(self) -> bool:
+        """Whether the model as it stands is a candidate for selection: a network still growing (ProGAN
+        before its last resolution is faded in) is not the model the run is meant to produce."""
+        return True
+
     def on_step(self, step: int) -> None:
         """Called after every training step; `step` counts steps since the run began (1, 2, ...)."""
 

@@ -31,7 +31,7 @@ Departures: feature maps per resolution are `width` at 4x4 and 8x8, halved at
 each finer resolution, down to 8 (the paper: 512 down to 16 at 1024x1024); the
 generator's output is linear, as in the paper, and clamped to [-1, 1] for
 samples only. Samples of a model trained at a coarser resolution than the data
-(e.g. selected by FID during an early phase) are that resolution upsampled
+(a run stopped before its last phase) are that resolution upsampled
 (nearest) to the data's size.
 
 The progression (the paper's figures of each resolution): when a phase ends
@@ -267,6 +267,11 @@ class ProGAN(AdversarialModel):
         x = to_unit(F.interpolate(x, size=(self.size, self.size), mode="nearest"))
         self.phase_samples[level] = (x * 255).round().to(torch.uint8)
         self.phase_recorded[level] = True
+
+    def selectable(self) -> bool:
+        """Only the grown network (the data's resolution, alpha 1) competes in selection: an earlier
+        phase's generator is a coarser model upsampled, however good its FID."""
+        return int(self.level) == len(self.params.resolutions) - 1 and float(self.alpha) >= 1
 
     def advance(self, shown: int) -> None:
         """Count `shown` images towards the phase and move alpha along the fade-in."""

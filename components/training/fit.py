@@ -208,8 +208,9 @@ def fit(model: GenerativeModel, train_data: TrainData, valid_data: ValidData, se
         record.update({f"lr_{name}": rate for name, rate in rates.items()})
         record["images_per_second"] = seen * world / max(seconds, 1e-9)
         record["epoch_seconds"] = seconds
+        eligible = model.selectable()   # the model this epoch trained, before the next phase starts
         end_phase(run, seen * world)
-        if run.selection:
+        if run.selection and eligible:
             run.selection.update(record, run.weights)
         run.state.update(epoch=epoch, images=run.state["images"] + seen * world,
                          stopped=run.stop or bool(run.selection and run.selection.should_stop))
