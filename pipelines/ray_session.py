@@ -89,10 +89,31 @@ def ray_session(address: str | None = None):
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
                  logging_config=_WORKER_LOGGING)
+        start_autoscaling_coordinator()
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def start_autoscaling_coordinator() -> None:
+    """Start Ray Data's AutoscalingCoordinator actor now, without waiting for it.
+
+    A Ray Train controller registers its workers' resources with this cluster-wide (detached,
+    named) actor first thing and waits for the answer, so on a fresh Ray the controller would
+    start it then and wait for a new Python process to import Ray Data. Started here, that
+    process starts alongside the controller's own. A running cluster has it from its first run."""
+    from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
+        get_or_create_autoscaling_coordinator)
+
+    get_or_create_autoscaling_coordinator()
+
+
+def dashboard_running() -> bool:
+    """Whether the connected Ray has a dashboard (and so the State API)."""
+    import ray._private.worker
+
+    return bool(ray._private.worker.get_dashboard_url())
 
 
 def gpus_available() -> bool:

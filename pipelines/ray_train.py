@@ -6,9 +6,9 @@ from pathlib import Path
 
 from components.config import repo_path
 from components.training.ray_worker import read_state, train_loop
-from pipelines.ray_session import gpus_available
+from pipelines.ray_session import dashboard_running, gpus_available
 
-__all__ = ["loop_config", "make_trainer", "read_state", "train"]
+__all__ = ["loop_config", "make_trainer", "read_state", "train", "trainer_class"]
 
 
 def loop_config(key: str, name: str, arch: dict, pixels: str, settings: dict) -> dict:
@@ -19,17 +19,40 @@ def loop_config(key: str, name: str, arch: dict, pixels: str, settings: dict) ->
             "threads": int(settings.get("cpus_per_worker", 1))}
 
 
+def trainer_class():
+    """Ray Train's TorchTrainer without two helper actors that do nothing for this project.
+
+    Every run otherwise starts, besides its controller, workers and synchronization actor, a
+    `DatasetManager` (for Ray Data datasets: the workers here read Parquet themselves) and a
+    `PlacementGroupCleaner` (removes the workers' placement group if the controller dies; it asks
+    the State API, which needs the dashboard: without one it never cleans and only logs
+    "Failed to query Ray Train Controller actor state", or dies of "Found multiple active Ray
+    instances" where several Rays share a machine). Each is a fresh Python process importing Ray
+    Train and Ray Data, started while the worker starts: on two cores they slow the worker's start
+    (benchmarks/scaling.py --part overhead). The cleaner stays where a dashboard answers."""
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    class LeanTorchTrainer(TorchTrainer):
+        def _create_default_callbacks(self):
+            unused = (() if self.datasets else (DatasetsCallback,)) + (
+                () if dashboard_running() else (PlacementGroupCleanerCallback,))
+            return [c for c in super()._create_default_callbacks() if not isinstance(c, unused)]
+
+    return LeanTorchTrainer
+
+
 def make_trainer(config: dict, settings: dict, storage: Path, ray_run: str, callbacks=()):
     """One Ray Train run with the scaling, retries and storage of `settings`.
 
     A run of the same name in `storage` is resumed from its latest checkpoint."""
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
     use_gpu = settings.get("use_gpu", "auto")
     use_gpu = gpus_available() if use_gpu == "auto" else bool(use_gpu)
     cpus = int(settings.get("cpus_per_worker", 1))
-    return TorchTrainer(
+    return trainer_class()(
         train_loop,
         train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=int(settings["num_workers"]), use_gpu=use_gpu,
