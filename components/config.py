@@ -53,10 +53,11 @@ def training_settings(params: dict, key: str) -> dict:
 def architecture_params(params: dict, key: str) -> tuple[str, dict]:
     """(model type name, its constructor parameters) of the entry `models.<key>`.
 
-    The entry's other keys, `training` (settings), `pixels` (the data format) and `sweep`
-    (a search space, see pipelines/sweep.py), are not constructor parameters."""
+    The entry's other keys, `training` (settings), `pixels` (the data format), `sweep` (a search
+    space, see pipelines/sweep.py) and `domains` (a domain view of the data, see
+    components/data/domains.py), are not constructor parameters."""
     entry = model_entry(params, key)
     name = entry.pop("model")
-    for other in ("training", "pixels", "sweep"):
+    for other in ("training", "pixels", "sweep", "domains"):
         entry.pop(other, None)
     return name, entry

@@ -144,6 +144,14 @@ def serve(model, model_input) -> np.ndarray:
     return log_likelihood(model, model_input)
 
 
+def logged_metadata(model) -> dict:
+    """The logged model's metadata: what it is, what it can do, and the images it takes and gives
+    (each domain's name and shape: a translating model's `target` names one of them)."""
+    return {"genzoo_model": model.name, "likelihood": model.likelihood or "none",
+            "capabilities": sorted(model.capabilities), "image_shape": list(model.image_shape),
+            "domains": [{"name": d.name, "image_shape": list(d.image_shape)} for d in model.spec.domains]}
+
+
 def request_signature(model) -> ModelSignature:
     """Input: the request columns this model can use. Output: samples or translations when it can
     produce images (float32 (N, C, H, W)), else its log-likelihoods (float32 (N,))."""

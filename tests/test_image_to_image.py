@@ -321,10 +321,24 @@ def test_training_restores_the_patches_at_their_positions():
     assert after["mask_iou"] > max(0.6, before["mask_iou"] + 0.2), (before, after)
     seeded = lambda: torch.Generator().manual_seed(1)
     hidden, shown = torch.zeros(1, 1, 8, 8, dtype=torch.bool), torch.ones(1, 1, 8, 8, dtype=torch.bool)
-    assert torch.equal(model.complete(images[:4], hidden, seeded()), model.complete(images[:4], None, seeded()))
     assert torch.equal(model.complete(images[:4], shown, seeded()), images[:4])   # observed pixels are kept
+    with pytest.raises(ValueError, match="do not fit"):   # nothing observed: no patch to start from
+        model.complete(images[:4], hidden, seeded())
     figures = model.evaluation_figures(Batch(images[:8]), {})
-    assert set(figures) == {"puzzle.png"}
+    assert set(figures) == {"completions.png"}
+
+
+def test_completion_reads_only_the_observed_pixels():
+    """Key patches come from windows of observed pixels only: what is hidden cannot leak into the result."""
+    model = build_model("puzzle_gan", DataSpec.single((1, 8, 8), 17), {**TINY_PUZZLE, "patches": 2}).eval()
+    images = digits()[:6]
+    upper = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    upper[..., :4, :] = True
+    scrambled = torch.where(upper, images, torch.rand(images.shape, generator=torch.Generator().manual_seed(0)))
+    seeded = lambda: torch.Generator().manual_seed(2)
+    assert torch.equal(model.complete(images, upper, seeded()), model.complete(scrambled, upper, seeded()))
+    assert (model.key_patches(images, upper).positions[..., 0] <= 1).all()   # 3x3 windows inside rows 0-3
+    assert not torch.equal(model.complete(images, None, seeded()), model.complete(scrambled, None, seeded()))
 
 
 def test_the_params_entries_build():

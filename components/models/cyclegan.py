@@ -83,6 +83,7 @@ class CycleGAN(GenerativeModel):
     capabilities = {"translate"}
     requires = {"domains"}
     unpaired_domains = True
+    promotion_metric = "translation_fid"   # translations against the target domain's real images (pipelines/evaluate.py)
 
     @dataclasses.dataclass
     class Params:
