@@ -351,3 +351,19 @@ def test_the_params_entries_build():
     for key, data in specs.items():
         name, arch = architecture_params(params, key)
         assert build_model(name, data, arch).name == key
+
+
+def test_validation_cycle_error_is_a_per_image_mean_whatever_the_batches():
+    """The trainer averages validation metrics weighting each batch by its size: a batch of one domain
+    must report its images' errors too, so the average is the same however the split is cut."""
+    from components.training.fit import validate
+
+    model = build_model("cyclegan", spec(("plain", "thick")), TINY_CYCLE).eval()
+    x = digits()[:12]
+    domains = torch.tensor([0] * 8 + [1] * 4)   # sorted by domain, as a prepared split is
+    whole = Batch(x, domains=domains)
+    per_image = torch.cat([(model.translate(model.translate(x[:8], 1), 0) - x[:8]).abs().mean((1, 2, 3)),
+                           (model.translate(model.translate(x[8:], 0), 1) - x[8:]).abs().mean((1, 2, 3))])
+    in_batches = [Batch(x[i:i + 5], domains=domains[i:i + 5]) for i in range(0, 12, 5)]
+    assert validate(model, in_batches, "cpu")["cycle_error"] == pytest.approx(per_image.mean().item(), rel=1e-5)
+    assert model.validation_metrics(whole)["cycle_error"] == pytest.approx(per_image.mean().item(), rel=1e-5)
