@@ -367,3 +367,115 @@ def test_validation_cycle_error_is_a_per_image_mean_whatever_the_batches():
     in_batches = [Batch(x[i:i + 5], domains=domains[i:i + 5]) for i in range(0, 12, 5)]
     assert validate(model, in_batches, "cpu")["cycle_error"] == pytest.approx(per_image.mean().item(), rel=1e-5)
     assert model.validation_metrics(whole)["cycle_error"] == pytest.approx(per_image.mean().item(), rel=1e-5)
+
+
+# --- domain views (a model entry's `domains`) -----------------------------------------------------
+
+def write_prepared(folder: Path, seed: int = 0, count: int = 60, domains=None) -> None:
+    """A prepared single-domain folder whose image i is identifiable: pixel (0, 0, 0) holds i / 255."""
+    import numpy as np
+
+    from components.data.prepared import SPLITS, write_split
+
+    domains = domains or [{"name": "synthetic", "source": "synthetic", "transform": "identity"}]
+    meta = {"source": "synthetic", "image_shape": [1, 2, 2], "levels": 256, "class_names": ["a", "b", "c"],
+            "seed": seed, "binarization": "none", "threshold": 0.5, "attribute_names": [], "domains": domains,
+            "vocabulary": ["<pad>", "<unk>", "a"], "caption_length": 1}
+    for s, split in enumerate(SPLITS):
+        ids = np.arange(count) + 80 * s
+        images = np.zeros((count, 1, 2, 2), dtype=np.float32)
+        images[:, 0, 0, 0] = ids / 255
+        images[:, 0, 1, 1] = 0.2
+        write_split(folder / f"{split}.parquet", images, ids % 3, {**meta, "split": split}, captions=["a"] * count,
+                    domains=np.arange(count) * len(domains) // count)
+
+
+VIEW = [{"name": "plain"}, {"name": "inverse", "transform": "invert"}]
+
+
+def test_a_domain_view_deals_disjoint_images_transformed_and_deterministically(tmp_path):
+    import numpy as np
+
+    from components.data.domains import domain_view, view_entries
+    from components.data.prepared import read_split
+
+    write_prepared(tmp_path)
+    entries = view_entries(VIEW, "models.x.domains")
+    view = domain_view(tmp_path, entries, "models.x.domains")
+    again = domain_view(tmp_path, entries, "models.x.domains")
+    for split, part in view.items():
+        source = read_split(tmp_path, split)
+        plain, inverse = part.images[part.domains == 0], part.images[part.domains == 1]
+        assert np.allclose(inverse[:, 0, 1, 1], 0.8, atol=1 / 255)        # invert applied: 1 - 0.2
+        ids = np.round(np.concatenate([plain[:, 0, 0, 0], 1 - inverse[:, 0, 0, 0]]) * 255).astype(int)
+        assert sorted(ids) == sorted(np.round(source.images[:, 0, 0, 0] * 255).astype(int))   # each image once
+        assert len(plain) == len(inverse) == 30
+        assert np.array_equal(part.labels, ids % 3)                            # labels travel with images
+        assert np.array_equal(part.attributes[:, 0], part.domains.astype(np.float32))   # "inverted"
+        assert np.array_equal(part.images, again[split].images)                # same seed, same deal
+    write_prepared(tmp_path, seed=1)
+    reseeded = domain_view(tmp_path, entries, "models.x.domains")
+    assert not np.array_equal(reseeded["train"].images, view["train"].images)
+
+
+def test_a_domain_view_is_a_prepared_folder_whose_spec_lists_its_domains(tmp_path):
+    from components.data.domains import domain_view_folder
+    from components.data.prepared import read_spec, read_split
+    from components.data.streaming import stream_batches
+
+    write_prepared(tmp_path)
+    with domain_view_folder(tmp_path, VIEW, "models.x.domains", tmp_path / "views") as folder:
+        spec = read_spec(folder, "grayscale")
+        assert spec.domain_names == ("plain", "inverse") and spec.attribute_names == ("inverted",)
+        assert set(spec.fields) == {"labels", "attributes", "domains"}       # captions do not describe transforms
+        assert spec.source == "synthetic as plain, inverse=invert"
+        batch = next(stream_batches(folder, "train", "grayscale", 8, per_domain=True))
+        assert batch.domains.tolist().count(0) == batch.domains.tolist().count(1) == 4
+        assert read_split(folder, "test").meta["domains"][1] == {"name": "inverse", "source": "synthetic",
+                                                                "transform": "invert"}
+    assert not folder.exists() and list((tmp_path / "views").iterdir()) == []
+    with domain_view_folder(tmp_path, None, "models.x.domains") as folder:
+        assert folder == tmp_path
+
+
+def test_a_domain_view_refuses_bad_entries_and_data_that_already_has_domains(tmp_path):
+    from components.data.domains import domain_view, view_entries
+
+    with pytest.raises(ConfigError, match=r"models.x.domains: expected a list of at least 2"):
+        view_entries([{"name": "plain"}], "models.x.domains")
+    with pytest.raises(ConfigError, match=r"models.x.domains\[1\].transform: unknown transform 'blur'"):
+        view_entries([{"name": "a"}, {"name": "b", "transform": "blur"}], "models.x.domains")
+    with pytest.raises(ConfigError, match=r"models.x.domains\[1\]: unknown keys source"):
+        view_entries([{"name": "a"}, {"name": "b", "source": "mnist"}], "models.x.domains")
+    with pytest.raises(ConfigError, match="named twice"):
+        view_entries([{"name": "a"}, {"name": "a", "transform": "thin"}], "models.x.domains")
+    write_prepared(tmp_path, domains=[{"name": "day", "source": "s", "transform": "identity"},
+                                      {"name": "night", "source": "s", "transform": "invert"}])
+    with pytest.raises(ConfigError, match=r"already has domains \(day, night\) from data.domains") as error:
+        domain_view(tmp_path, view_entries(VIEW, "models.x.domains"), "models.x.domains")
+    assert "\n" not in str(error.value)
+
+
+def test_a_view_of_the_digits_is_what_data_domains_prepares(tmp_path):
+    """The view reuses data.domains' dealing: over the same digits and seed, the same images."""
+    import numpy as np
+
+    from components.data.domains import assemble, domain_entries, domain_view, view_entries
+    from components.data.prepared import SPLITS, write_split
+    from components.data.sources import SourceOptions
+
+    base = SourceOptions(cache_dir=tmp_path / "raw", seed=0)
+    single = assemble(domain_entries({"source": "digits"}, base), None, {}, 0)
+    meta = {"source": "digits", "image_shape": [1, 8, 8], "levels": single.levels, "class_names": single.class_names,
+            "seed": 0, "binarization": "static", "attribute_names": [], "domains": single.domain_meta}
+    for split in SPLITS:
+        write_split(tmp_path / f"{split}.parquet", single.images[split], single.labels[split], {**meta, "split": split},
+                    domains=single.domains[split])
+    raw = [{"name": "plain"}, {"name": "thick", "transform": "thicken"}]
+    view = domain_view(tmp_path, view_entries(raw, "w"), "w")
+    prepared = assemble(domain_entries({"source": "digits", "domains": [{**d, "source": "digits"} for d in raw]}, base),
+                        None, {}, 0)
+    for split in SPLITS:
+        assert np.array_equal(view[split].images, prepared.images[split])
+        assert np.array_equal(view[split].labels, prepared.labels[split])
+        assert np.array_equal(view[split].domains, prepared.domains[split])
