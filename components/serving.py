@@ -132,7 +132,7 @@ def complete(model, request: pd.DataFrame) -> np.ndarray:
         raise refuse(model, "a `complete` request (image completion)")
     seed = int(request["seed"].iloc[0]) if "seed" in request.columns else 0
     x = image_table(model, request.drop(columns=[c for c in ("complete", "seed") if c in request.columns]))
-    images = model.unflatten(torch.from_numpy(x))
+    images = model.unflatten(torch.from_numpy(np.array(x)))   # a copy: the frame's array may be read-only
     hidden = torch.isnan(images)
     observed = None if model.completes_from == "key_patches" and not hidden.any() else ~hidden
     with torch.no_grad():

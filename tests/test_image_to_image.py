@@ -479,3 +479,28 @@ def test_a_view_of_the_digits_is_what_data_domains_prepares(tmp_path):
         assert np.array_equal(view[split].images, prepared.images[split])
         assert np.array_equal(view[split].labels, prepared.labels[split])
         assert np.array_equal(view[split].domains, prepared.domains[split])
+
+
+def test_serving_completes_from_key_patches_and_lists_the_domains():
+    import numpy as np
+    import pandas as pd
+
+    from components.serving import logged_metadata, request_signature, serve
+
+    puzzle = build_model("puzzle_gan", DataSpec.single((1, 8, 8), 17), TINY_PUZZLE).eval()
+    images = digits()[:3]
+    frame = pd.DataFrame(images.reshape(3, -1).numpy()).rename(columns=str).assign(complete=True, seed=4)
+    whole = serve(puzzle, frame)
+    assert np.array_equal(whole, puzzle.complete(images, None, torch.Generator().manual_seed(4)).numpy())
+    hidden = images.clone()
+    hidden[..., 4:, :] = float("nan")        # the lower half hidden: completed from the upper half's patches
+    upper = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    upper[..., :4, :] = True
+    model2 = build_model("puzzle_gan", DataSpec.single((1, 8, 8), 17), {**TINY_PUZZLE, "patches": 2}).eval()
+    frame = pd.DataFrame(hidden.reshape(3, -1).numpy()).rename(columns=str).assign(complete=True)
+    assert np.array_equal(serve(model2, frame), model2.complete(images, upper, torch.Generator().manual_seed(0)).numpy())
+    assert {"complete", "seed", "0", "63"} <= set(request_signature(puzzle).inputs.input_names())
+    cycle = build_model("cyclegan", spec(("plain", "thick")), TINY_CYCLE)
+    assert logged_metadata(cycle)["domains"] == [{"name": "plain", "image_shape": [1, 8, 8]},
+                                                 {"name": "thick", "image_shape": [1, 8, 8]}]
+    assert logged_metadata(cycle)["image_shape"] == [1, 8, 8]
