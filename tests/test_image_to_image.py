@@ -27,7 +27,7 @@ def _one_thread():
 
 
 def params_with_overlays(params: dict) -> dict:
-    """params.yaml with the models of the two overlays that give cyclegan and stargan their domains."""
+    """params.yaml with the models of the two overlays that give cyclegan and stargan prepare-time domains."""
     import yaml
 
     for name in ("cyclegan", "stargan"):
@@ -132,7 +132,7 @@ def test_the_params_schedule_is_constant_then_linear_decay_over_the_second_half(
     from components.config import load_params, training_settings
     from components.training.fit import Settings, fit
 
-    settings = training_settings(params_with_overlays(load_params()), "cyclegan")
+    settings = training_settings(load_params(), "cyclegan")
     assert settings["lr"] == 2e-4 and settings["schedule"] == {"kind": "linear_decay", "decay_fraction": 0.5}
     model = build_model("cyclegan", spec(("a", "b")), TINY_CYCLE)
     batch = Batch(torch.rand(4, 1, 8, 8), domains=torch.tensor([0, 1, 0, 1]))
@@ -344,13 +344,19 @@ def test_completion_reads_only_the_observed_pixels():
 def test_the_params_entries_build():
     from components.config import architecture_params, load_params
 
-    params = params_with_overlays(load_params())
+    from components.data.domains import view_entries
+
     specs = {"cyclegan": spec(("plain", "thick")),
              "stargan": spec(("plain", "thick", "thin", "rotated"), attributes=("rotated", "thick", "thin")),
              "puzzle_gan": DataSpec.single((1, 8, 8), 17)}
-    for key, data in specs.items():
-        name, arch = architecture_params(params, key)
-        assert build_model(name, data, arch).name == key
+    # the default entries (cyclegan and stargan on domain views) and the data.domains overlays' entries
+    for params in (load_params(), params_with_overlays(load_params())):
+        for key, data in specs.items():
+            name, arch = architecture_params(params, key)
+            assert build_model(name, data, arch).name == key
+    for key in ("cyclegan", "stargan"):
+        entries = view_entries(load_params()["models"][key]["domains"], key)
+        assert tuple(e.name for e in entries) == specs[key].domain_names
 
 
 def test_validation_cycle_error_is_a_per_image_mean_whatever_the_batches():
