@@ -324,6 +324,9 @@ def test_training_restores_the_patches_at_their_positions():
     assert torch.equal(model.complete(images[:4], shown, seeded()), images[:4])   # observed pixels are kept
     with pytest.raises(ValueError, match="do not fit"):   # nothing observed: no patch to start from
         model.complete(images[:4], hidden, seeded())
+    metrics = model.evaluation_metrics(Batch(images), {"seed": 0})
+    assert metrics["mask_iou"] == after["mask_iou"] and metrics["patch_l1"] == after["patch_l1"]
+    assert metrics["mask_iou_of_all_ones"] == pytest.approx(27 / 64)   # 3 disjoint 3x3 windows of 8x8
     figures = model.evaluation_figures(Batch(images[:8]), {})
     assert set(figures) == {"completions.png"}
 
