@@ -25,7 +25,11 @@
    the two phrasings held out of training (`captions.phrasings`), so the wording was never read
    (its FID is of those samples too). infogan: accuracy of its categorical code on all 10,000 test
    digits under the best one-to-one assignment of code values to labels (its `evaluation_metrics`),
-   beside the paper's ~95% (5% error, Chen et al. 2016, section 7.1).
+   beside the paper's ~95% (5% error, Chen et al. 2016, section 7.1). The models' own evaluation
+   hooks, as evaluate runs them (judged against the same test images, the training subset as the
+   per-class floor): cgan and gan_cls per-class FID (`--samples` / 10 per class) beside the floor;
+   gan_cls accuracy on held-out vs training phrasings with the same noise; progan FID of the samples
+   kept as each phase ended, against the test images averaged down to that resolution.
 
 Widths are smaller than the papers' (MODELS below) and the budgets are minutes where the papers
 train for hours: the table says how far each model got (images shown, epochs of the subset).
@@ -55,7 +59,7 @@ from components.classifier import accuracy_of, predict, train_classifier  # noqa
 from components.data.batch import Batch, DataSpec  # noqa: E402
 from components.data.captions import caption_length, make_captions, phrasings, vocabulary  # noqa: E402
 from components.data.sources import load_source  # noqa: E402
-from components.metrics.sample_quality import conditional_accuracy, sample_quality  # noqa: E402
+from components.metrics.sample_quality import SampleJudge, conditional_accuracy, sample_quality  # noqa: E402
 from components.models import build_model  # noqa: E402
 from components.models.families.adversarial import to_signed  # noqa: E402
 from components.training import Callback, Settings, final_weights, fit  # noqa: E402
@@ -246,7 +250,7 @@ def quality_rows(args, device) -> tuple[list[dict], dict]:
     valid_pick = seeded_subset(args.reference, len(splits.images["valid"]), seed=1)
     valid_x, valid_y = splits.images["valid"][valid_pick], splits.labels["valid"][valid_pick]
     test_pick = seeded_subset(args.reference, len(splits.images["test"]), seed=2)
-    test_x = splits.images["test"][test_pick]
+    test_x, test_y = splits.images["test"][test_pick], splits.labels["test"][test_pick]
 
     train_captions = captions_of(train_y, "train")
     valid_captions = captions_of(valid_y, "valid")
@@ -273,6 +277,9 @@ def quality_rows(args, device) -> tuple[list[dict], dict]:
     print(f"classifier test accuracy {test_accuracy:.4f}; real-data floor: "
           + ", ".join(f"{k}={v:.4g}" for k, v in floor.items()), flush=True)
 
+    judge = SampleJudge(classifier, test_x, test_y, 10, reference=(train_x, train_y))
+    hook_test = Batch(torch.from_numpy(test_x), labels=torch.from_numpy(test_y), captions=captions_of(test_y, "test"))
+    hook_settings = {"seed": 0, "num_samples": args.samples, "judge": judge}
     rows = []
     for name in args.models:
         print(f"MNIST: training {name} for {args.minutes} min", flush=True)
@@ -292,6 +299,8 @@ def quality_rows(args, device) -> tuple[list[dict], dict]:
         if name == "infogan":
             test = Batch(torch.from_numpy(splits.images["test"]), labels=torch.from_numpy(splits.labels["test"]))
             metrics.update(model.evaluation_metrics(test, {}))
+        if name in ("cgan", "gan_cls", "progan"):   # per-class FID, caption phrasings, per-phase FID
+            metrics.update({k: v for k, v in model.evaluation_metrics(hook_test, hook_settings).items()})
         if name == "gan_cls":   # the same classes in the training phrasings, for comparison
             _, seen_labels = predict(classifier, draw(model, args.samples, captions_of(asked, "train"), seed=0))
             metrics["conditional_accuracy_train_phrasings"] = float((seen_labels.numpy() == asked).mean())
@@ -380,6 +389,17 @@ def main() -> None:
                       f"training phrasings {r['conditional_accuracy_train_phrasings']:.3f} (chance 0.1)")
             if "final_resolution" in r:
                 print(f"progan ended at {r['final_resolution']}x{r['final_resolution']}, alpha {r['final_alpha']:.2f}")
+                print("progan FID as each phase ended (against the test images averaged down to that size): "
+                      + ", ".join(f"{k[len('fid_phase_'):]}x{k[len('fid_phase_'):]} "
+                                  + ("not reached" if isinstance(v, str) else f"{v:.1f}")
+                                  for k, v in r.items() if k.startswith("fid_phase_")))
+            if "per_class_fid_mean" in r:
+                per_class = " ".join(fmt(r.get(f"fid_class_{k}"), 0) for k in range(10))
+                print(f"{r['model']} per-class FID (0..9): {per_class}; mean {r['per_class_fid_mean']:.1f}, floor "
+                      f"(as many training images per class) {fmt(r.get('real_data_per_class_fid_mean'), 1)}")
+            if "heldout_caption_accuracy" in r:
+                print(f"gan_cls hook, same noise: held-out phrasings {r['heldout_caption_accuracy']:.3f}, "
+                      f"training phrasings {r['train_caption_accuracy']:.3f}")
     print("command: python " + " ".join(sys.argv))
     print(json.dumps({"speed": speed, "quality": rows, "setup": setup}, default=str))
 

@@ -1,10 +1,24 @@
-"""`params.yaml`: reading it, and the training settings a model entry resolves to."""
+"""`params.yaml`: reading it, turning a schema's complaints into one line per bad key, and the
+training settings a model entry resolves to.
+
+The schema itself is components/schema.py (each model declares its own parameters' types and
+ranges in its `Params`). Every mapping of params.yaml is a `Section`: a strict pydantic model, so
+`"fast"` is no number, `1` no boolean, and an unknown key an error rather than a silent default.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import types
+import typing
 from pathlib import Path
+from typing import Annotated, Literal
 
+import annotated_types
 import yaml
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 
 class ConfigError(ValueError):
@@ -16,14 +30,235 @@ def repo_path(relative: str) -> Path:
     return Path.cwd() / relative
 
 
-def load_params(path: Path | None = None) -> dict:
+def load_params(path: Path | str | None = None) -> dict:
+    """params.yaml as written (unchecked: see components.schema.checked_params). A YAML syntax
+    error names the file, line and column."""
     path = Path(path or repo_path("params.yaml"))
-    with open(path) as handle:
-        params = yaml.safe_load(handle)
+    name = display_name(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"{name}: cannot read it: {error.strerror or error}") from None
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark, started = getattr(error, "problem_mark", None), getattr(error, "context_mark", None)
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        context = getattr(error, "context", None)   # e.g. "while parsing a flow sequence", and where it began
+        if context and started:
+            context += f" that starts at line {started.line + 1}, column {started.column + 1}"
+        raise ConfigError(f"{where}: YAML syntax error: {problem}" + (f" ({context})" if context else "")) from None
     if not isinstance(params, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{name}: expected a mapping of sections (data, train, models, ...) at the top level, "
+                          f"got {value_text(params)}")
     return params
 
+
+def display_name(path: Path) -> str:
+    """The params file as a message names it: relative to the working directory where it lies below it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# --- the schema's building blocks ---------------------------------------------------------------
+
+class Section(BaseModel):
+    """A mapping of params.yaml: strict types, no unknown keys. Fields left out keep the code's default."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def checked(values, hint, where: tuple = ()) -> list[tuple[tuple, object, str]]:
+    """(key path, value given, what is valid) for every value of `values` that `hint` (a `Section`,
+    a model's `Params` dataclass, or any annotation) rejects; empty when valid."""
+    try:
+        adapter(hint).validate_python(values)
+    except ValidationError as error:
+        return [complaint(hint, where, values, item) for item in error.errors()]
+    return []
+
+
+_ADAPTERS: dict = {}
+
+
+def adapter(hint) -> TypeAdapter:
+    key = repr(hint) if not isinstance(hint, type) else hint
+    if key not in _ADAPTERS:
+        _ADAPTERS[key] = TypeAdapter(strict_model(hint) if dataclasses.is_dataclass(hint) else hint)
+    return _ADAPTERS[key]
+
+
+@functools.cache
+def strict_model(params_class: type) -> type[Section]:
+    """A model's `Params` dataclass as a `Section` (its annotations, ranges included); the dataclass
+    itself stays plain, as saved models and the trainer use it."""
+    from pydantic import create_model
+
+    hints = typing.get_type_hints(params_class, include_extras=True)
+    fields = {f.name: (hints[f.name], None) for f in dataclasses.fields(params_class)}
+    return create_model(params_class.__qualname__.replace(".", "_"), __base__=Section, **fields)
+
+
+def complaint(hint, where: tuple, values, error: dict) -> tuple[tuple, object, str]:
+    loc = tuple(part for part in error["loc"] if part != "[key]")
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = hint_at(hint, loc[:-1])
+        valid = ", ".join(field_names(parent)) if parent is not None else "none"
+        return where + loc, KEY, f"unknown key; valid keys: {valid or 'none'}"
+    if kind == "missing":
+        return where + loc, MISSING, f"required: {describe(hint_at(hint, loc))}"
+    if error["loc"][-1:] == ("[key]",):
+        key_hint = typing.get_args(unwrap(optional(hint_at(hint, loc[:-1]))[0])[0])[0]
+        return where + loc, KEY, f"unknown key; valid keys: {', '.join(map(str, choices(key_hint)))}"
+    found = hint_at(hint, loc)
+    return where + loc, error["input"], f"must be {describe(found)}" if found is not None else error["msg"]
+
+
+MISSING, KEY = object(), object()
+
+
+def line(file: str, path: tuple, value, expected: str) -> str:
+    """`params.yaml: train.batch_size = 0: must be an integer >= 1`."""
+    shown = "" if value is MISSING or value is KEY else f" = {value_text(value)}"
+    return f"{file}: {path_text(path)}{shown}: {expected}"
+
+
+def path_text(path: tuple) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def value_text(value) -> str:
+    """A value as YAML spells it (null, true, 'text', [1, 2])."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(value_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {value_text(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+# --- reading annotations: what is valid where ----------------------------------------------------
+
+def unwrap(hint) -> tuple[object, list]:
+    """(the bare type, its constraints) of an annotation: Annotated and FieldInfo peeled off."""
+    constraints = []
+    while typing.get_origin(hint) is Annotated:
+        for extra in hint.__metadata__:
+            constraints += extra.metadata if isinstance(extra, FieldInfo) else [extra]
+        hint = hint.__origin__
+    return hint, constraints
+
+
+def optional(hint) -> tuple[object, bool]:
+    """(the annotation without None, whether None is allowed)."""
+    bare, _ = unwrap(hint)
+    if typing.get_origin(bare) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(bare) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(bare)) == 2:
+            return args[0], True
+    return hint, False
+
+
+def section_class(hint) -> type | None:
+    bare = unwrap(optional(hint)[0])[0]
+    if isinstance(bare, type) and issubclass(bare, BaseModel):
+        return bare
+    if dataclasses.is_dataclass(bare):
+        return strict_model(bare)
+    return None
+
+
+def field_names(hint) -> list[str]:
+    model = section_class(hint)
+    return list(model.model_fields) if model else []
+
+
+def field_hint(model: type[BaseModel], name: str):
+    info = model.model_fields[name]
+    return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+
+
+def hint_at(hint, loc: tuple):
+    """The annotation of the value at `loc` below `hint`, or None where the path leaves the schema."""
+    for part in loc:
+        hint = optional(hint)[0]
+        model = section_class(hint)
+        bare = unwrap(hint)[0]
+        if model is not None:
+            if part not in model.model_fields:
+                return None
+            hint = field_hint(model, part)
+        elif typing.get_origin(bare) is dict:
+            hint = typing.get_args(bare)[1]
+        elif typing.get_origin(bare) in (list, tuple):
+            hint = typing.get_args(bare)[0]
+        else:
+            return None
+    return hint
+
+
+def choices(hint) -> tuple:
+    return typing.get_args(unwrap(hint)[0])
+
+
+BOUNDS = {annotated_types.Ge: (">=", "ge"), annotated_types.Gt: (">", "gt"), annotated_types.Le: ("<=", "le"),
+          annotated_types.Lt: ("<", "lt")}
+
+
+def describe(hint) -> str:
+    """What an annotation accepts, in words: 'an integer >= 1', 'one of static, dynamic, none'."""
+    inner, nullable = optional(hint)
+    text = _describe(inner)
+    return f"{text} (or null)" if nullable else text
+
+
+def _describe(hint) -> str:
+    bare, constraints = unwrap(hint)
+    limits = [(BOUNDS[type(c)][0], getattr(c, BOUNDS[type(c)][1])) for c in constraints if type(c) in BOUNDS]
+    minimum = [getattr(c, "min_length") for c in constraints if isinstance(c, annotated_types.MinLen)]
+    maximum = [getattr(c, "max_length") for c in constraints if isinstance(c, annotated_types.MaxLen)]
+    origin = typing.get_origin(bare)
+    if bare in (list, dict):
+        return {list: "a list", dict: "a mapping"}[bare]
+    if origin is Literal:
+        return "one of " + ", ".join(value_text(c) if c == "" else value_text(c).strip("'")
+                                     for c in typing.get_args(bare))
+    if origin in (list, tuple):
+        item = _describe(typing.get_args(bare)[0])
+        size = ""
+        if minimum and maximum and minimum == maximum:
+            size = f" of {minimum[0]}"
+        elif minimum:
+            size = f" of at least {minimum[0]}"
+        return f"a list{size} (each {item.removeprefix('an ').removeprefix('a ')})"
+    if origin is dict:
+        key, value = typing.get_args(bare)
+        keys = ", ".join(map(str, choices(key))) if typing.get_origin(unwrap(key)[0]) is Literal else "name"
+        return f"a mapping of {keys} to {_describe(value).removeprefix('an ').removeprefix('a ')}"
+    model = section_class(bare)
+    if model is not None:
+        return f"a mapping with keys {', '.join(model.model_fields)}"
+    name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(bare, str(bare))
+    if len(limits) == 2 and {limits[0][0][0], limits[1][0][0]} == {">", "<"}:
+        (low_op, low), (high_op, high) = sorted(limits, key=lambda x: x[0][0] == "<")
+        left, right = "[" if low_op == ">=" else "(", "]" if high_op == "<=" else ")"
+        return f"{name} in {left}{low}, {high}{right}"
+    return " ".join([name] + [f"{op} {value}" for op, value in limits])
+
+
+# --- a model entry of params.yaml ----------------------------------------------------------------
 
 def model_entry(params: dict, key: str) -> dict:
     """The entry `models.<key>`, with a clear error listing the configured models."""
@@ -51,13 +286,12 @@ def training_settings(params: dict, key: str) -> dict:
 
 
 def architecture_params(params: dict, key: str) -> tuple[str, dict]:
-    """(model type name, its constructor parameters) of the entry `models.<key>`.
+    """(model type name, its constructor parameters) of the entry `models.<key>`: every key but
+    the entry keys every model has (components.schema.ModelEntry: `training`, `pixels`, `sweep`, ...)."""
+    from components.schema import ENTRY_KEYS
 
-    The entry's other keys, `training` (settings), `pixels` (the data format), `sweep` (a search
-    space, see pipelines/sweep.py) and `domains` (a domain view of the data, see
-    components/data/domains.py), are not constructor parameters."""
     entry = model_entry(params, key)
     name = entry.pop("model")
-    for other in ("training", "pixels", "sweep", "domains"):
+    for other in ENTRY_KEYS:
         entry.pop(other, None)
     return name, entry

@@ -53,3 +53,43 @@ def plot_history(history: list[dict], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def bar_chart(values, labels, title: str, ylabel: str, reference=None, names=("model", "real data")):
+    """One bar per value, labelled underneath, beside a `reference` bar per value when given; NaN
+    values are left out (and the title says which)."""
+    values = np.asarray(values, dtype=np.float64)
+    series = [values] if reference is None else [values, np.asarray(reference, dtype=np.float64)]
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(values) * len(series) + 1.5), 3.2))
+    for i, (heights, name) in enumerate(zip(series, names)):
+        shown = np.isfinite(heights)
+        ax.bar(np.flatnonzero(shown) + (i - (len(series) - 1) / 2) * width, heights[shown], width, label=name)
+    ax.set_xticks(range(len(values)), [str(label) for label in labels])
+    ax.set_ylabel(ylabel)
+    missing = [str(label) for label, ok in zip(labels, np.isfinite(values)) if not ok]
+    ax.set_title(title + (f" (not measured: {', '.join(missing)})" if missing else ""), fontsize=9)
+    if reference is not None:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def labelled_rows(images: np.ndarray, row_labels, columns: int, title: str | None = None):
+    """`image_grid` of (rows * columns, C, H, W) images with each row's label written at its left."""
+    grid = image_grid(images, columns=columns)
+    rows, labels = len(row_labels), [str(label) for label in row_labels]
+    # Inches: the grid at 110 dpi, the labels at ~0.065 in per character of 8-point text.
+    margin = 0.25 + 0.065 * max(map(len, labels), default=0)
+    width, height = grid.width / 110, grid.height / 110
+    top = 0.45 if title else 0.1
+    fig = plt.figure(figsize=(margin + width + 0.15, height + top + 0.1))
+    ax = fig.add_axes((margin / (margin + width + 0.15), 0.1 / (height + top + 0.1),
+                       width / (margin + width + 0.15), height / (height + top + 0.1)))
+    ax.imshow(grid, cmap="gray" if grid.mode == "L" else None, vmin=0, vmax=255)
+    step = grid.height / rows
+    ax.set_yticks([step * (r + 0.5) for r in range(rows)], labels, fontsize=8)
+    ax.set_xticks([])
+    if title:
+        fig.suptitle(title, fontsize=8, x=0.5, y=1 - 0.08 / (height + top + 0.1), va="top")
+    return fig

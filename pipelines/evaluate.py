@@ -15,25 +15,30 @@ from __future__ import annotations
 import json
 import sys
 
-import mlflow
-import numpy as np
-import torch
+from components.schema import checked_params, exit_on_bad_params
 
-from components.atomic import atomic_directory, write_text_atomically
-from components.classifier import load_classifier, predict, train_classifier
-from components.completion import lower_half_hidden
-from components.config import ConfigError, load_params, repo_path
-from components.data.domains import domain_view_folder
-from components.data.prepared import draw_binary, read_split
-from components.data.batch import Batch
-from components.latent_figures import interpolation_grid, latent_scatter, reconstruction_grid
-from components.metrics.anomaly import anomaly_auroc
-from components.metrics.likelihood import bits_per_dim, per_image_log_prob
-from components.metrics.representation import probe_accuracies
-from components.metrics.sample_quality import conditional_accuracy, frechet_distance, sample_quality
-from components.models import load_model
-from components.plots import image_grid, plt
-from pipelines import tracking
+if __name__ == "__main__" and len(sys.argv) == 2:  # before the imports below (MLflow, torch, plots)
+    exit_on_bad_params(["evaluate"], known=sys.argv[1:])
+
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from components.atomic import atomic_directory, write_text_atomically  # noqa: E402
+from components.classifier import load_classifier, predict, train_classifier  # noqa: E402
+from components.completion import lower_half_hidden  # noqa: E402
+from components.config import ConfigError, repo_path  # noqa: E402
+from components.data.domains import domain_view_folder  # noqa: E402
+from components.data.prepared import draw_binary, read_split  # noqa: E402
+from components.data.batch import Batch  # noqa: E402
+from components.latent_figures import interpolation_grid, latent_scatter, reconstruction_grid  # noqa: E402
+from components.metrics.anomaly import anomaly_auroc  # noqa: E402
+from components.metrics.likelihood import bits_per_dim, per_image_log_prob  # noqa: E402
+from components.metrics.representation import probe_accuracies  # noqa: E402
+from components.metrics.sample_quality import SampleJudge, conditional_accuracy, frechet_distance, sample_quality  # noqa: E402
+from components.models import load_model  # noqa: E402
+from components.plots import image_grid, plt  # noqa: E402
+from pipelines import tracking  # noqa: E402
 
 # The number each family is ranked by (lower is better) when promoting; models without a likelihood
 # (GAN, adversarial autoencoder) are ranked by FID.
@@ -133,6 +138,21 @@ def completion_metrics(model, test_images: torch.Tensor, test: np.ndarray, valid
     completed = model.complete(test_images, completion_observed(model), torch.Generator().manual_seed(seed))
     quality = quality_metrics(completed.cpu().numpy(), test, valid, seed)
     return {f"completion_{k}" if not k.startswith("real_data") else k: v for k, v in quality.items()}
+
+
+def hook_settings(model, cfg: dict, test, folder) -> dict:
+    """What the model's evaluation hooks get: params.yaml's `evaluate` settings and `judge`, the
+    evaluation classifier with the test images' features (and, as a real-data reference, the
+    training images'), or None for a model that cannot sample or without a classifier: to measure
+    samples only the model knows how to ask for."""
+    judge = None
+    if model.can("sample") or model.can("conditional_sample"):
+        classifier, config = load_classifier(repo_path("models/classifier"))
+        if classifier is not None:
+            train = read_split(folder, "train", model.data_pixels)
+            judge = SampleJudge(classifier, test.images, test.labels, config["num_classes"],
+                                reference=(train.images, train.labels))
+    return {**cfg, "judge": judge}
 
 
 def completion_grid(model, test_images: torch.Tensor, seed: int):
@@ -323,18 +343,15 @@ def log_evaluation(key: str, metrics: dict, figures: dict, cfg: dict) -> None:
 
 
 def main(key: str) -> None:
-    params = load_params()
-    if key not in (params.get("models") or {}):
-        raise ConfigError(f"no model {key!r} in params.yaml models; configured: {', '.join(params['models'])}")
+    cfg = checked_params(["evaluate"], known=[key])["evaluate"]
     # A model trained on a domain view of the prepared data (its entry's `domains`) is measured on the same view.
     recorded = repo_path(f"models/{key}/domains.json")
     domains = json.loads(recorded.read_text()) if recorded.is_file() else None
     with domain_view_folder(repo_path("data/prepared"), domains, f"models.{key}.domains") as folder:
-        evaluate(params, key, folder)
+        evaluate(cfg, key, folder)
 
 
-def evaluate(params: dict, key: str, folder) -> None:
-    cfg = params["evaluate"]
+def evaluate(cfg: dict, key: str, folder) -> None:
     model = load_model(repo_path(f"models/{key}"))
     test, valid = (read_split(folder, split, model.data_pixels) for split in ("test", "valid"))
     test_images = torch.from_numpy(test.images)
@@ -355,7 +372,8 @@ def evaluate(params: dict, key: str, folder) -> None:
                      captions=split.captions, domains=tensor(split.domains))
 
     test_batch = batch(test)
-    metrics.update(model.evaluation_metrics(test_batch, cfg))
+    hooks = hook_settings(model, cfg, test, folder)
+    metrics.update(model.evaluation_metrics(test_batch, hooks))
     if model.can("translate"):
         train = read_split(folder, "train", model.data_pixels)
         metrics.update(translation_metrics(model, test_batch, batch(valid), batch(train), cfg["seed"]))
@@ -375,7 +393,7 @@ def evaluate(params: dict, key: str, folder) -> None:
         metrics["sample_quality"] = f"not supported: {model.name} cannot sample"
     metrics["encode"] = "supported" if model.can("encode") else f"not supported: {model.name} has no encoder"
     metrics.update(representation_metrics(model, folder, test))
-    figures = figures_of(model, key, test_batch, samples, cfg)
+    figures = figures_of(model, key, test_batch, samples, hooks)
 
     log_evaluation(key, metrics, figures, cfg)
     # Files last: a failure above leaves the previous outputs, not a mix.

@@ -8,43 +8,14 @@ import sys
 import numpy as np
 
 from components.atomic import atomic_directory
-from components.config import ConfigError, load_params, repo_path
-from components.data.binarization import BINARIZATIONS
+from components.config import ConfigError, repo_path
 from components.data.captions import caption_length, make_captions, vocabulary
 from components.data.domains import Dataset, assemble, domain_entries
 from components.data.formats import DataFormatError
 from components.data.ood import NATURAL_IMAGE_PATCHES, out_of_distribution_images
 from components.data.prepared import SPLITS, Split, data_card, write_split
-from components.data.sources import REGISTRY, DataSourceError, SourceOptions, available_sources
-
-DATA_KEYS = ("source", "path", "mirrors", "binarize", "threshold", "valid_fraction", "test_fraction", "seed",
-             "max_examples", "holdout_class", "ood", "image_size", "count", "domains", "captions")
-
-
-def validate(cfg: dict) -> None:
-    """One-line errors naming the params.yaml key."""
-    unknown = sorted(set(cfg) - set(DATA_KEYS))
-    if unknown:
-        raise ConfigError(f"data.{unknown[0]}: unknown key; valid keys: {', '.join(DATA_KEYS)}")
-    if cfg.get("domains") is None and cfg.get("source") not in REGISTRY:
-        raise ConfigError(f"data.source: unknown source {cfg.get('source')!r}; valid: {', '.join(available_sources())}")
-    if cfg.get("binarize", "none") not in BINARIZATIONS:
-        raise ConfigError(f"data.binarize: {cfg['binarize']!r} is not one of {', '.join(BINARIZATIONS)}")
-    threshold = cfg.get("threshold", 0.5)
-    if not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
-        raise ConfigError(f"data.threshold: {threshold!r} is not a number in [0, 1)")
-    for key in ("image_size", "count"):
-        value = cfg.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 2):
-            raise ConfigError(f"data.{key}: {value!r} is not an integer of at least 2 (or null)")
-    if not isinstance(cfg.get("captions", False), bool):
-        raise ConfigError(f"data.captions: {cfg['captions']!r} is not true or false")
-    for key in ("valid_fraction", "test_fraction"):
-        value = cfg.get(key, 0.1)
-        if not isinstance(value, (int, float)) or not 0 < value < 1:
-            raise ConfigError(f"data.{key}: {value!r} is not a fraction in (0, 1)")
-    if not isinstance(cfg.get("max_examples") or {}, dict) or set(cfg.get("max_examples") or {}) - set(SPLITS):
-        raise ConfigError(f"data.max_examples: expected a mapping of {', '.join(SPLITS)} to counts")
+from components.data.sources import DataSourceError, SourceOptions
+from components.schema import checked_params, exit_on_bad_params
 
 
 def source_name(cfg: dict) -> str:
@@ -103,8 +74,7 @@ def add_captions(cfg: dict, data: Dataset, splits: dict[str, Split]) -> dict:
 
 
 def main() -> None:
-    cfg = load_params()["data"]
-    validate(cfg)
+    cfg = checked_params(["data"])["data"]   # each key's type and range (components/schema.py)
     seed = int(cfg.get("seed", 0))
     base = SourceOptions(path=cfg.get("path"), mirrors=cfg.get("mirrors"), cache_dir=repo_path("data/raw"),
                          valid_fraction=cfg.get("valid_fraction", 0.1), test_fraction=cfg.get("test_fraction", 0.15),
@@ -134,6 +104,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_bad_params(["data"])   # one line per bad key, without the stage's prefix
     try:
         main()
     except (DataFormatError, DataSourceError, FileNotFoundError, ValueError) as error:

@@ -26,19 +26,23 @@ import json
 import math
 import sys
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
+from components.schema import checked_params, exit_on_bad_params
 
-from components import report
-from components.atomic import atomic_directory
-from components.config import ConfigError, load_params, repo_path
-from pipelines import tracking
+if __name__ == "__main__":  # before the imports below load MLflow: a bad value fails at once
+    exit_on_bad_params(["promote", "models"], entries=[])
+
+import mlflow  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+from components import report  # noqa: E402
+from components.atomic import atomic_directory  # noqa: E402
+from components.config import ConfigError, repo_path  # noqa: E402
+from pipelines import tracking  # noqa: E402
 
 ALIAS = "champion"
 CHALLENGER = "challenger"
 SET_BY_PROMOTE = "genzoo.champion_version"   # registered-model tag: the version promote made champion
-MODES = ("auto", "propose")
 # The numbers a version's description lists, when evaluation measured them.
 KEY_METRICS = ["test_nll", "test_bits_per_dim", "test_elbo", "fid", "kid", "precision", "recall",
                "class_coverage", "conditional_accuracy", "anomaly_auroc_ood", "anomaly_auroc_holdout",
@@ -46,12 +50,8 @@ KEY_METRICS = ["test_nll", "test_bits_per_dim", "test_elbo", "fid", "kid", "prec
 
 
 def settings(params: dict) -> dict:
-    given = {"mode": "auto", "respect_manual": True, **(params.get("promote") or {})}
-    unknown = sorted(set(given) - {"mode", "respect_manual"})
-    if unknown or given["mode"] not in MODES or not isinstance(given["respect_manual"], bool):
-        raise ConfigError(f"params.yaml promote: mode must be one of {', '.join(MODES)} and respect_manual "
-                          f"true or false (unknown keys: {unknown or 'none'}); got {given}")
-    return given
+    """`promote` with its defaults (components.schema.Promote checks its values)."""
+    return {"mode": "auto", "respect_manual": True, **(params.get("promote") or {})}
 
 
 def does_not_exist(error: MlflowException) -> bool:
@@ -208,7 +208,7 @@ def apply(client: MlflowClient, decision: dict) -> None:
 
 
 def main() -> None:
-    params = load_params()
+    params = checked_params(["promote", "models"], entries=[])
     config = settings(params)
     tracking.configure()
     client = MlflowClient()

@@ -36,10 +36,15 @@ import threading
 import time
 from pathlib import Path
 
-from components.config import load_params
-from pipelines import tracking
-from pipelines.local_cluster import end_with_parent, local_cluster
-from pipelines.ray_session import cluster_address
+from components.schema import checked_params, exit_on_bad_params
+
+if __name__ == "__main__":  # the whole params.yaml, before the imports below (DVC, MLflow) and any stage
+    exit_on_bad_params()
+
+from components.config import ConfigError  # noqa: E402
+from pipelines import tracking  # noqa: E402
+from pipelines.local_cluster import end_with_parent, local_cluster  # noqa: E402
+from pipelines.ray_session import cluster_address  # noqa: E402
 
 DVC = str(Path(sys.executable).parent / "dvc")
 
@@ -158,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
 
+    try:
+        params = checked_params()   # every section: a bad value fails here, not in the stage that reads it
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
     stages = stage_graph(args.stages)
     to_run = changed_stages(stages)
     if not to_run:
@@ -171,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, runner.interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     trains = any(name.startswith("train@") for name in stages)
     try:
-        if trains and not cluster_address(load_params()):
+        if trains and not cluster_address(params):
             with tempfile.TemporaryDirectory(prefix="genzoo-ray-") as root, \
                     local_cluster(Path(root), [os.cpu_count() or 1]) as cluster:
                 print(f"repro: one local Ray for every train stage at {cluster.address}", flush=True)

@@ -22,10 +22,7 @@ import dataclasses
 from pathlib import Path
 
 from components.config import ConfigError
-
-DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
-SEARCHABLE_SETTINGS = ("lr", "batch_size", "patience", "seed")
-SPEC_KEYS = ("trials", "concurrent", "grace_epochs", "space")
+from components.schema import DISTRIBUTIONS, SEARCHABLE_SETTINGS, SPEC_KEYS
 
 
 @dataclasses.dataclass

@@ -18,19 +18,26 @@ import shutil
 import sys
 from pathlib import Path
 
-import mlflow
+from components.schema import checked_params, exit_on_bad_params
 
-from components.atomic import atomic_directory
-from components.config import (ConfigError, architecture_params, load_params, model_entry, repo_path,
+SECTIONS = ("train", "cluster")   # and the model's own entry
+
+if __name__ == "__main__" and len(sys.argv) == 2:  # before the imports below (MLflow, Ray, plots)
+    exit_on_bad_params(SECTIONS, entries=sys.argv[1:])
+
+import mlflow  # noqa: E402
+
+from components.atomic import atomic_directory  # noqa: E402
+from components.config import (ConfigError, architecture_params, model_entry, repo_path,  # noqa: E402
                                training_settings)
-from components.data.domains import domain_view_folder
-from components.data.prepared import read_spec
-from components.models import build_model, pixel_format, save_model
-from components.plots import plot_history, write_history_csv
-from components.serving import GenzooPyfunc, logged_metadata, request_signature
-from components.training import Settings, final_weights
-from pipelines import ray_train, sweep, tracking
-from pipelines.ray_session import ClusterUnavailable, alive_nodes, cluster_address, ray_session
+from components.data.domains import domain_view_folder  # noqa: E402
+from components.data.prepared import read_spec  # noqa: E402
+from components.models import build_model, pixel_format, save_model  # noqa: E402
+from components.plots import plot_history, write_history_csv  # noqa: E402
+from components.serving import GenzooPyfunc, logged_metadata, request_signature  # noqa: E402
+from components.training import Settings, final_weights  # noqa: E402
+from pipelines import ray_train, sweep, tracking  # noqa: E402
+from pipelines.ray_session import ClusterUnavailable, alive_nodes, cluster_address, ray_session  # noqa: E402
 
 PYFUNC_REQUIREMENTS = ["torch==2.13.0", "numpy", "pandas", "pyarrow"]
 
@@ -97,7 +104,7 @@ def log_to_mlflow(key: str, model, settings: dict, card: dict, state: dict, mode
 
 
 def main(key: str) -> None:
-    params = load_params()
+    params = checked_params(SECTIONS, entries=[key])
     card = json.loads(repo_path("data/prepared/card.json").read_text())
     # A model entry's `domains`: a domain view of the prepared data, written where every Ray worker
     # reads (beside the checkpoints: train.storage_path is shared on a cluster), removed at the end.

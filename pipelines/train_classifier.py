@@ -9,12 +9,17 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
+from components.schema import checked_params, exit_on_bad_params
 
-from components.atomic import atomic_directory
-from components.classifier import accuracy_of, save_classifier, train_classifier
-from components.config import load_params, repo_path
-from components.data.prepared import PIXEL_FORMATS, draw_binary, read_split
+if __name__ == "__main__":  # before the imports below load torch: a bad value fails at once
+    exit_on_bad_params(["classifier"])
+
+import numpy as np  # noqa: E402
+
+from components.atomic import atomic_directory  # noqa: E402
+from components.classifier import accuracy_of, save_classifier, train_classifier  # noqa: E402
+from components.config import repo_path  # noqa: E402
+from components.data.prepared import PIXEL_FORMATS, draw_binary, read_split  # noqa: E402
 
 
 def in_both_pixel_formats(folder, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -26,7 +31,7 @@ def in_both_pixel_formats(folder, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main() -> None:
-    cfg = load_params()["classifier"]
+    cfg = checked_params(["classifier"])["classifier"]
     folder = repo_path("data/prepared")
     train = read_split(folder, "train")
     with atomic_directory(repo_path("models/classifier")) as build:

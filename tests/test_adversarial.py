@@ -4,6 +4,7 @@ facts, conditional sampling of the cGAN, InfoGAN's information term and encoder.
 import math
 import typing
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -326,3 +327,94 @@ def test_the_params_entries_build_on_the_digits():
 def test_cgan_refuses_labels_without_class_names():
     with pytest.raises(ConfigError, match="'cgan' conditions on class labels.*0 classes"):
         build_model("cgan", DataSpec.single((1, 8, 8), fields=("labels",)), TINY_CGAN)
+
+
+# --- per-class FID (cgan, gan_cls) ------------------------------------------------------------
+
+def test_per_class_fid_is_the_frechet_formula_of_each_class():
+    from components.metrics.sample_quality import per_class_fid, per_class_fid_metrics
+
+    square = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])   # mean (1, 1), covariance 4/3 I
+    real = np.concatenate([square, square + [10.0, 0.0], [[5.0, 5.0]]])
+    real_labels = np.array([0] * 4 + [1] * 4 + [2])
+    # asked for 0: the square doubled about (1, 1) and moved to mean (3, 3): covariance 16/3 I;
+    # asked for 1: class 1's own images; asked for 2: one sample (no covariance).
+    fake = np.concatenate([2 * square + 1, square + [10.0, 0.0], [[5.0, 5.0]]])
+    asked = np.array([0] * 4 + [1] * 4 + [2])
+    values = per_class_fid(real, real_labels, fake, asked, 3)
+    # |mu_r - mu_f|^2 + tr(S_r) + tr(S_f) - 2 tr((S_r S_f)^1/2) = 8 + 8/3 + 32/3 - 2 * 2 * 8/3 = 32/3
+    assert values[0] == pytest.approx(32 / 3, rel=1e-9)
+    assert values[1] == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(values[2])
+    metrics = per_class_fid_metrics(values)
+    assert metrics == pytest.approx({"fid_class_0": 32 / 3, "fid_class_1": 0.0, "per_class_fid_mean": 16 / 3},
+                                    abs=1e-9)
+
+
+def test_per_class_fid_of_real_images_is_zero_for_their_class_and_large_for_another():
+    from components.metrics.sample_quality import per_class_fid
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 40)
+    features = np.maximum(rng.normal(size=(120, 16)) + labels[:, None] * 0.7, 0)   # ReLU-like, class-shifted
+    own = per_class_fid(features, labels, features, labels, 3)
+    other = per_class_fid(features, labels, features, (labels + 1) % 3, 3)
+    assert np.abs(own).max() < 1e-4
+    assert (other > 1.0).all()
+
+
+class HalvesReader(nn.Module):
+    """An evaluation classifier for `halves`: features are the two halves' brightness (in percent), class
+    the brighter."""
+
+    def features(self, x):
+        left, right = 100 * x[..., :4].mean((1, 2, 3)), 100 * x[..., 4:].mean((1, 2, 3))
+        return torch.stack([left, right, left * right / 100], 1)
+
+    def head(self, features):
+        return features[:, :2]
+
+
+def test_cgan_per_class_fid_measures_each_class_against_its_own_test_images():
+    from components.metrics.sample_quality import SampleJudge, frechet_distance
+    from components.models.cgan import ConditionalGAN
+
+    test = halves(40, torch.Generator().manual_seed(0))
+    by_class = [test.images[test.labels == k] for k in range(2)]
+    counts = [len(images) for images in by_class]
+
+    class Answers(ConditionalGAN):
+        """Asked for class k, gives the test images of class k + shift in turn."""
+        shift = 0
+
+        def sample(self, n, condition=None, generator=None):
+            asked = self.labels_for(n, condition)
+            answered = ((asked + self.shift) % 2).tolist()
+            drawn = [by_class[k][answered[:i].count(k) % counts[k]] for i, k in enumerate(answered)]
+            return torch.stack(drawn)
+
+    # the floor: the first test images of each class as a reference set, i.e. what `right` answers
+    judge = SampleJudge(HalvesReader(), test.images, test.labels, 2, reference=(test.images, test.labels))
+    settings = {"seed": 0, "num_samples": 2 * min(counts), "judge": judge}
+    right = Answers(TOY_SPEC, Answers.Params(**TINY_CGAN))
+    right_metrics = right.evaluation_metrics(test, settings)
+    wrong = Answers(TOY_SPEC, Answers.Params(**TINY_CGAN))
+    wrong.shift = 1
+    wrong_metrics = wrong.evaluation_metrics(test, settings)
+    per_class = min(counts)
+    features = lambda images: HalvesReader().features(images).double().numpy()  # noqa: E731
+    for k in range(2):
+        # asked for k: the first per_class test images of class k (resp. of the other class), against
+        # all of class k's test images
+        assert right_metrics[f"fid_class_{k}"] == pytest.approx(
+            frechet_distance(features(by_class[k]), features(by_class[k][:per_class])), rel=1e-4, abs=1e-6)
+        assert wrong_metrics[f"fid_class_{k}"] == pytest.approx(
+            frechet_distance(features(by_class[k]), features(by_class[1 - k][:per_class])), rel=1e-6)
+        assert wrong_metrics[f"fid_class_{k}"] > 1000 * max(right_metrics[f"fid_class_{k}"], 1e-3)
+    assert right_metrics["real_data_per_class_fid_mean"] == pytest.approx(right_metrics["per_class_fid_mean"],
+                                                                          rel=1e-4, abs=1e-6)
+    assert wrong_metrics["per_class_fid_mean"] == pytest.approx(
+        (wrong_metrics["fid_class_0"] + wrong_metrics["fid_class_1"]) / 2)
+    assert set(wrong.evaluation_figures(test, settings)) == {"per_class_fid.png"}
+    assert right.evaluation_metrics(test, {"seed": 0, "num_samples": 8}) == {
+        "per_class_fid": "not measured: no evaluation classifier or no test labels"}

@@ -133,6 +133,93 @@ def test_samples_follow_their_captions_after_a_short_training():
         assert (l > r + 0.2) if brighter == "left" else (r > l + 0.2), (brighter, l, r)
 
 
+# --- GAN-CLS evaluation: held-out phrasings, per-class FID, interpolation ---------------------------
+
+SIDES = ("left", "right")
+
+
+def captioned_halves(n, seed=0):
+    """`halves` images labelled by side and captioned as components/data/captions.py captions the test split."""
+    from components.data.captions import caption_length, make_captions, vocabulary
+
+    g = torch.Generator().manual_seed(seed)
+    side = torch.randint(2, (n,), generator=g)
+    x = 0.1 * torch.rand(n, 1, 8, 8, generator=g)
+    x[side == 0, :, :, :4] += 0.8
+    x[side == 1, :, :, 4:] += 0.8
+    test = make_captions("test", side.numpy(), SIDES, ["synthetic"] * n, None, (), seed)
+    train = make_captions("train", side.numpy(), SIDES, ["synthetic"] * n, None, (), seed)
+    spec = DataSpec.single((1, 8, 8), 256, class_names=SIDES, vocabulary=tuple(vocabulary(train)),
+                           fields=("labels", "captions"), caption_length=caption_length(train + test))
+    return spec, Batch(x, labels=side, captions=test)
+
+
+class SideReader(torch.nn.Module):
+    """An evaluation classifier for the halves: features are the halves' brightness, class the brighter."""
+
+    def features(self, x):
+        left, right = x[..., :4].mean((1, 2, 3)), x[..., 4:].mean((1, 2, 3))
+        return torch.stack([left, right, left * right], 1)
+
+    def head(self, features):
+        return features[:, :2]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 5])
+def test_the_held_out_phrasings_are_the_ones_the_data_layer_held_out(seed):
+    from components.data.captions import phrasings
+    from components.models.gan_cls import phrasings_of
+
+    spec, test = captioned_halves(200, seed)
+    assert phrasings_of(spec, test.captions, test.labels) == {"heldout": list(phrasings(seed)["test"]),
+                                                              "train": list(phrasings(seed)["train"])}
+    assert phrasings_of(spec, ["a zebra"] + test.captions[1:], test.labels) is None
+
+
+def test_caption_accuracy_is_measured_apart_on_held_out_and_training_phrasings():
+    from components.metrics.sample_quality import SampleJudge
+    from components.models.gan_cls import GANCLS, caption_text, phrasings_of
+
+    spec, test = captioned_halves(200)
+    training = phrasings_of(spec, test.captions, test.labels)["train"]
+    seen = {caption_text(spec, t, k): k for t in training for k in range(2)}
+
+    class ReadsTrainingWordings(GANCLS):
+        """Draws the side a training phrasing names; any other text gets the left side."""
+
+        def sample(self, n, condition=None, generator=None):
+            sides = [seen.get(caption, 0) for caption in condition]
+            x = torch.zeros(n, 1, 8, 8)
+            for i, side in enumerate(sides):
+                x[i, :, :, 4 * side:4 * side + 4] = 0.9
+            return x + 0.05 * torch.rand(n, 1, 8, 8, generator=generator)
+
+    model = ReadsTrainingWordings(spec, GANCLS.Params(**SMALL))
+    settings = {"seed": 0, "num_samples": 40, "judge": SampleJudge(SideReader(), test.images, test.labels, 2)}
+    metrics = model.evaluation_metrics(test, settings)
+    assert metrics["train_caption_accuracy"] == 1.0
+    assert metrics["heldout_caption_accuracy"] == 0.5    # only the left side, which it draws for anything
+    # per-class FID of the held-out captions' samples: the right side asked, the left drawn
+    assert metrics["fid_class_1"] > 100 * metrics["fid_class_0"]
+    figures = model.evaluation_figures(test, settings)
+    assert set(figures) == {"class_samples.png", "caption_interpolation.png", "per_class_fid.png"}
+
+
+def test_caption_interpolation_feeds_the_generator_the_mixed_embedding_with_one_noise():
+    torch.manual_seed(0)
+    spec, _ = captioned_halves(50)
+    model = build_model("gan_cls", spec, SMALL).eval()
+    first, second = "a picture of left", "here is right"
+    walk = model.interpolate(first, second, steps=5, generator=torch.Generator().manual_seed(3))
+    z = model.noise(1, torch.Generator().manual_seed(3))
+    phi = model.embed(model.tokens([first, second]))
+    with torch.no_grad():
+        for i, t in enumerate((0.0, 0.25, 0.5, 0.75, 1.0)):
+            expected = (model.generator(z, (1 - t) * phi[:1] + t * phi[1:]) + 1) / 2
+            assert torch.allclose(walk[i], expected[0].clamp(0, 1), atol=1e-6), t
+    assert not torch.allclose(walk[0], walk[-1], atol=1e-3)
+
+
 # --- ProGAN ---------------------------------------------------------------------------------------
 
 def progan(shape=(1, 8, 8), **params):
@@ -250,3 +337,76 @@ def test_a_run_resumed_mid_fade_continues_with_the_same_alpha():
     assert resumed.phases()[run.state["phase"]].resolution == 8 and int(resumed.level) == 1
     assert alphas.seen == pytest.approx([0.75, 1.0, 1.0, 1.0])     # from 0.5 on, as the first run went
     assert int(resumed.phase_images_seen) == 32 + 64
+
+
+def test_the_end_of_each_phase_keeps_samples_of_the_ema_generator_whichever_epoch_is_selected():
+    from components.models.families.adversarial import to_unit
+    from components.models.progan import PHASE_SAMPLES, PHASE_SEED
+    from components.training import final_weights
+
+    z = torch.randn(PHASE_SAMPLES, 8, generator=torch.Generator().manual_seed(PHASE_SEED))
+
+    class AtPhaseEnds:
+        live, averaged = {}, {}
+        def on_fit_start(self, run): ...
+        def on_step_end(self, run): ...
+
+        @torch.no_grad()
+        def on_epoch_end(self, run, record):   # epoch 1 ended the 4x4 phase (64 images), epoch 2 training
+            level = record["epoch"] - 1
+            up = lambda x: F.interpolate(to_unit(x.clamp(-1, 1)), size=(8, 8), mode="nearest")  # noqa: E731
+            self.live[level] = up(run.model.generator(z, level, 1.0))
+            with run.averaged():
+                self.averaged[level] = up(run.model.generator(z, level, 1.0))
+
+    torch.manual_seed(0)
+    model, seen = progan(), AtPhaseEnds()
+    train, valid = tiny_data()
+    quality = lambda model, epoch: {"fid": float(epoch)}   # noqa: E731  (epoch 1 is the best: selected)
+    run = fit(model, train, valid, Settings.from_dict({**SETTINGS, "epochs": 2}), [seen], quality=quality)
+    kept = final_weights(run.checkpoint())
+    assert int(kept["level"]) == 0                      # the selected epoch's weights: the 4x4 phase ...
+    assert kept["phase_recorded"].tolist() == [True, True]   # ... with both phases' records
+    for level in (0, 1):
+        samples = kept["phase_samples"][level].float() / 255
+        assert (samples - seen.averaged[level]).abs().max() <= 0.5 / 255 + 1e-6   # 8-bit EMA generator's
+        assert (samples - seen.live[level]).abs().max() > 0.05                      # not the live one's
+
+
+class Pixels(torch.nn.Module):
+    """An evaluation classifier whose features are the pixels themselves."""
+
+    def features(self, x):
+        return x.flatten(1)
+
+    def head(self, features):
+        return features[:, :2]
+
+
+def test_phase_fid_compares_with_the_real_images_averaged_down_to_the_phase_resolution():
+    from components.metrics.sample_quality import SampleJudge
+    from components.models.families.adversarial import to_unit
+    from components.models.progan import PHASE_SAMPLES, PHASE_SEED
+
+    g = torch.Generator().manual_seed(0)
+    coarse = F.interpolate(torch.randint(10, 246, (PHASE_SAMPLES, 1, 4, 4), generator=g).float(), scale_factor=2)
+    checker = 10 * ((torch.arange(8)[:, None] + torch.arange(8)) % 2 * 2 - 1).float()  # averages to 0 per 2x2
+    test = Batch((coarse + checker) / 255)
+    judge = SampleJudge(Pixels(), test.images, None, 2)
+    settings = {"seed": 0, "judge": judge}
+    model = progan().eval()
+    # a perfect 4x4 phase: it kept the test images averaged down to 4x4 (8-bit values, shown at 8x8)
+    model.phase_samples[0] = coarse.to(torch.uint8)
+    model.phase_recorded[0] = True
+    metrics = model.evaluation_metrics(test, settings)
+    assert metrics["fid_phase_4"] == pytest.approx(0.0, abs=1e-6)
+    # against the full-resolution images it would be the checkerboard's shift of the mean: 64 (10/255)^2
+    assert judge.fid(coarse / 255) == pytest.approx(64 * (10 / 255) ** 2, rel=1e-6)
+    assert metrics["fid_phase_8"] == "not recorded: training ended before this phase"
+    model.level.fill_(1)
+    model.on_phase_end(model.phases()[1])         # the 8x8 phase ends: its samples against the images as they are
+    z = torch.randn(PHASE_SAMPLES, 8, generator=torch.Generator().manual_seed(PHASE_SEED))
+    with torch.no_grad():
+        expected = judge.fid((to_unit(model.generator(z, 1, 1.0).clamp(-1, 1)) * 255).round() / 255)
+    assert model.evaluation_metrics(test, settings)["fid_phase_8"] == pytest.approx(expected, rel=1e-6)
+    assert set(model.evaluation_figures(test, settings)) == {"phase_1_4x4.png", "phase_2_8x8.png"}

@@ -177,10 +177,11 @@ def test_domains_of_gray_and_rgb_sources_share_one_shape(tmp_path):
 
 
 @pytest.mark.parametrize("data, key", [({"source": "digits", "image_sise": 8}, "data.image_sise: unknown key"),
-                                       ({"source": "digits", "captions": "yes"}, "data.captions:"),
+                                       ({"source": "digits", "captions": "yes"},
+                                        "data.captions = 'yes': must be true or false"),
                                        ({"source": "digits", "domains": [{"name": "a", "source": "digits",
                                                                           "transform": "blur"}]},
-                                        "data.domains[0].transform: unknown transform 'blur'"),
+                                        "data.domains[0].transform = 'blur': must be one of identity, thicken"),
                                        ({"source": "binarized_mnist", "captions": True, "path": "/nowhere"},
                                         "data.path /nowhere is not a folder")])
 def test_prepare_names_the_bad_key(tmp_path, data, key):

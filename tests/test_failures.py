@@ -52,11 +52,12 @@ def test_bad_model_config_fails_before_ray_starts(prepared):
     params["models"]["unknown"] = {"model": "pixelgan"}
     (prepared / "params.yaml").write_text(yaml.safe_dump(params))
     result, _ = train(prepared, "broken")
-    assert result.returncode != 0 and "'hidden_units': expected int, got str 'many'" in result.stderr
+    assert result.returncode != 0 and result.stderr.startswith(
+        "params.yaml: models.broken.hidden_units = 'many': must be an integer >= 1")
     result, _ = train(prepared, "unknown")
-    assert "unknown model 'pixelgan'; available models:" in result.stderr
+    assert result.stderr.startswith("params.yaml: models.unknown.model = 'pixelgan': must be one of aae, bernoulli")
     result, _ = train(prepared, "missing")
-    assert "no model 'missing' in params.yaml models" in result.stderr
+    assert result.stderr.startswith("params.yaml: models.missing: no such model entry; configured: ")
     assert "Traceback" not in result.stderr
 
 

@@ -147,7 +147,7 @@ def test_propose_mode_only_ever_proposes(repo):
 def test_an_unknown_promote_setting_fails_the_stage(repo):
     set_promote(repo, mode="sometimes")
     trained(repo, 50.0)
-    with pytest.raises(SystemExit, match="promote: mode must be one of auto, propose"):
+    with pytest.raises(SystemExit, match="promote.mode = 'sometimes': must be one of auto, propose"):
         promote.run()
 
 

@@ -112,7 +112,8 @@ def test_interrupted_then_concurrent_run_equals_a_sequential_repro(tmp_path):
 def test_a_failing_stage_stops_its_dependants_and_is_named(tmp_path):
     repo = copy_repo(tmp_path / "failing")
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["models"]["nade"]["hidden_units"] = "many"   # a bad value: the stage exits with a message
+    # Valid params (repro refuses a bad value before any stage) that train@nade cannot use: it exits with a message.
+    params["models"]["nade"]["training"] = {"optimizers": {"generator": {"lr": 0.1}}}   # NADE has one, `model`
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = repro(repo, "--jobs", "2", check=False, timeout=1500)
     assert result.returncode == 1

@@ -8,7 +8,12 @@
 * conditional accuracy: for a class-conditional model, the share of samples the
   classifier assigns to the class they were asked for (chance: 1 / classes);
 * class coverage: the share of classes that receive at least half of their
-  uniform share of samples, and the normalized entropy of the class histogram.
+  uniform share of samples, and the normalized entropy of the class histogram;
+* per-class FID: for a class-conditional model, the FID of the samples asked
+  for class k against the real images of class k, for every k.
+
+`SampleJudge` holds the evaluation classifier and the real test images' features,
+so a model's evaluation hooks can measure the samples only they know how to ask for.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import warnings
 import numpy as np
 import torch
 from scipy import linalg
+
+from components.classifier import predict
 
 
 def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
@@ -99,3 +106,72 @@ def conditional_accuracy(predicted: np.ndarray, asked: np.ndarray, num_classes: 
         raise ValueError(f"conditional accuracy: {predicted.shape} predictions for {asked.shape} asked classes")
     return {"conditional_accuracy": float((predicted == asked).mean()),
             "conditional_accuracy_chance": 1.0 / num_classes}
+
+
+def per_class_fid(real_features: np.ndarray, real_labels: np.ndarray, fake_features: np.ndarray,
+                  asked: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes,) FID of the samples asked for class k against the real images of class k; NaN
+    where either side has fewer than two (no covariance)."""
+    real_labels, asked = np.asarray(real_labels), np.asarray(asked)
+    if len(real_labels) != len(real_features) or len(asked) != len(fake_features):
+        raise ValueError(f"per-class FID: {len(real_features)} real features for {len(real_labels)} labels, "
+                         f"{len(fake_features)} sample features for {len(asked)} asked classes")
+    real, fake = real_features.astype(np.float64), fake_features.astype(np.float64)
+    values = np.full(num_classes, np.nan)
+    for k in range(num_classes):
+        r, f = real[real_labels == k], fake[asked == k]
+        if len(r) >= 2 and len(f) >= 2:
+            values[k] = frechet_distance(r, f)
+    return values
+
+
+def per_class_fid_metrics(values: np.ndarray) -> dict[str, float]:
+    """`fid_class_<k>` for each measured class and their mean `per_class_fid_mean`."""
+    measured = {k: float(v) for k, v in enumerate(values) if np.isfinite(v)}
+    if not measured:
+        return {"per_class_fid": "not measured: no class has two real images and two samples"}
+    return {**{f"fid_class_{k}": v for k, v in measured.items()},
+            "per_class_fid_mean": float(np.mean(list(measured.values())))}
+
+
+class SampleJudge:
+    """The evaluation classifier and the real images samples are compared with (features and labels)."""
+
+    def __init__(self, classifier, real_images, real_labels, num_classes: int, reference=None):
+        """`reference`: (images, labels) of other real images (e.g. the training split): the floor."""
+        self.classifier, self.num_classes = classifier, int(num_classes)
+        self.real_features = self.features(real_images)[0]
+        self.real_labels = None if real_labels is None else np.asarray(real_labels)
+        self.reference = reference
+
+    def features(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """(features as float64, predicted labels) of images (N, C, H, W) in [0, 1]."""
+        features, labels = predict(self.classifier, torch.as_tensor(images, dtype=torch.float32).cpu())
+        return features.double().numpy(), labels.numpy()
+
+    def accuracy(self, samples, asked) -> float:
+        """The share of samples the classifier puts in the class they were asked for."""
+        return conditional_accuracy(self.features(samples)[1], asked, self.num_classes)["conditional_accuracy"]
+
+    def per_class_fid(self, samples, asked) -> np.ndarray:
+        if self.real_labels is None:
+            raise ValueError("per-class FID needs the real images' labels")
+        return per_class_fid(self.real_features, self.real_labels, self.features(samples)[0], asked,
+                             self.num_classes)
+
+    def per_class_floor(self, per_class: int) -> np.ndarray | None:
+        """Per-class FID of `per_class` reference images of each class (the first ones) against the
+        real images of that class: what a model drawing real images would score with as many
+        samples. None without reference images and labels."""
+        if self.reference is None or self.reference[1] is None or self.real_labels is None:
+            return None
+        images, labels = self.reference
+        labels = np.asarray(labels)
+        chosen = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in range(self.num_classes)])
+        return self.per_class_fid(np.asarray(images)[chosen], labels[chosen])
+
+    def fid(self, samples, real_images=None) -> float:
+        """FID of samples against the real images (by default the judge's own; others, e.g. the same
+        images at a lower resolution, when given)."""
+        real = self.real_features if real_images is None else self.features(real_images)[0]
+        return frechet_distance(real, self.features(samples)[0])

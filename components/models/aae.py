@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
 
+from pydantic import Field
 from components.losses.adversarial import NonSaturating
 from components.models.families.autoencoder import Autoencoder, mlp
 
@@ -51,13 +52,14 @@ class AAE(Autoencoder):
 
     @dataclasses.dataclass
     class Params:
-        latent_dim: int = 8
+        latent_dim: Annotated[int, Field(ge=1)] = 8
         prior: Literal["gaussian", "mixture", "uniform"] = "gaussian"
         architecture: Literal["mlp", "conv"] = "mlp"
-        hidden_units: list[int] = dataclasses.field(default_factory=lambda: [512, 512])
-        conv_channels: list[int] = dataclasses.field(default_factory=lambda: [32, 64])  # conv only
-        discriminator_units: list[int] = dataclasses.field(default_factory=lambda: [512, 512])
-        beta1: float = 0.5           # Adam's first-moment decay for the two adversarial updates
+        hidden_units: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [512, 512])
+        # conv only
+        conv_channels: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [32, 64])
+        discriminator_units: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [512, 512])
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5  # Adam's first-moment decay for the two adversarial updates
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

@@ -55,6 +55,9 @@ class GenerativeModel(nn.Module):
     # Submodules whose parameters the trainer averages (EMA, when `ema_decay` is set); the average is
     # what validation, selection and the saved weights use.
     ema_modules: ClassVar[tuple[str, ...]] = ()
+    # Buffers that record the run rather than define the model (e.g. samples kept as each training
+    # phase ended): saved as the last epoch left them, whichever epoch's weights selection keeps.
+    records: ClassVar[tuple[str, ...]] = ()
     capabilities: ClassVar[frozenset[str]] = frozenset()   # what it can do (keys of CAPABILITIES)
     requires: ClassVar[frozenset[str]] = frozenset()       # batch fields it needs (of batch.FIELDS)
     condition: ClassVar[str | None] = None      # what `sample`'s condition is: "labels" | "captions" | ...
@@ -120,6 +123,11 @@ class GenerativeModel(nn.Module):
     def on_phase_start(self, phase: "Phase") -> None:
         """Called before the first epoch of `phase`, and again for the current phase when a run resumes
         (so it must set state from `phase`, not toggle it)."""
+
+    def on_phase_end(self, phase: "Phase") -> None:
+        """Called with the averaged (EMA) weights in place when a phase ends: after its last epoch when
+        the next phase follows (before selection sees the epoch), and after training's last epoch;
+        e.g. to keep samples of what the phase reached in `records`."""
 
     def on_step(self, step: int) -> None:
         """Called after every training step; `step` counts steps since the run began (1, 2, ...)."""

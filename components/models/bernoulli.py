@@ -7,10 +7,12 @@ pixel i on. `pseudocount=0` gives exactly the maximum-likelihood estimate.
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
+from pydantic import Field
 from components.models.base import GenerativeModel
 
 
@@ -24,7 +26,7 @@ class IndependentBernoulli(GenerativeModel):
 
     @dataclasses.dataclass
     class Params:
-        pseudocount: float = 0.5   # Krichevsky-Trofimov smoothing; keeps unseen pixels finite
+        pseudocount: Annotated[float, Field(ge=0)] = 0.5   # Krichevsky-Trofimov smoothing; keeps unseen pixels finite
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

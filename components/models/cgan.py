@@ -18,19 +18,25 @@ collapses to a few images on small data).
 `sample(n, condition=labels)`: labels are n class indices (a list or int
 tensor) or one int for all n; without a condition each sample's label is
 drawn uniformly from the classes (with `generator`, so a seeded call repeats).
+
+Evaluation adds the FID of each class's samples against that class's test
+images (`fid_class_<k>`, their mean `per_class_fid_mean`, `per_class_fid.png`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pydantic import Field
 from components.config import ConfigError
 from components.losses.adversarial import LossName
-from components.models.families.adversarial import AdversarialModel
+from components.models.families.adversarial import (AdversarialModel, per_class_fid, per_class_fid_figure,
+                                                    per_class_fid_metrics)
 
 
 class Maxout(nn.Module):
@@ -77,17 +83,17 @@ class ConditionalGAN(AdversarialModel):
 
     @dataclasses.dataclass
     class Params:
-        latent_dim: int = 100
-        noise_units: int = 200                 # G: z -> ReLU
-        label_units: int = 1000                # G: y -> ReLU
-        hidden_units: int = 1200               # G: both -> ReLU -> pixels
-        discriminator_image_units: int = 240   # D: x -> maxout
-        discriminator_label_units: int = 50    # D: y -> maxout
-        discriminator_hidden_units: int = 240  # D: both -> maxout (one piece fewer) -> logit
-        maxout_pieces: int = 5
-        dropout: float = 0.5
+        latent_dim: Annotated[int, Field(ge=1)] = 100
+        noise_units: Annotated[int, Field(ge=1)] = 200                 # G: z -> ReLU
+        label_units: Annotated[int, Field(ge=1)] = 1000                # G: y -> ReLU
+        hidden_units: Annotated[int, Field(ge=1)] = 1200               # G: both -> ReLU -> pixels
+        discriminator_image_units: Annotated[int, Field(ge=1)] = 240   # D: x -> maxout
+        discriminator_label_units: Annotated[int, Field(ge=1)] = 50    # D: y -> maxout
+        discriminator_hidden_units: Annotated[int, Field(ge=1)] = 240  # D: both -> maxout (one piece fewer) -> logit
+        maxout_pieces: Annotated[int, Field(ge=2)] = 5
+        dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5
         loss: LossName = "nonsaturating"
-        beta1: float = 0.5
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
 
     def __init__(self, spec, params):
         super().__init__(spec, params)
@@ -145,3 +151,14 @@ class ConditionalGAN(AdversarialModel):
     @torch.no_grad()
     def sample(self, n, condition=None, generator=None):
         return self.generate(self.labels_for(n, condition, generator), generator)
+
+    def class_samples(self, per_class: int, generator: torch.Generator):
+        """`per_class` samples asked for each class in turn, and the classes asked for."""
+        asked = torch.arange(self.classes, device=self.device).repeat_interleave(per_class)
+        return self.sample(len(asked), condition=asked, generator=generator), asked
+
+    def evaluation_metrics(self, test, settings):
+        return per_class_fid_metrics(per_class_fid(self, self.class_samples, settings))
+
+    def evaluation_figures(self, test, settings):
+        return per_class_fid_figure(self, per_class_fid(self, self.class_samples, settings))

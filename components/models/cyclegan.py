@@ -33,9 +33,11 @@ mean absolute error of G(x) against that true image of x.
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated, Literal
 
 import torch
 
+from pydantic import Field
 from components.config import ConfigError
 from components.data.batch import Batch
 from components.data.domains import TRANSFORMS
@@ -87,14 +89,14 @@ class CycleGAN(GenerativeModel):
 
     @dataclasses.dataclass
     class Params:
-        width: int = 32               # the paper's 64 filters next to the image, sized down
-        residual_blocks: int = 3      # the paper's 6 (128 px) or 9 (256 px)
-        discriminator_width: int = 32
-        lambda_cycle: float = 10.0
-        lambda_identity: float = 5.0  # 0.5 lambda_cycle (section 5.2); 0 disables it
-        pool_size: int = 50
-        beta1: float = 0.5
-        known_mapping: str = ""       # a data transform that is the true X -> Y map ("" = none known)
+        width: Annotated[int, Field(ge=1)] = 32               # the paper's 64 filters next to the image, sized down
+        residual_blocks: Annotated[int, Field(ge=1)] = 3      # the paper's 6 (128 px) or 9 (256 px)
+        discriminator_width: Annotated[int, Field(ge=1)] = 32
+        lambda_cycle: Annotated[float, Field(ge=0)] = 10.0
+        lambda_identity: Annotated[float, Field(ge=0)] = 5.0  # 0.5 lambda_cycle (section 5.2); 0 disables it
+        pool_size: Annotated[int, Field(ge=0)] = 50
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
+        known_mapping: Literal[("", *TRANSFORMS)] = ""  # a data transform that is the true X -> Y map ("" = none known)
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

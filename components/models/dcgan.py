@@ -18,9 +18,11 @@ norm instead of batch norm, as Gulrajani et al. advise; set
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 
+from pydantic import Field
 from components.losses.adversarial import LossName
 from components.models.families.adversarial import (AdversarialModel, DCGANDiscriminator, DCGANGenerator,
                                                     to_signed, to_unit)
@@ -32,12 +34,12 @@ class DCGAN(AdversarialModel):
 
     @dataclasses.dataclass
     class Params:
-        latent_dim: int = 100          # the paper's z: 100 uniform (here standard normal) numbers
-        width: int = 128               # feature maps next to the image; doubled at each coarser stage
-        extra_layers: int = 0          # stride-1 3x3 layers at 4x4 in both nets (depth for 8x8 images)
+        latent_dim: Annotated[int, Field(ge=1)] = 100  # the paper's z: 100 uniform (here standard normal) numbers
+        width: Annotated[int, Field(ge=1)] = 128  # feature maps next to the image; doubled at each coarser stage
+        extra_layers: Annotated[int, Field(ge=0)] = 0  # stride-1 3x3 layers at 4x4 in both nets (depth for 8x8 images)
         loss: LossName = "nonsaturating"
-        beta1: float = 0.5
-        discriminator_steps: int = 1   # discriminator updates per generator update
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
+        discriminator_steps: Annotated[int, Field(ge=1)] = 1   # discriminator updates per generator update
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

@@ -19,6 +19,9 @@ position, and each new row the right-to-left pass over the row above
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
+
+from pydantic import Field
 
 from components.layers.pixelrnn import DiagonalBiLSTMLayer
 from components.models.families.autoregressive import RasterConvAutoregressive
@@ -29,9 +32,9 @@ class DiagonalBiLSTM(RasterConvAutoregressive):
 
     @dataclasses.dataclass
     class Params:
-        features: int = 16          # h (the paper's MNIST models: 1 layer h=32, or 7 layers h=16)
-        layers: int = 7
-        output_features: int = 64
+        features: Annotated[int, Field(ge=1)] = 16  # h (the paper's MNIST models: 1 layer h=32, or 7 layers h=16)
+        layers: Annotated[int, Field(ge=1)] = 7
+        output_features: Annotated[int, Field(ge=1)] = 64
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

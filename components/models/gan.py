@@ -6,10 +6,12 @@ and discriminator, trained with the non-saturating generator loss
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 from torch import nn
 
+from pydantic import Field
 from components.losses.adversarial import NonSaturating
 from components.models.base import GenerativeModel
 
@@ -23,10 +25,10 @@ class GAN(GenerativeModel):
 
     @dataclasses.dataclass
     class Params:
-        latent_dim: int = 64
-        hidden_units: int = 256
-        beta1: float = 0.5             # Adam's first-moment decay (Radford et al. 2015)
-        discriminator_steps: int = 1   # discriminator updates per generator update
+        latent_dim: Annotated[int, Field(ge=1)] = 64
+        hidden_units: Annotated[int, Field(ge=1)] = 256
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5             # Adam's first-moment decay (Radford et al. 2015)
+        discriminator_steps: Annotated[int, Field(ge=1)] = 1   # discriminator updates per generator update
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

@@ -44,23 +44,59 @@ words outside the vocabulary map to <unk>, so any text gets an answer.
 Without a condition, samples follow training captions (a bank of the last
 `caption_bank` captions seen in training, saved with the weights), so the
 FID-based selection measures the model on the data's caption distribution.
+
+Evaluation: the test split's captions use only phrasings held out of training
+(components/data/captions.py); `phrasings_of` tells them from the training
+ones by the templates the test captions match. For each class k the same noise
+is drawn with captions naming k in the held-out phrasings and in the training
+ones; the evaluation classifier's accuracy on each is `heldout_caption_accuracy`
+and `train_caption_accuracy` (the gap: what the text encoder fails to carry
+over to wordings it never read). The held-out samples also give the per-class
+FID, the class grid (one row per class) and, from pairs of held-out captions,
+the GAN-INT interpolation figure: G(z, (1 - t) phi(c1) + t phi(c2)), one z per
+row, t from 0 to 1 along it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pydantic import Field
 from components.config import ConfigError
+from components.data.captions import NOUNS, TEMPLATES, class_words
 from components.losses.adversarial import AdversarialLoss, LossName
 from components.models.base import NotSupported
 from components.models.families.adversarial import (AdversarialModel, DCGANDiscriminator, DCGANGenerator,
-                                                    dcgan_init, to_signed, to_unit)
+                                                    dcgan_init, per_class_fid, per_class_fid_figure,
+                                                    per_class_fid_metrics, to_signed, to_unit)
 
 GAN_INT_BETA = 0.5   # the paper's interpolation weight
+INTERPOLATION_STEPS = 10
+
+
+def caption_text(spec, template: int, label: int) -> str:
+    """Template `template` of components/data/captions.py naming class `label` (no attributes)."""
+    return TEMPLATES[template].format(name=class_words(spec.class_names[label]), noun=NOUNS.get(spec.source, "image"))
+
+
+def phrasings_of(spec, captions, labels) -> dict[str, list[int]] | None:
+    """The caption templates the test captions use (`heldout`: training never read them) and the
+    others (`train`); None when some test caption is no template's (not the data layer's captions)."""
+    if captions is None or labels is None or not spec.class_names:
+        return None
+    used = set()
+    for caption, label in zip(captions, labels.tolist()):
+        matched = {t for t in range(len(TEMPLATES)) if caption.split(",")[0] == caption_text(spec, t, label)}
+        if not matched:
+            return None
+        used |= matched
+    seen = [t for t in range(len(TEMPLATES)) if t not in used]
+    return {"heldout": sorted(used), "train": seen} if seen else None
 
 
 def matching_aware_discriminator_loss(loss: AdversarialLoss, s_real: torch.Tensor, s_wrong: torch.Tensor,
@@ -129,16 +165,17 @@ class GANCLS(AdversarialModel):
 
     @dataclasses.dataclass
     class Params:
-        latent_dim: int = 100          # the paper's z
-        embedding_dim: int = 128       # compressed caption embedding (the paper's 128)
-        word_dim: int = 64
-        text_hidden: int = 128         # GRU state per direction
-        width: int = 64
-        extra_layers: int = 0
-        interpolation_weight: float = 1.0   # weight of the GAN-INT term in G's loss (0: GAN-CLS alone)
-        caption_bank: int = 512        # training captions kept for unconditional sampling
+        latent_dim: Annotated[int, Field(ge=1)] = 100          # the paper's z
+        embedding_dim: Annotated[int, Field(ge=1)] = 128       # compressed caption embedding (the paper's 128)
+        word_dim: Annotated[int, Field(ge=1)] = 64
+        text_hidden: Annotated[int, Field(ge=1)] = 128         # GRU state per direction
+        width: Annotated[int, Field(ge=1)] = 64
+        extra_layers: Annotated[int, Field(ge=0)] = 0
+        # weight of the GAN-INT term in G's loss (0: GAN-CLS alone)
+        interpolation_weight: Annotated[float, Field(ge=0)] = 1.0
+        caption_bank: Annotated[int, Field(ge=1)] = 512        # training captions kept for unconditional sampling
         loss: LossName = "nonsaturating"
-        beta1: float = 0.5
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
 
     def __init__(self, spec, params):
         super().__init__(spec, params)
@@ -244,3 +281,47 @@ class GANCLS(AdversarialModel):
         between = (1 - weights) * phi[0] + weights * phi[1]
         z = self.noise(1, generator).expand(steps, -1)
         return to_unit(self.generator(z, between))
+
+    # --- evaluation ------------------------------------------------------------
+    def phrased_samples(self, templates: list[int], per_class: int, generator: torch.Generator):
+        """`per_class` samples for each class in turn, captioned in `templates` (cycled), and the classes
+        asked for; the noise depends on `generator` only, so two phrasings get the same z."""
+        asked = torch.arange(self.spec.num_classes).repeat_interleave(per_class)
+        captions = [caption_text(self.spec, templates[i % len(templates)], int(k)) for i, k in enumerate(asked)]
+        return self.sample(len(asked), condition=captions, generator=generator), asked
+
+    def evaluation_metrics(self, test, settings):
+        phrasings, judge = phrasings_of(self.spec, test.captions, test.labels), settings.get("judge")
+        if phrasings is None or judge is None:
+            return {"caption_accuracy": "not measured: " + ("no evaluation classifier" if phrasings else
+                                                            "the test captions are not components/data/captions.py's")}
+        per_class = max(2, int(settings.get("num_samples", 500)) // self.spec.num_classes)
+        metrics = {}
+        for split in ("heldout", "train"):
+            generator = torch.Generator().manual_seed(int(settings.get("seed", 0)))
+            samples, asked = self.phrased_samples(phrasings[split], per_class, generator)
+            metrics[f"{split}_caption_accuracy"] = judge.accuracy(samples.cpu(), asked.numpy())
+        held_out = lambda n, generator: self.phrased_samples(phrasings["heldout"], n, generator)  # noqa: E731
+        return {**metrics, **per_class_fid_metrics(per_class_fid(self, held_out, settings))}
+
+    def evaluation_figures(self, test, settings, columns: int = 10):
+        from components.plots import labelled_rows
+
+        phrasings = phrasings_of(self.spec, test.captions, test.labels)
+        if phrasings is None:
+            return {}
+        template, classes = phrasings["heldout"][0], self.spec.num_classes
+        seed = int(settings.get("seed", 0))
+        samples, _ = self.phrased_samples([template], columns, torch.Generator().manual_seed(seed))
+        rows = [caption_text(self.spec, template, k) for k in range(classes)]
+        figures = {"class_samples.png": labelled_rows(samples.cpu().numpy(), rows, columns,
+                                                      "captions in a phrasing held out of training")}
+        pairs = [(rows[k], rows[(k + 1) % classes]) for k in range(min(classes, 10))]
+        generator = torch.Generator().manual_seed(seed)
+        walks = torch.cat([self.interpolate(a, b, INTERPOLATION_STEPS, generator).cpu() for a, b in pairs])
+        figures["caption_interpolation.png"] = labelled_rows(
+            walks.numpy(), [f"{a} -> {b}" for a, b in pairs], INTERPOLATION_STEPS,
+            "GAN-INT: G(z, (1 - t) phi(c1) + t phi(c2)), t = 0 .. 1, one z per row")
+        held_out = lambda n, g: self.phrased_samples(phrasings["heldout"], n, g)  # noqa: E731
+        figures.update(per_class_fid_figure(self, per_class_fid(self, held_out, settings)))
+        return figures

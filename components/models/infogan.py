@@ -31,11 +31,13 @@ inferred value), then the continuous codes' means.
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pydantic import Field
 from components.losses.adversarial import LossName
 from components.losses.information import information_lower_bound
 from components.models.families.adversarial import (AdversarialModel, DCGANDiscriminator, DCGANGenerator,
@@ -48,17 +50,17 @@ class InfoGAN(AdversarialModel):
 
     @dataclasses.dataclass
     class Params:
-        latent_dim: int = 62             # noise z (the paper's MNIST: 62)
-        categorical: int = 10            # values of the categorical code
-        continuous: int = 2              # continuous codes, each U(-1, 1)
-        lambda_categorical: float = 1.0
-        lambda_continuous: float = 0.1
+        latent_dim: Annotated[int, Field(ge=1)] = 62             # noise z (the paper's MNIST: 62)
+        categorical: Annotated[int, Field(ge=1)] = 10            # values of the categorical code
+        continuous: Annotated[int, Field(ge=0)] = 2              # continuous codes, each U(-1, 1)
+        lambda_categorical: Annotated[float, Field(ge=0)] = 1.0
+        lambda_continuous: Annotated[float, Field(ge=0)] = 0.1
         learn_std: bool = False          # Q's std of the continuous codes: 1, or predicted per image
-        q_units: int = 128               # Q's hidden layer on the trunk's features
-        width: int = 64
-        extra_layers: int = 0
+        q_units: Annotated[int, Field(ge=1)] = 128               # Q's hidden layer on the trunk's features
+        width: Annotated[int, Field(ge=1)] = 64
+        extra_layers: Annotated[int, Field(ge=0)] = 0
         loss: LossName = "nonsaturating"
-        beta1: float = 0.5
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

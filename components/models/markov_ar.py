@@ -14,12 +14,13 @@ Markov chain over the ordering. Exact likelihood; ancestral sampling.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pydantic import Field
 from components.models.families.autoregressive import Autoregressive
 
 
@@ -28,9 +29,9 @@ class MarkovAR(Autoregressive):
 
     @dataclasses.dataclass
     class Params:
-        order_k: int = 1                                  # how many previous pixels each one sees
+        order_k: Annotated[int, Field(ge=1)] = 1  # how many previous pixels each one sees
         ordering: Literal["raster", "random"] = "raster"
-        ordering_seed: int = 0
+        ordering_seed: Annotated[int, Field(ge=0)] = 0
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

@@ -14,12 +14,13 @@ gradient in one pass over cache-sized blocks of pixels, never holding the
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pydantic import Field
 from components.layers.nade import tied_log_prob
 from components.models.families.autoregressive import Autoregressive
 
@@ -37,9 +38,9 @@ class NADE(Autoregressive):
 
     @dataclasses.dataclass
     class Params:
-        hidden_units: int = 500
+        hidden_units: Annotated[int, Field(ge=1)] = 500
         ordering: Literal["raster", "random"] = "raster"
-        ordering_seed: int = 0
+        ordering_seed: Annotated[int, Field(ge=0)] = 0
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

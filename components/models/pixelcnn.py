@@ -13,10 +13,12 @@ above and to the left (components/layers/masked.py).
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 from torch import nn
 
+from pydantic import Field
 from components.layers.masked import MaskedConv2d, PositionStep, step_at
 from components.models.families.autoregressive import RasterConvAutoregressive
 
@@ -42,9 +44,9 @@ class PixelCNN(RasterConvAutoregressive):
 
     @dataclasses.dataclass
     class Params:
-        features: int = 32          # h: residual blocks carry 2h channels
-        residual_blocks: int = 7
-        output_features: int = 64
+        features: Annotated[int, Field(ge=1)] = 32          # h: residual blocks carry 2h channels
+        residual_blocks: Annotated[int, Field(ge=0)] = 7
+        output_features: Annotated[int, Field(ge=1)] = 64
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

@@ -33,24 +33,39 @@ generator's output is linear, as in the paper, and clamped to [-1, 1] for
 samples only. Samples of a model trained at a coarser resolution than the data
 (e.g. selected by FID during an early phase) are that resolution upsampled
 (nearest) to the data's size.
+
+The progression (the paper's figures of each resolution): when a phase ends
+(`on_phase_end`: before the next phase, and the last one when training ends,
+with the EMA generator in place), `PHASE_SAMPLES` samples of one fixed noise
+set are kept, 8-bit, nearest-upsampled from the phase's resolution, in a
+buffer saved with the weights as the run's record (`records`: the last epoch's,
+whichever epoch selection keeps). Evaluation shows each phase's grid
+(`phase_<i>_<r>x<r>.png`) and its FID `fid_phase_<r>` against the real test
+images downsampled to r x r (average pooling, as the phase's real images are
+made) and upsampled the same way, so the evaluation classifier reads both at
+the data's size.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Annotated
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from pydantic import Field
 from components.config import ConfigError
 from components.losses.adversarial import KARRAS_DRIFT, adversarial_loss
 from components.models.base import Phase
 from components.models.families.adversarial import AdversarialModel, to_signed, to_unit
 
 HE_GAIN = math.sqrt(2.0)
+PHASE_SAMPLES = 500   # samples kept per phase (evaluate's default num_samples), 8-bit
+PHASE_SEED = 0        # the same noise at every phase: the grids show one set of z growing
 
 
 class EqualizedConv2d(nn.Module):
@@ -183,19 +198,22 @@ class ProGAN(AdversarialModel):
     capabilities = {"sample"}
     selection = ("fid", "min")
     ema_modules = ("generator",)
+    records = ("phase_recorded", "phase_samples")
 
     @dataclasses.dataclass
     class Params:
-        latent_dim: int = 512
-        width: int = 512                        # feature maps at 4x4 and 8x8
-        resolutions: list[int] = dataclasses.field(default_factory=lambda: [4, 8])   # one phase each
-        phase_images: list[int] = dataclasses.field(default_factory=lambda: [600_000, 1_200_000])
-        phase_batch_sizes: list[int] = dataclasses.field(default_factory=lambda: [16, 16])
-        fade_fraction: float = 0.5              # of a phase's images spent fading its block in
-        beta1: float = 0.0                      # Adam (0, 0.99) as in the paper
-        beta2: float = 0.99
-        penalty_weight: float = 10.0
-        drift: float = KARRAS_DRIFT
+        latent_dim: Annotated[int, Field(ge=1)] = 512
+        width: Annotated[int, Field(ge=1)] = 512                        # feature maps at 4x4 and 8x8
+        # one phase per resolution
+        resolutions: list[Annotated[int, Field(ge=4)]] = dataclasses.field(default_factory=lambda: [4, 8])
+        phase_images: list[Annotated[int, Field(ge=1)]] = dataclasses.field(
+            default_factory=lambda: [600_000, 1_200_000])
+        phase_batch_sizes: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [16, 16])
+        fade_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5  # of a phase's images spent fading its block in
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.0                      # Adam (0, 0.99) as in the paper
+        beta2: Annotated[float, Field(ge=0, lt=1)] = 0.99
+        penalty_weight: Annotated[float, Field(ge=0)] = 10.0
+        drift: Annotated[float, Field(ge=0)] = KARRAS_DRIFT
 
     def __init__(self, spec, params):
         super().__init__(spec, params)
@@ -219,6 +237,9 @@ class ProGAN(AdversarialModel):
         self.register_buffer("alpha", torch.tensor(1.0))         # the newest block's weight
         self.register_buffer("phase_images_seen", torch.tensor(0))
         self.register_buffer("fade_images", torch.tensor(1))
+        self.register_buffer("phase_recorded", torch.zeros(levels, dtype=torch.bool))
+        self.register_buffer("phase_samples", torch.zeros(levels, PHASE_SAMPLES, c, self.size, self.size,
+                                                          dtype=torch.uint8))
 
     def configure_optimizers(self, lr):
         betas = (self.params.beta1, self.params.beta2)
@@ -237,6 +258,15 @@ class ProGAN(AdversarialModel):
             self.level.fill_(level)
             self.phase_images_seen.zero_()
             self.alpha.fill_(0.0 if level > 0 else 1.0)
+
+    @torch.no_grad()
+    def on_phase_end(self, phase):
+        level, alpha = self.current
+        z = torch.randn(PHASE_SAMPLES, self.params.latent_dim, generator=torch.Generator().manual_seed(PHASE_SEED))
+        x = self.generator(z.to(self.device), level, alpha).clamp(-1, 1)
+        x = to_unit(F.interpolate(x, size=(self.size, self.size), mode="nearest"))
+        self.phase_samples[level] = (x * 255).round().to(torch.uint8)
+        self.phase_recorded[level] = True
 
     def advance(self, shown: int) -> None:
         """Count `shown` images towards the phase and move alpha along the fade-in."""
@@ -287,12 +317,44 @@ class ProGAN(AdversarialModel):
         return {"d_real": self.discriminator(real, level, alpha).mean().item(),
                 "d_fake": self.discriminator(fake, level, alpha).mean().item()}
 
-    @torch.no_grad()
-    def sample(self, n, condition=None, generator=None):
-        self.check_unconditional(condition)
-        level, alpha = self.current
-        x = self.generator(self.noise(n, generator), level, alpha).clamp(-1, 1)
+    def at_data_size(self, x: torch.Tensor) -> torch.Tensor:
+        """Working-range images at any resolution -> the data's size in [0, 1]: upsampled (nearest), cropped."""
         x = F.interpolate(x, size=(self.size, self.size), mode="nearest")
         _, height, width = self.image_shape
         top, left = (self.size - height) // 2, (self.size - width) // 2
         return to_unit(x[:, :, top:top + height, left:left + width])
+
+    @torch.no_grad()
+    def sample(self, n, condition=None, generator=None):
+        self.check_unconditional(condition)
+        level, alpha = self.current
+        return self.at_data_size(self.generator(self.noise(n, generator), level, alpha).clamp(-1, 1))
+
+    # --- evaluation: the progression -----------------------------------------------
+    @torch.no_grad()
+    def phase_results(self) -> dict[int, torch.Tensor | str]:
+        """Resolution -> the samples kept as that phase ended, at the data's size, or why there are none."""
+        return {r: self.at_data_size(self.phase_samples[k].float() / 127.5 - 1) if bool(self.phase_recorded[k])
+                else "not recorded: training ended before this phase"
+                for k, r in enumerate(self.params.resolutions)}
+
+    def real_at_resolution(self, images: torch.Tensor, r: int) -> torch.Tensor:
+        """Real images in [0, 1] averaged down to r x r, shown at the data's size as samples are."""
+        return self.at_data_size(F.adaptive_avg_pool2d(self.working(images.to(self.device)), r))
+
+    def evaluation_metrics(self, test, settings):
+        judge = settings.get("judge")
+        metrics = {}
+        for r, samples in self.phase_results().items():
+            if isinstance(samples, str) or judge is None:
+                metrics[f"fid_phase_{r}"] = samples if isinstance(samples, str) else "not measured: no classifier"
+            else:
+                metrics[f"fid_phase_{r}"] = judge.fid(samples.cpu(), self.real_at_resolution(test.images, r).cpu())
+        return metrics
+
+    def evaluation_figures(self, test, settings):
+        from components.plots import image_grid
+
+        return {f"phase_{i + 1}_{r}x{r}.png": image_grid(samples[:100].cpu().numpy(), columns=10)
+                for i, (r, samples) in enumerate(self.phase_results().items())
+                if not isinstance(samples, str)}

@@ -34,12 +34,13 @@ where `observed` is True are kept from `images`);
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pydantic import Field
 from components.config import ConfigError
 from components.losses.adversarial import LossName, adversarial_loss
 from components.models.base import GenerativeModel
@@ -142,17 +143,17 @@ class PuzzleGAN(GenerativeModel):
 
     @dataclasses.dataclass
     class Params:
-        patches: int = 3              # K, the paper's default
-        patch_size: int = 0           # side of a key patch; 0 = max(3, image side // 4)
-        code_dim: int = 64            # per patch
-        noise_dim: int = 8
-        width: int = 32               # encoder, decoder and discriminator widths
-        extra_layers: int = 1         # stride-1 layers at 4x4 in decoder and discriminator (8x8 depth)
-        lambda_adv: float = 1.0
-        lambda_spatial: float = 1.0
-        lambda_appearance: float = 10.0
+        patches: Annotated[int, Field(ge=1)] = 3              # K, the paper's default
+        patch_size: Annotated[int, Field(ge=0)] = 0           # side of a key patch; 0 = max(3, image side // 4)
+        code_dim: Annotated[int, Field(ge=1)] = 64            # per patch
+        noise_dim: Annotated[int, Field(ge=0)] = 8
+        width: Annotated[int, Field(ge=1)] = 32               # encoder, decoder and discriminator widths
+        extra_layers: Annotated[int, Field(ge=0)] = 1  # stride-1 layers at 4x4 in decoder and discriminator (8x8 depth)
+        lambda_adv: Annotated[float, Field(ge=0)] = 1.0
+        lambda_spatial: Annotated[float, Field(ge=0)] = 1.0
+        lambda_appearance: Annotated[float, Field(ge=0)] = 10.0
         loss: LossName = "lsgan"
-        beta1: float = 0.5
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
 
+from pydantic import Field
 from components.completion import complete
 from components.layers.nade import tied_log_prob
 from components.models.base import GenerativeModel
@@ -57,10 +58,10 @@ class RNADE(GenerativeModel):
 
     @dataclasses.dataclass
     class Params:
-        hidden_units: int = 100
-        components: int = 10
+        hidden_units: Annotated[int, Field(ge=1)] = 100
+        components: Annotated[int, Field(ge=1)] = 10
         ordering: Literal["raster", "random"] = "raster"
-        ordering_seed: int = 0
+        ordering_seed: Annotated[int, Field(ge=0)] = 0
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

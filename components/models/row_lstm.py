@@ -18,6 +18,9 @@ step per layer, at its own position, from the cached row above
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
+
+from pydantic import Field
 
 from components.layers.pixelrnn import RowLSTMLayer
 from components.models.families.autoregressive import RasterConvAutoregressive
@@ -28,10 +31,10 @@ class RowLSTM(RasterConvAutoregressive):
 
     @dataclasses.dataclass
     class Params:
-        features: int = 32          # h (the paper: 128 for MNIST-size images)
-        layers: int = 7
-        kernel: int = 3             # k of the k x 1 convolutions
-        output_features: int = 64
+        features: Annotated[int, Field(ge=1)] = 32          # h (the paper: 128 for MNIST-size images)
+        layers: Annotated[int, Field(ge=1)] = 7
+        kernel: Annotated[int, Field(ge=1)] = 3             # k of the k x 1 convolutions
+        output_features: Annotated[int, Field(ge=1)] = 64
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

@@ -31,12 +31,13 @@ head is a convolution over the whole last map, as in the paper.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pydantic import Field
 from components.config import ConfigError
 from components.layers.norm_blocks import PatchDiscriminator, ResnetGenerator
 from components.losses.adversarial import WassersteinGP
@@ -67,14 +68,14 @@ class StarGAN(GenerativeModel):
     @dataclasses.dataclass
     class Params:
         labels: Literal["domains", "attributes"] = "domains"
-        width: int = 32               # the paper's 64
-        residual_blocks: int = 3      # the paper's 6
-        discriminator_width: int = 32
-        lambda_cls: float = 1.0
-        lambda_rec: float = 10.0
-        lambda_gp: float = 10.0
-        n_critic: int = 5
-        beta1: float = 0.5
+        width: Annotated[int, Field(ge=1)] = 32               # the paper's 64
+        residual_blocks: Annotated[int, Field(ge=1)] = 3      # the paper's 6
+        discriminator_width: Annotated[int, Field(ge=1)] = 32
+        lambda_cls: Annotated[float, Field(ge=0)] = 1.0
+        lambda_rec: Annotated[float, Field(ge=0)] = 10.0
+        lambda_gp: Annotated[float, Field(ge=0)] = 10.0
+        n_critic: Annotated[int, Field(ge=1)] = 5
+        beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

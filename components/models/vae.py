@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 
+from pydantic import Field
 from components.config import ConfigError
 from components.models.families.autoencoder import Autoencoder
 
@@ -33,15 +34,16 @@ class VAE(Autoencoder):
 
     @dataclasses.dataclass
     class Params:
-        latent_dim: int = 50
+        latent_dim: Annotated[int, Field(ge=1)] = 50
         architecture: Literal["mlp", "conv"] = "mlp"
-        hidden_units: list[int] = dataclasses.field(default_factory=lambda: [200, 200])
-        conv_channels: list[int] = dataclasses.field(default_factory=lambda: [32, 64])  # conv only
-        beta: float = 1.0            # weight of the KL term; 1 = the ELBO
-        kl_warmup_epochs: int = 0    # KL weight rises linearly from 0 to beta over these epochs
-        train_samples: int = 1       # k of the training objective: 1 = ELBO, k > 1 = IWAE bound
-        iwae_samples: int = 100      # samples of the importance-weighted log_prob
-        iwae_chunk: int = 100        # samples evaluated at once (memory bound)
+        hidden_units: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [200, 200])
+        # conv only
+        conv_channels: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [32, 64])
+        beta: Annotated[float, Field(ge=0)] = 1.0            # weight of the KL term; 1 = the ELBO
+        kl_warmup_epochs: Annotated[int, Field(ge=0)] = 0    # KL weight rises linearly from 0 to beta over these epochs
+        train_samples: Annotated[int, Field(ge=1)] = 1       # k of the training objective: 1 = ELBO, k > 1 = IWAE bound
+        iwae_samples: Annotated[int, Field(ge=1)] = 100      # samples of the importance-weighted log_prob
+        iwae_chunk: Annotated[int, Field(ge=1)] = 100        # samples evaluated at once (memory bound)
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

@@ -137,6 +137,7 @@ class Run:
                 "ema": self.ema.state_dict() if self.ema else None,
                 "selection": self.selection.state_dict() if self.selection else None,
                 "selected_by": self.selection.describe() if self.selection else None,
+                "records": list(self.model.records),
                 "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None}
 
@@ -212,6 +213,9 @@ def fit(model: GenerativeModel, train_data: TrainData, valid_data: ValidData, se
             run.selection.update(record, run.weights)
         run.state.update(epoch=epoch, images=run.state["images"] + seen * world,
                          stopped=run.stop or bool(run.selection and run.selection.should_stop))
+        if epoch >= settings.epochs or run.state["stopped"]:   # training ends, and with it the phase
+            with run.averaged():
+                model.on_phase_end(run.phase)
         run.state["history"].append(record)
         for callback in callbacks:
             callback.on_epoch_end(run, record)
@@ -223,14 +227,16 @@ def end_phase(run: Run, shown: int) -> None:
     run.state["phase_images"] += shown
     limit = run.phase.images
     if limit is not None and run.state["phase_images"] >= limit and run.state["phase"] + 1 < len(run.phases):
+        with run.averaged():   # what the phase reached, as validation and selection see the model
+            run.model.on_phase_end(run.phase)
         run.state.update(phase=run.state["phase"] + 1, phase_images=0)
 
 
 def final_weights(checkpoint: dict) -> dict:
     """The weights to keep: the selected epoch's, else the last epoch's (with EMA averages, if any)."""
     selected = (checkpoint.get("selection") or {}).get("best_weights")
-    if selected is not None:
-        return selected
+    if selected is not None:   # the run's records as the last epoch left them (GenerativeModel.records)
+        return {**selected, **{k: checkpoint["model"][k].detach().cpu() for k in checkpoint.get("records", ())}}
     weights = {k: v.detach().cpu() for k, v in checkpoint["model"].items()}
     if checkpoint.get("ema"):
         weights.update({k: v.detach().cpu() for k, v in checkpoint["ema"]["shadow"].items()})

@@ -14,12 +14,20 @@ channels each time, so k follows the image size: 8x8 -> 1 stage, 32x32 -> 3,
 power of two are generated at the next one (28 -> 32) and cropped at the
 centre; the discriminator pads its input back with -1 (black), so real and
 generated images reach it with the same border.
+
+Class-conditional evaluation (cgan, gan_cls): `per_class_fid` draws
+`evaluate.num_samples / classes` samples asked for each class (a label, or a
+caption naming it) and measures each class's FID against the real test images
+of that class, with the evaluation classifier evaluate hands the hooks
+(`settings["judge"]`, components/metrics/sample_quality.py).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -152,3 +160,46 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features_of(x)).flatten(1)
+
+
+# What a class-conditional model draws for its per-class evaluation: (per_class, generator) ->
+# (samples (per_class * classes, C, H, W) in [0, 1], the class each was asked for).
+ClassDraw = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+def per_class_fid(model, draw: ClassDraw, settings: dict) -> tuple[np.ndarray, np.ndarray | None] | str:
+    """FID per class of `draw`'s samples against the real test images of that class, and the same
+    for as many real training images per class (the floor; None without them); the reason when it
+    cannot be measured (no evaluation classifier, no labels)."""
+    from components.metrics.sample_quality import SampleJudge   # the served model loads no scipy
+
+    judge: SampleJudge | None = settings.get("judge")
+    if judge is None or judge.real_labels is None:
+        return "not measured: no evaluation classifier or no test labels"
+    per_class = max(2, int(settings.get("num_samples", 500)) // model.spec.num_classes)
+    samples, asked = draw(per_class, torch.Generator().manual_seed(int(settings.get("seed", 0))))
+    return judge.per_class_fid(samples.cpu(), asked.cpu().numpy()), judge.per_class_floor(per_class)
+
+
+def per_class_fid_metrics(measured) -> dict:
+    """`fid_class_<k>`, their mean `per_class_fid_mean` and the floor's `real_data_per_class_fid_mean`."""
+    from components.metrics.sample_quality import per_class_fid_metrics as metrics
+
+    if isinstance(measured, str):
+        return {"per_class_fid": measured}
+    values, floor = measured
+    shown = metrics(values)
+    if floor is not None and np.isfinite(floor).any():
+        shown["real_data_per_class_fid_mean"] = float(np.nanmean(floor))
+    return shown
+
+
+def per_class_fid_figure(model, measured) -> dict:
+    if isinstance(measured, str):
+        return {}
+    from components.plots import bar_chart
+
+    values, floor = measured
+    return {"per_class_fid.png": bar_chart(values, model.spec.class_names, f"{model.name}: FID per class "
+                                           "(samples asked for k vs test images of k)", "FID", reference=floor,
+                                           names=(model.name, "training images (as many per class)"))}
