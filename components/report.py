@@ -16,15 +16,18 @@ from pathlib import Path
 CAPTIONS = {
     "samples.png": "samples",
     "class_samples.png": "samples asked for each class: one row per class",
-    "completions.png": "completions: test image, upper half, three completions",
-    "translations.png": "translations: source images, then the same images in each domain",
+    "completions.png": "completions: what the model is given, then what it makes of it (test image, upper half, "
+                       "three completions; puzzle_gan: key patches, generated image, mask, original)",
+    "translations.png": "translations: test images of each domain, then per target domain the images translated "
+                        "into it and back into their own",
     "reconstructions.png": "reconstructions: test images, then their reconstructions",
     "interpolations.png": "interpolations between two test images' codes",
     "latent_scatter.png": "test codes coloured by label",
 }
 # Likelihoods compare only within one pixel format: binary vs. L-level intensities.
 COLUMNS = ["pixels", "parameters", "test_nll", "test_bits_per_dim", "test_elbo", "fid", "kid", "precision",
-           "recall", "class_coverage", "conditional_accuracy"]
+           "recall", "class_coverage", "conditional_accuracy", "translation_fid", "label_preservation",
+           "target_classification_error", "known_mapping_error", "completion_fid", "mask_iou", "patch_l1"]
 # The three uses: generation (above), density -> anomaly detection, codes -> labels; a missing number
 # shows the reason recorded under the use's own key.
 USES = {"anomaly_auroc_ood": "anomaly_detection", "anomaly_auroc_holdout": "anomaly_detection",

@@ -239,6 +239,17 @@ def _pixels():
     return Literal[PIXEL_FORMATS] | None
 
 
+@cache
+def _domain_view():
+    from components.data.domains import TRANSFORMS
+
+    class DomainView(Section):   # one domain of a model's domain view (components/data/domains.py)
+        name: str
+        transform: Literal[tuple(TRANSFORMS)] = "identity"
+
+    return Annotated[list[DomainView], Field(min_length=2)] | None
+
+
 # The keys every model entry may have beside its model's own parameters: name -> its annotation
 # (built when first needed). A new such key is one line here; components.config.architecture_params
 # keeps these out of the model's constructor parameters.
@@ -247,6 +258,7 @@ ENTRY = {
     "pixels": _pixels,                              # binary | grayscale, for models of either kind
     "training": lambda: training_schema() | None,   # `train` settings for this model
     "sweep": lambda: Sweep | None,                  # a hyperparameter search (pipelines/sweep.py)
+    "domains": _domain_view,                        # a domain view of the prepared data (data/domains.py)
 }
 ENTRY_KEYS = tuple(ENTRY)
 
@@ -363,7 +375,8 @@ def markdown() -> str:
             out += [f"| `{key}` | {valid} |" for key, valid in _rows(name, schema())]
     out += [f"| `models.<key>.model` | {describe(ENTRY['model']())} |",
             f"| `models.<key>.pixels` | {describe(ENTRY['pixels']())} |",
-            "| `models.<key>.training` | any `train` key, for this model |"]
+            "| `models.<key>.training` | any `train` key, for this model |",
+            f"| `models.<key>.domains` | {describe(ENTRY['domains']())}: a domain view of the prepared data |"]
     out += [f"| `{key}` | {valid} |" for key, valid in _rows("models.<key>.sweep", Sweep)]
     out += ["", "Model parameters (`models.<key>.<parameter>`; components/models/<model>.py):", "",
             "| model | parameters |", "|---|---|"]

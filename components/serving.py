@@ -17,6 +17,10 @@ cannot serve is refused with a `ServingError` naming what the model can do.
 * flattened images (C*H*W columns, row-major, pixels in [0, 1]) and a
   `target` column (a domain name): the images translated into their row's
   target domain, float32 (N, C, H, W), in row order.
+* flattened images and a `complete` column (true): the images completed, float32 (N, C, H, W):
+  pixels given as NaN are hidden and filled in; a model that completes from key patches it picks
+  (Puzzle-GAN) makes, from a row without NaN, the whole image out of that image's key patches.
+  Optional `seed`.
 * flattened images alone (a DataFrame or array): the per-image
   log-likelihood in nats, shape (N,) (exact, or the bound the model names).
 
@@ -123,6 +127,19 @@ def translate(model, request: pd.DataFrame) -> np.ndarray:
     return out if out is not None else np.empty((0, *shape), dtype=np.float32)
 
 
+def complete(model, request: pd.DataFrame) -> np.ndarray:
+    if not model.can("complete"):
+        raise refuse(model, "a `complete` request (image completion)")
+    seed = int(request["seed"].iloc[0]) if "seed" in request.columns else 0
+    x = image_table(model, request.drop(columns=[c for c in ("complete", "seed") if c in request.columns]))
+    images = model.unflatten(torch.from_numpy(np.array(x)))   # a copy: the frame's array may be read-only
+    hidden = torch.isnan(images)
+    observed = None if model.completes_from == "key_patches" and not hidden.any() else ~hidden
+    with torch.no_grad():
+        out = model.complete(torch.nan_to_num(images), observed, torch.Generator().manual_seed(seed))
+    return out.cpu().numpy().astype(np.float32)
+
+
 def log_likelihood(model, frame) -> np.ndarray:
     if not model.can("log_prob"):
         raise refuse(model, "log-likelihoods of images")
@@ -138,10 +155,20 @@ def serve(model, model_input) -> np.ndarray:
             return sample(model, model_input)
         if "target" in model_input.columns:
             return translate(model, model_input)
+        if "complete" in model_input.columns:
+            return complete(model, model_input)
         stray = [c for c in ("seed", "condition") if c in model_input.columns]
         if stray:
-            raise ServingError(f"column(s) {stray} need a `num_samples` column")
+            raise ServingError(f"column(s) {stray} need a `num_samples` (or `complete`) column")
     return log_likelihood(model, model_input)
+
+
+def logged_metadata(model) -> dict:
+    """The logged model's metadata: what it is, what it can do, and the images it takes and gives
+    (each domain's name and shape: a translating model's `target` names one of them)."""
+    return {"genzoo_model": model.name, "likelihood": model.likelihood or "none",
+            "capabilities": sorted(model.capabilities), "image_shape": list(model.image_shape),
+            "domains": [{"name": d.name, "image_shape": list(d.image_shape)} for d in model.spec.domains]}
 
 
 def request_signature(model) -> ModelSignature:
@@ -154,11 +181,16 @@ def request_signature(model) -> ModelSignature:
         columns.append(ColSpec(AnyType(), "condition", required=False))
     if model.can("translate"):
         columns.append(ColSpec("string", "target", required=False))
+    if model.can("complete"):
+        columns.append(ColSpec("boolean", "complete", required=False))
+        if not (model.can("sample") or model.can("conditional_sample")):
+            columns.append(ColSpec("long", "seed", required=False))
     pixels = max(d.num_pixels for d in model.spec.domains)
-    if model.can("log_prob") or model.can("translate"):
+    if model.can("log_prob") or model.can("translate") or model.can("complete"):
         columns += [ColSpec("double", str(i), required=False) for i in range(pixels)]
     shape = tuple(model.spec.domains[0].image_shape)
-    images = model.can("sample") or model.can("conditional_sample") or model.can("translate")
+    images = (model.can("sample") or model.can("conditional_sample") or model.can("translate")
+              or (model.can("complete") and not model.can("log_prob")))
     output = (TensorSpec(np.dtype("float32"), (-1, *shape), "images") if images
               else TensorSpec(np.dtype("float32"), (-1,), "log_likelihood"))
     return ModelSignature(inputs=Schema(columns), outputs=Schema([output]))

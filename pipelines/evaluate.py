@@ -25,16 +25,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from components.atomic import atomic_directory, write_text_atomically  # noqa: E402
-from components.classifier import load_classifier, predict  # noqa: E402
+from components.classifier import load_classifier, predict, train_classifier  # noqa: E402
 from components.completion import lower_half_hidden  # noqa: E402
 from components.config import ConfigError, repo_path  # noqa: E402
+from components.data.domains import domain_view_folder  # noqa: E402
 from components.data.prepared import draw_binary, read_split  # noqa: E402
 from components.data.batch import Batch  # noqa: E402
 from components.latent_figures import interpolation_grid, latent_scatter, reconstruction_grid  # noqa: E402
 from components.metrics.anomaly import anomaly_auroc  # noqa: E402
 from components.metrics.likelihood import bits_per_dim, per_image_log_prob  # noqa: E402
 from components.metrics.representation import probe_accuracies  # noqa: E402
-from components.metrics.sample_quality import SampleJudge, conditional_accuracy, sample_quality  # noqa: E402
+from components.metrics.sample_quality import SampleJudge, conditional_accuracy, frechet_distance, sample_quality  # noqa: E402
 from components.models import load_model  # noqa: E402
 from components.plots import image_grid, plt  # noqa: E402
 from pipelines import tracking  # noqa: E402
@@ -126,6 +127,19 @@ def quality_metrics(samples: np.ndarray, test_images: np.ndarray, valid_images: 
     return metrics
 
 
+def completion_observed(model):
+    """What evaluation lets a completing model see: the upper half (pixels), or nothing it did not
+    pick itself (key patches: `observed` None)."""
+    return lower_half_hidden(model.image_shape) if model.completes_from == "pixels" else None
+
+
+def completion_metrics(model, test_images: torch.Tensor, test: np.ndarray, valid: np.ndarray, seed: int) -> dict:
+    """Sample quality of completed test images (`completion_fid`, ...) against the test images."""
+    completed = model.complete(test_images, completion_observed(model), torch.Generator().manual_seed(seed))
+    quality = quality_metrics(completed.cpu().numpy(), test, valid, seed)
+    return {f"completion_{k}" if not k.startswith("real_data") else k: v for k, v in quality.items()}
+
+
 def hook_settings(model, cfg: dict, test, folder) -> dict:
     """What the model's evaluation hooks get: params.yaml's `evaluate` settings and `judge`, the
     evaluation classifier with the test images' features (and, as a real-data reference, the
@@ -184,33 +198,103 @@ def class_grid(model, seed: int, columns: int = 10):
     return image_grid(draw_samples(model, len(classes), classes, seed), columns=columns)
 
 
+def domain_sources(test: Batch, count: int, per_domain: int) -> torch.Tensor:
+    """Indices of the first `per_domain` test images of each of `count` domains, domain by domain."""
+    return torch.cat([torch.nonzero(test.domains == d).flatten()[:per_domain] for d in range(count)])
+
+
 @torch.no_grad()
-def translation_grid(model, images: torch.Tensor, columns: int = 10):
-    """Rows: `columns` source images, then the same images translated into each domain in turn."""
-    sources = images[:columns]
-    rows = [sources] + [model.translate(sources, domain).cpu() for domain in model.spec.domain_names]
+def translation_grid(model, test: Batch, columns: int = 12):
+    """Columns: test images of every domain in turn. Rows: the sources; then, per target domain, the
+    sources translated into it and those translations translated back into each source's own domain."""
+    names = model.spec.domain_names
+    if test.domains is None or len(names) < 2:
+        sources, own = test.images[:columns], [names[0]] * min(columns, len(test.images))
+    else:
+        index = domain_sources(test, len(names), max(1, columns // len(names)))
+        sources, own = test.images[index], [names[int(d)] for d in test.domains[index]]
+    rows = [sources]
+    for target in names:
+        moved = model.translate(sources, target).cpu()
+        back = torch.empty_like(moved)
+        for name in dict.fromkeys(own):
+            where = torch.tensor([o == name for o in own])
+            back[where] = model.translate(moved[where], name).cpu()
+        rows += [moved, back]
     return image_grid(torch.cat(rows).numpy(), columns=len(sources))
 
 
+# A domain classifier (the evaluation classifier's network, trained on the real train images of each
+# domain) judges whether a translation reached its target, as the StarGAN paper's classifier does.
+DOMAIN_CLASSIFIER = {"epochs": 5, "batch_size": 64, "lr": 1e-3}
+
+
+@torch.no_grad()
+def translation_metrics(model, test: Batch, valid: Batch, train: Batch, seed: int) -> dict:
+    """For every target domain t, the test images of the other domains translated into t, against
+    t's real test images: FID in the evaluation classifier's features, how often the classifier's
+    label of a translation is its source's label (label preservation), and the error of a domain
+    classifier asked whether the translation is of domain t (target classification error); averaged
+    over targets. Beside each, what doing nothing (the untranslated sources) scores, and the FID
+    and error of real images of t (valid against test: the floor)."""
+    names = model.spec.domain_names
+    if test.domains is None or len(names) < 2:
+        return {"translation_quality": "not measured: the data has fewer than 2 domains"}
+    classifier, config = load_classifier(repo_path("models/classifier"))
+    with torch.enable_grad():
+        domain_classifier, _ = train_classifier(train.images, train.domains, valid.images, valid.domains, len(names),
+                                                seed=seed, log=lambda line: None, **DOMAIN_CLASSIFIER)
+    totals: dict[str, list[float]] = {}
+    for t, target in enumerate(names):
+        source_rows, target_rows = test.domains != t, test.domains == t
+        if not source_rows.any() or not target_rows.any():
+            continue
+        sources, real = test.images[source_rows], test.images[target_rows]
+        moved = model.translate(sources, target).cpu().float()
+        measured = {}
+        for suffix, images in (("", moved), ("_of_identity", sources), ("_of_real", valid.images[valid.domains == t])):
+            predicted = predict(domain_classifier, images)[1]
+            measured[f"target_classification_error{suffix}"] = float((predicted != t).float().mean())
+        if classifier is not None:
+            real_features = predict(classifier, real)[0].double().numpy()
+            for suffix, images in (("", moved), ("_of_identity", sources),
+                                   ("_of_real", valid.images[valid.domains == t])):
+                features, labels = predict(classifier, images)
+                measured[f"translation_fid{suffix}"] = frechet_distance(real_features, features.double().numpy())
+                if suffix != "_of_real" and test.labels is not None:
+                    measured[f"label_preservation{suffix}"] = float(
+                        (labels == test.labels[source_rows]).float().mean())
+        for name, value in measured.items():
+            totals.setdefault(name, []).append(value)
+    metrics = {name: sum(values) / len(values) for name, values in totals.items()}
+    if classifier is None:
+        metrics["translation_fid"] = f"not available: {config['reason']}"
+    elif test.labels is None:
+        metrics["label_preservation"] = "not measured: the data has no labels"
+    return metrics
+
+
 def figures_of(model, key: str, test: Batch, samples: np.ndarray | None, cfg: dict) -> dict:
-    """File name -> picture (PIL image or matplotlib figure), one for each capability the model declares."""
+    """File name -> picture (PIL image or matplotlib figure), one for each capability the model declares;
+    a picture the model draws itself (its evaluation hook) replaces the generic one of that name."""
     seed = cfg["seed"]
+    own = model.evaluation_figures(test, cfg)
     figures = {}
     if samples is not None:
         figures["samples.png"] = image_grid(samples[:100], columns=10)
     if label_conditioned(model) and model.spec.num_classes:
         figures["class_samples.png"] = class_grid(model, seed)
-    if model.can("complete"):
+    if model.can("complete") and "completions.png" not in own:
         figures["completions.png"] = completion_grid(model, test.images, seed)
-    if model.can("translate"):
-        figures["translations.png"] = translation_grid(model, test.images)
+    if model.can("translate") and "translations.png" not in own:
+        figures["translations.png"] = translation_grid(model, test)
     if model.can("encode") and model.can("decode"):
         figures["reconstructions.png"] = reconstruction_grid(model, test.images)
         figures["interpolations.png"] = interpolation_grid(model, test.images)
         labels = None if test.labels is None else test.labels.numpy()
         figures["latent_scatter.png"] = latent_scatter(encoded(model, test.images), labels,
                                                        f"{key}: test codes by label")
-    figures.update(model.evaluation_figures(test, cfg))
+    figures.update(own)
     return figures
 
 
@@ -260,14 +344,22 @@ def log_evaluation(key: str, metrics: dict, figures: dict, cfg: dict) -> None:
 
 def main(key: str) -> None:
     cfg = checked_params(["evaluate"], known=[key])["evaluate"]
+    # A model trained on a domain view of the prepared data (its entry's `domains`) is measured on the same view.
+    recorded = repo_path(f"models/{key}/domains.json")
+    domains = json.loads(recorded.read_text()) if recorded.is_file() else None
+    with domain_view_folder(repo_path("data/prepared"), domains, f"models.{key}.domains") as folder:
+        evaluate(cfg, key, folder)
+
+
+def evaluate(cfg: dict, key: str, folder) -> None:
     model = load_model(repo_path(f"models/{key}"))
-    folder = repo_path("data/prepared")
     test, valid = (read_split(folder, split, model.data_pixels) for split in ("test", "valid"))
     test_images = torch.from_numpy(test.images)
     torch.manual_seed(cfg["seed"])
 
     metrics = {"model": model.name, "family": model.family, "capabilities": sorted(model.capabilities),
-               "promotion_metric": PROMOTION_METRIC[model.family] if model.likelihood else "fid",
+               "promotion_metric": model.promotion_metric or (PROMOTION_METRIC[model.family] if model.likelihood
+                                                              else "fid"),
                "pixels": model.data_pixels,
                "levels": model.levels, "parameters": sum(p.numel() for p in model.parameters())}
     if model.condition:
@@ -275,10 +367,18 @@ def main(key: str) -> None:
     def tensor(values):
         return None if values is None else torch.from_numpy(values)
 
-    test_batch = Batch(test_images, labels=tensor(test.labels), attributes=tensor(test.attributes),
-                       captions=test.captions, domains=tensor(test.domains))
+    def batch(split):
+        return Batch(torch.from_numpy(split.images), labels=tensor(split.labels), attributes=tensor(split.attributes),
+                     captions=split.captions, domains=tensor(split.domains))
+
+    test_batch = batch(test)
     hooks = hook_settings(model, cfg, test, folder)
     metrics.update(model.evaluation_metrics(test_batch, hooks))
+    if model.can("translate"):
+        train = read_split(folder, "train", model.data_pixels)
+        metrics.update(translation_metrics(model, test_batch, batch(valid), batch(train), cfg["seed"]))
+    if model.can("complete"):
+        metrics.update(completion_metrics(model, test_images, test.images, valid.images, cfg["seed"]))
     print(f"[{key}] evaluating on {len(test_images)} test images")
     likelihood, test_log_prob = likelihood_metrics(model, test_images, cfg)
     metrics.update(likelihood)

@@ -30,10 +30,11 @@ import mlflow  # noqa: E402
 from components.atomic import atomic_directory  # noqa: E402
 from components.config import (ConfigError, architecture_params, model_entry, repo_path,  # noqa: E402
                                training_settings)
+from components.data.domains import domain_view_folder  # noqa: E402
 from components.data.prepared import read_spec  # noqa: E402
 from components.models import build_model, pixel_format, save_model  # noqa: E402
 from components.plots import plot_history, write_history_csv  # noqa: E402
-from components.serving import GenzooPyfunc, request_signature  # noqa: E402
+from components.serving import GenzooPyfunc, logged_metadata, request_signature  # noqa: E402
 from components.training import Settings, final_weights  # noqa: E402
 from pipelines import ray_train, sweep, tracking  # noqa: E402
 from pipelines.ray_session import ClusterUnavailable, alive_nodes, cluster_address, ray_session  # noqa: E402
@@ -74,7 +75,8 @@ def log_to_mlflow(key: str, model, settings: dict, card: dict, state: dict, mode
     dataset = tracking.prepared_dataset(card)
     params = {**{f"model.{k}": v for k, v in arch.items()},
               **{f"train.{k}": v for k, v in settings.items()},
-              "data.source": card["source"], "data.binarization": card["binarization"],
+              "data.source": model.spec.source, "data.binarization": card["binarization"],
+              "data.domains": ", ".join(model.spec.domain_names),
               "data.pixels": model.data_pixels, "data.levels": model.levels,
               "data.digest": dataset.digest,
               "model.parameters": sum(p.numel() for p in model.parameters())}
@@ -95,8 +97,7 @@ def log_to_mlflow(key: str, model, settings: dict, card: dict, state: dict, mode
             name=key, python_model=GenzooPyfunc(), artifacts={"model_dir": str(model_dir)},
             code_paths=[str(repo_path("components"))], pip_requirements=PYFUNC_REQUIREMENTS,
             signature=request_signature(model), params={k: str(v) for k, v in params.items()}, tags=tags,
-            metadata={"genzoo_model": name, "likelihood": model.likelihood or "none",
-                      "capabilities": sorted(model.capabilities), "image_shape": card["image_shape"]},
+            metadata=logged_metadata(model),
         )
         return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
                 "model_uri": info.model_uri, "model_id": info.model_id, "paper": tags["genzoo.paper"]}
@@ -105,7 +106,16 @@ def log_to_mlflow(key: str, model, settings: dict, card: dict, state: dict, mode
 def main(key: str) -> None:
     params = checked_params(SECTIONS, entries=[key])
     card = json.loads(repo_path("data/prepared/card.json").read_text())
-    name, arch, settings, pixels, spec, model = preflight(params, key, card, repo_path("data/prepared"))
+    # A model entry's `domains`: a domain view of the prepared data, written where every Ray worker
+    # reads (beside the checkpoints: train.storage_path is shared on a cluster), removed at the end.
+    domains = model_entry(params, key).get("domains")
+    storage = Path(training_settings(params, key).get("storage_path") or repo_path("ray_results")).resolve()
+    with domain_view_folder(repo_path("data/prepared"), domains, f"models.{key}.domains", storage) as data_dir:
+        train(params, key, card, data_dir, domains)
+
+
+def train(params: dict, key: str, card: dict, data_dir: Path, domains: list | None) -> None:
+    name, arch, settings, pixels, spec, model = preflight(params, key, card, data_dir)
     sweep_spec = model_entry(params, key).get("sweep")
     plan = sweep_spec and sweep.plan(key, sweep_spec, lambda overrides: build_model(
         name, spec, {**arch, **overrides}))
@@ -114,8 +124,9 @@ def main(key: str) -> None:
     tracking.configure()
 
     storage = Path(settings.get("storage_path") or repo_path("ray_results")).resolve()
-    ray_run = run_name(key, {"model": name, "pixels": pixels, **arch, "sweep": sweep_spec}, settings, card)
-    config = ray_train.loop_config(key, name, arch, pixels, settings)
+    ray_run = run_name(key, {"model": name, "pixels": pixels, **arch, "sweep": sweep_spec, "domains": domains},
+                       settings, card)
+    config = {**ray_train.loop_config(key, name, arch, pixels, settings), "data_dir": str(data_dir)}
     trials = None
     with ray_session(cluster_address(params)):
         if alive_nodes() > 1 and not settings.get("storage_path"):
@@ -145,6 +156,8 @@ def main(key: str) -> None:
         if trials:
             summary["sweep"] = {"trials": len(trials), "best": best}
         (build / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if domains is not None:   # evaluate makes the same view from it
+            (build / "domains.json").write_text(json.dumps(domains, indent=2) + "\n")
         logged = log_to_mlflow(key, model, settings, card, state, build, report_dir, trials)
         (build / "mlflow.json").write_text(json.dumps(logged, indent=2) + "\n")
     for finished in (ray_run, f"{ray_run}-runs"):  # done: a forced rerun starts fresh

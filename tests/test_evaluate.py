@@ -95,16 +95,22 @@ def test_a_class_conditional_model_gets_one_row_of_samples_per_class():
             np.testing.assert_allclose(cell(grid, row, column), row / 3, atol=1 / 255)
 
 
-def test_a_translating_model_gets_sources_then_each_domain_and_no_sample_figures():
+def test_a_translating_model_gets_sources_then_each_domain_and_the_way_back_and_no_sample_figures():
     model = Inverter(day_night_spec(), Inverter.Params())
-    images = torch.rand(12, 1, 2, 2)
-    figures = evaluate.figures_of(model, "t", Batch(images), None, CFG)
+    images = torch.rand(16, 1, 2, 2)
+    domains = torch.tensor([0] * 8 + [1] * 8)
+    figures = evaluate.figures_of(model, "t", Batch(images, domains=domains), None, CFG)
     assert set(figures) == {"translations.png"}
     grid = pixels(figures["translations.png"])
-    assert grid.shape == ((3 * 3 + 1) * 4, (10 * 3 + 1) * 4)   # sources, day, night; 10 columns
-    for column in range(10):
-        source = images[column, 0].repeat_interleave(4, 0).repeat_interleave(4, 1).numpy()
-        for row, expected in enumerate((source, source, 1 - source)):
+    # sources, then per target (day, night) the translations and their way back; 6 images of each domain
+    assert grid.shape == ((5 * 3 + 1) * 4, (12 * 3 + 1) * 4)
+    sources = torch.cat([images[:6], images[8:14]])
+    for column in range(12):
+        source = sources[column, 0].repeat_interleave(4, 0).repeat_interleave(4, 1).numpy()
+        night_source = column >= 6   # back into night inverts again
+        back_from_day = 1 - source if night_source else source
+        back_from_night = source if night_source else 1 - source
+        for row, expected in enumerate((source, source, back_from_day, 1 - source, back_from_night)):
             np.testing.assert_allclose(cell(grid, row, column), expected, atol=1 / 255)
 
 

@@ -27,7 +27,7 @@ def _one_thread():
 
 
 def params_with_overlays(params: dict) -> dict:
-    """params.yaml with the models of the two overlays that give cyclegan and stargan their domains."""
+    """params.yaml with the models of the two overlays that give cyclegan and stargan prepare-time domains."""
     import yaml
 
     for name in ("cyclegan", "stargan"):
@@ -132,7 +132,7 @@ def test_the_params_schedule_is_constant_then_linear_decay_over_the_second_half(
     from components.config import load_params, training_settings
     from components.training.fit import Settings, fit
 
-    settings = training_settings(params_with_overlays(load_params()), "cyclegan")
+    settings = training_settings(load_params(), "cyclegan")
     assert settings["lr"] == 2e-4 and settings["schedule"] == {"kind": "linear_decay", "decay_fraction": 0.5}
     model = build_model("cyclegan", spec(("a", "b")), TINY_CYCLE)
     batch = Batch(torch.rand(4, 1, 8, 8), domains=torch.tensor([0, 1, 0, 1]))
@@ -321,19 +321,195 @@ def test_training_restores_the_patches_at_their_positions():
     assert after["mask_iou"] > max(0.6, before["mask_iou"] + 0.2), (before, after)
     seeded = lambda: torch.Generator().manual_seed(1)
     hidden, shown = torch.zeros(1, 1, 8, 8, dtype=torch.bool), torch.ones(1, 1, 8, 8, dtype=torch.bool)
-    assert torch.equal(model.complete(images[:4], hidden, seeded()), model.complete(images[:4], None, seeded()))
     assert torch.equal(model.complete(images[:4], shown, seeded()), images[:4])   # observed pixels are kept
+    with pytest.raises(ValueError, match="do not fit"):   # nothing observed: no patch to start from
+        model.complete(images[:4], hidden, seeded())
+    metrics = model.evaluation_metrics(Batch(images), {"seed": 0})
+    assert metrics["mask_iou"] == after["mask_iou"] and metrics["patch_l1"] == after["patch_l1"]
+    assert metrics["mask_iou_of_all_ones"] == pytest.approx(27 / 64)   # 3 disjoint 3x3 windows of 8x8
     figures = model.evaluation_figures(Batch(images[:8]), {})
-    assert set(figures) == {"puzzle.png"}
+    assert set(figures) == {"completions.png"}
+
+
+def test_completion_reads_only_the_observed_pixels():
+    """Key patches come from windows of observed pixels only: what is hidden cannot leak into the result."""
+    model = build_model("puzzle_gan", DataSpec.single((1, 8, 8), 17), {**TINY_PUZZLE, "patches": 2}).eval()
+    images = digits()[:6]
+    upper = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    upper[..., :4, :] = True
+    scrambled = torch.where(upper, images, torch.rand(images.shape, generator=torch.Generator().manual_seed(0)))
+    seeded = lambda: torch.Generator().manual_seed(2)
+    assert torch.equal(model.complete(images, upper, seeded()), model.complete(scrambled, upper, seeded()))
+    assert (model.key_patches(images, upper).positions[..., 0] <= 1).all()   # 3x3 windows inside rows 0-3
+    assert not torch.equal(model.complete(images, None, seeded()), model.complete(scrambled, None, seeded()))
 
 
 def test_the_params_entries_build():
     from components.config import architecture_params, load_params
 
-    params = params_with_overlays(load_params())
+    from components.data.domains import view_entries
+
     specs = {"cyclegan": spec(("plain", "thick")),
              "stargan": spec(("plain", "thick", "thin", "rotated"), attributes=("rotated", "thick", "thin")),
              "puzzle_gan": DataSpec.single((1, 8, 8), 17)}
-    for key, data in specs.items():
-        name, arch = architecture_params(params, key)
-        assert build_model(name, data, arch).name == key
+    # the default entries (cyclegan and stargan on domain views) and the data.domains overlays' entries
+    for params in (load_params(), params_with_overlays(load_params())):
+        for key, data in specs.items():
+            name, arch = architecture_params(params, key)
+            assert build_model(name, data, arch).name == key
+    for key in ("cyclegan", "stargan"):
+        entries = view_entries(load_params()["models"][key]["domains"], key)
+        assert tuple(e.name for e in entries) == specs[key].domain_names
+
+
+def test_validation_cycle_error_is_a_per_image_mean_whatever_the_batches():
+    """The trainer averages validation metrics weighting each batch by its size: a batch of one domain
+    must report its images' errors too, so the average is the same however the split is cut."""
+    from components.training.fit import validate
+
+    model = build_model("cyclegan", spec(("plain", "thick")), TINY_CYCLE).eval()
+    x = digits()[:12]
+    domains = torch.tensor([0] * 8 + [1] * 4)   # sorted by domain, as a prepared split is
+    whole = Batch(x, domains=domains)
+    per_image = torch.cat([(model.translate(model.translate(x[:8], 1), 0) - x[:8]).abs().mean((1, 2, 3)),
+                           (model.translate(model.translate(x[8:], 0), 1) - x[8:]).abs().mean((1, 2, 3))])
+    in_batches = [Batch(x[i:i + 5], domains=domains[i:i + 5]) for i in range(0, 12, 5)]
+    assert validate(model, in_batches, "cpu")["cycle_error"] == pytest.approx(per_image.mean().item(), rel=1e-5)
+    assert model.validation_metrics(whole)["cycle_error"] == pytest.approx(per_image.mean().item(), rel=1e-5)
+
+
+# --- domain views (a model entry's `domains`) -----------------------------------------------------
+
+def write_prepared(folder: Path, seed: int = 0, count: int = 60, domains=None) -> None:
+    """A prepared single-domain folder whose image i is identifiable: pixel (0, 0, 0) holds i / 255."""
+    import numpy as np
+
+    from components.data.prepared import SPLITS, write_split
+
+    domains = domains or [{"name": "synthetic", "source": "synthetic", "transform": "identity"}]
+    meta = {"source": "synthetic", "image_shape": [1, 2, 2], "levels": 256, "class_names": ["a", "b", "c"],
+            "seed": seed, "binarization": "none", "threshold": 0.5, "attribute_names": [], "domains": domains,
+            "vocabulary": ["<pad>", "<unk>", "a"], "caption_length": 1}
+    for s, split in enumerate(SPLITS):
+        ids = np.arange(count) + 80 * s
+        images = np.zeros((count, 1, 2, 2), dtype=np.float32)
+        images[:, 0, 0, 0] = ids / 255
+        images[:, 0, 1, 1] = 0.2
+        write_split(folder / f"{split}.parquet", images, ids % 3, {**meta, "split": split}, captions=["a"] * count,
+                    domains=np.arange(count) * len(domains) // count)
+
+
+VIEW = [{"name": "plain"}, {"name": "inverse", "transform": "invert"}]
+
+
+def test_a_domain_view_deals_disjoint_images_transformed_and_deterministically(tmp_path):
+    import numpy as np
+
+    from components.data.domains import domain_view, view_entries
+    from components.data.prepared import read_split
+
+    write_prepared(tmp_path)
+    entries = view_entries(VIEW, "models.x.domains")
+    view = domain_view(tmp_path, entries, "models.x.domains")
+    again = domain_view(tmp_path, entries, "models.x.domains")
+    for split, part in view.items():
+        source = read_split(tmp_path, split)
+        plain, inverse = part.images[part.domains == 0], part.images[part.domains == 1]
+        assert np.allclose(inverse[:, 0, 1, 1], 0.8, atol=1 / 255)        # invert applied: 1 - 0.2
+        ids = np.round(np.concatenate([plain[:, 0, 0, 0], 1 - inverse[:, 0, 0, 0]]) * 255).astype(int)
+        assert sorted(ids) == sorted(np.round(source.images[:, 0, 0, 0] * 255).astype(int))   # each image once
+        assert len(plain) == len(inverse) == 30
+        assert np.array_equal(part.labels, ids % 3)                            # labels travel with images
+        assert np.array_equal(part.attributes[:, 0], part.domains.astype(np.float32))   # "inverted"
+        assert np.array_equal(part.images, again[split].images)                # same seed, same deal
+    write_prepared(tmp_path, seed=1)
+    reseeded = domain_view(tmp_path, entries, "models.x.domains")
+    assert not np.array_equal(reseeded["train"].images, view["train"].images)
+
+
+def test_a_domain_view_is_a_prepared_folder_whose_spec_lists_its_domains(tmp_path):
+    from components.data.domains import domain_view_folder
+    from components.data.prepared import read_spec, read_split
+    from components.data.streaming import stream_batches
+
+    write_prepared(tmp_path)
+    with domain_view_folder(tmp_path, VIEW, "models.x.domains", tmp_path / "views") as folder:
+        spec = read_spec(folder, "grayscale")
+        assert spec.domain_names == ("plain", "inverse") and spec.attribute_names == ("inverted",)
+        assert set(spec.fields) == {"labels", "attributes", "domains"}       # captions do not describe transforms
+        assert spec.source == "synthetic as plain, inverse=invert"
+        batch = next(stream_batches(folder, "train", "grayscale", 8, per_domain=True))
+        assert batch.domains.tolist().count(0) == batch.domains.tolist().count(1) == 4
+        assert read_split(folder, "test").meta["domains"][1] == {"name": "inverse", "source": "synthetic",
+                                                                "transform": "invert"}
+    assert not folder.exists() and list((tmp_path / "views").iterdir()) == []
+    with domain_view_folder(tmp_path, None, "models.x.domains") as folder:
+        assert folder == tmp_path
+
+
+def test_a_domain_view_refuses_bad_entries_and_data_that_already_has_domains(tmp_path):
+    from components.data.domains import domain_view, view_entries
+
+    with pytest.raises(ConfigError, match=r"models.x.domains: expected a list of at least 2"):
+        view_entries([{"name": "plain"}], "models.x.domains")
+    with pytest.raises(ConfigError, match=r"models.x.domains\[1\].transform: unknown transform 'blur'"):
+        view_entries([{"name": "a"}, {"name": "b", "transform": "blur"}], "models.x.domains")
+    with pytest.raises(ConfigError, match=r"models.x.domains\[1\]: unknown keys source"):
+        view_entries([{"name": "a"}, {"name": "b", "source": "mnist"}], "models.x.domains")
+    with pytest.raises(ConfigError, match="named twice"):
+        view_entries([{"name": "a"}, {"name": "a", "transform": "thin"}], "models.x.domains")
+    write_prepared(tmp_path, domains=[{"name": "day", "source": "s", "transform": "identity"},
+                                      {"name": "night", "source": "s", "transform": "invert"}])
+    with pytest.raises(ConfigError, match=r"already has domains \(day, night\) from data.domains") as error:
+        domain_view(tmp_path, view_entries(VIEW, "models.x.domains"), "models.x.domains")
+    assert "\n" not in str(error.value)
+
+
+def test_a_view_of_the_digits_is_what_data_domains_prepares(tmp_path):
+    """The view reuses data.domains' dealing: over the same digits and seed, the same images."""
+    import numpy as np
+
+    from components.data.domains import assemble, domain_entries, domain_view, view_entries
+    from components.data.prepared import SPLITS, write_split
+    from components.data.sources import SourceOptions
+
+    base = SourceOptions(cache_dir=tmp_path / "raw", seed=0)
+    single = assemble(domain_entries({"source": "digits"}, base), None, {}, 0)
+    meta = {"source": "digits", "image_shape": [1, 8, 8], "levels": single.levels, "class_names": single.class_names,
+            "seed": 0, "binarization": "static", "attribute_names": [], "domains": single.domain_meta}
+    for split in SPLITS:
+        write_split(tmp_path / f"{split}.parquet", single.images[split], single.labels[split], {**meta, "split": split},
+                    domains=single.domains[split])
+    raw = [{"name": "plain"}, {"name": "thick", "transform": "thicken"}]
+    view = domain_view(tmp_path, view_entries(raw, "w"), "w")
+    prepared = assemble(domain_entries({"source": "digits", "domains": [{**d, "source": "digits"} for d in raw]}, base),
+                        None, {}, 0)
+    for split in SPLITS:
+        assert np.array_equal(view[split].images, prepared.images[split])
+        assert np.array_equal(view[split].labels, prepared.labels[split])
+        assert np.array_equal(view[split].domains, prepared.domains[split])
+
+
+def test_serving_completes_from_key_patches_and_lists_the_domains():
+    import numpy as np
+    import pandas as pd
+
+    from components.serving import logged_metadata, request_signature, serve
+
+    puzzle = build_model("puzzle_gan", DataSpec.single((1, 8, 8), 17), TINY_PUZZLE).eval()
+    images = digits()[:3]
+    frame = pd.DataFrame(images.reshape(3, -1).numpy()).rename(columns=str).assign(complete=True, seed=4)
+    whole = serve(puzzle, frame)
+    assert np.array_equal(whole, puzzle.complete(images, None, torch.Generator().manual_seed(4)).numpy())
+    hidden = images.clone()
+    hidden[..., 4:, :] = float("nan")        # the lower half hidden: completed from the upper half's patches
+    upper = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    upper[..., :4, :] = True
+    model2 = build_model("puzzle_gan", DataSpec.single((1, 8, 8), 17), {**TINY_PUZZLE, "patches": 2}).eval()
+    frame = pd.DataFrame(hidden.reshape(3, -1).numpy()).rename(columns=str).assign(complete=True)
+    assert np.array_equal(serve(model2, frame), model2.complete(images, upper, torch.Generator().manual_seed(0)).numpy())
+    assert {"complete", "seed", "0", "63"} <= set(request_signature(puzzle).inputs.input_names())
+    cycle = build_model("cyclegan", spec(("plain", "thick")), TINY_CYCLE)
+    assert logged_metadata(cycle)["domains"] == [{"name": "plain", "image_shape": [1, 8, 8]},
+                                                 {"name": "thick", "image_shape": [1, 8, 8]}]
+    assert logged_metadata(cycle)["image_shape"] == [1, 8, 8]

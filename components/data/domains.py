@@ -10,19 +10,31 @@ first domain's size). Domains of different intensity levels are all stored in
 256 levels. A non-identity transform is also a binary attribute of the image
 ("thick", "rotated", ...), so captions and attribute-conditional models see it.
 Without `data.domains` the dataset is one domain named after its source.
+
+Domain views: a model entry of params.yaml may carry its own `domains: [{name: plain},
+{name: thick, transform: thicken}]`, made by its train and evaluate stages from the already
+prepared single-domain data (`domain_view`), dealt out and transformed exactly as `data.domains`
+deals one source (so the DVC graph keeps one `data/prepared`, and changing a model's domains
+reruns that model alone). The view is written as a prepared folder (`domain_view_folder`), which
+the streaming reader reads like any other; captions are left out (they do not describe the
+transforms).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
 from components.config import ConfigError
-from components.data.prepared import SPLITS, quantize
+from components.data.prepared import SPLITS, Split, quantize, read_split, split_meta, write_split
 from components.data.sources import REGISTRY, SourceOptions, Splits, available_sources, load_source
 
 
@@ -110,11 +122,22 @@ def _resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
 def assemble(entries: list[DomainEntry], image_size: int | None, limits: dict, seed: int) -> Dataset:
     """Load each source once, deal its images out to the domains that use it, transform, unify shapes."""
     loaded: dict[str, Splits] = {}
-    sharing: dict[str, list[int]] = {}
-    for d, entry in enumerate(entries):
+    keys = []
+    for entry in entries:
         key = repr((entry.source, entry.options))
         if key not in loaded:
             loaded[key] = load_source(entry.source, **entry.options.__dict__)
+        keys.append(key)
+    return deal(entries, [loaded[key] for key in keys], keys, image_size, limits, seed)
+
+
+def deal(entries: list[DomainEntry], sources: list[Splits], keys: list, image_size: int | None, limits: dict,
+         seed: int) -> Dataset:
+    """The domains of `entries`, entry d made from `sources[d]`: entries of equal `keys` share one source
+    and take disjoint images of it (each split dealt out by a permutation seeded by `seed`)."""
+    loaded = dict(zip(keys, sources))
+    sharing: dict = {}
+    for d, key in enumerate(keys):
         sharing.setdefault(key, []).append(d)
     same_classes = len({tuple(s.class_names) for s in loaded.values()}) == 1 and \
         all(s.labels["train"] is not None for s in loaded.values())
@@ -126,8 +149,7 @@ def assemble(entries: list[DomainEntry], image_size: int | None, limits: dict, s
 
     parts: dict[str, list[tuple]] = {split: [] for split in SPLITS}
     for d, entry in enumerate(entries):
-        key = repr((entry.source, entry.options))
-        source, peers = loaded[key], sharing[key]
+        source, peers = sources[d], sharing[keys[d]]
         for split in SPLITS:
             images, labels = source.images[split], source.labels[split]
             rows = np.arange(len(images))
@@ -164,3 +186,79 @@ def assemble(entries: list[DomainEntry], image_size: int | None, limits: dict, s
         out.domains[split] = np.concatenate([np.full(len(p[0]), d, dtype=np.int64)
                                              for d, p in enumerate(domain_parts)])
     return out
+
+
+# --- domain views of the prepared data (a model entry's `domains`) ------------------------------------
+
+VIEW_KEYS = ("name", "transform")
+
+
+def view_entries(raw, where: str) -> list[DomainEntry]:
+    """A model entry's `domains` validated: at least two `{name, transform}` (transform default identity)."""
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise ConfigError(f"{where}: expected a list of at least 2 {{name, transform}} entries, got {raw!r}")
+    entries, names = [], set()
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ConfigError(f"{where}[{i}]: expected a mapping with a `name` (and a `transform`), got {entry!r}")
+        unknown = set(entry) - set(VIEW_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}[{i}]: unknown keys {', '.join(sorted(unknown))}; a view's domain has "
+                              f"{', '.join(VIEW_KEYS)} (sources and sizes belong in data.domains)")
+        if entry["name"] in names:
+            raise ConfigError(f"{where}[{i}].name: domain {entry['name']!r} is named twice")
+        transform = entry.get("transform", "identity")
+        if transform not in TRANSFORMS:
+            raise ConfigError(f"{where}[{i}].transform: unknown transform {transform!r}; valid: {', '.join(TRANSFORMS)}")
+        names.add(entry["name"])
+        entries.append(DomainEntry(entry["name"], "", transform, None))
+    return entries
+
+
+def domain_view(folder: Path, entries: list[DomainEntry], where: str) -> dict[str, Split]:
+    """The train/valid/test splits of the single-domain prepared data in `folder` as the domains of
+    `entries`: disjoint images per domain, dealt with the data's seed as `data.domains` deals them."""
+    meta = split_meta(folder, "train")
+    prepared = meta.get("domains") or []
+    if len(prepared) > 1:
+        raise ConfigError(f"{where}: the prepared data already has domains ({', '.join(d['name'] for d in prepared)}) "
+                          f"from data.domains; give domains in data.domains or in the model entry, not both")
+    splits = {split: read_split(folder, split) for split in SPLITS}
+    source = Splits({k: s.images for k, s in splits.items()}, {k: s.labels for k, s in splits.items()},
+                    int(meta["levels"]), list(meta.get("class_names") or []),
+                    {k: s.attributes for k, s in splits.items()} if meta.get("attribute_names") else None,
+                    list(meta.get("attribute_names") or []))
+    entries = [DomainEntry(e.name, meta["source"], e.transform, None) for e in entries]
+    data = deal(entries, [source] * len(entries), [0] * len(entries), None, {}, int(meta.get("seed", 0)))
+    view_meta = {k: v for k, v in meta.items() if k not in ("vocabulary", "caption_length", "split", "rows",
+                                                             "domain_rows", "storage")}
+    view_meta.update(source=f"{meta['source']} as " + ", ".join(
+                         e.name + ("" if e.transform == "identity" else f"={e.transform}") for e in entries),
+                     levels=data.levels, class_names=data.class_names, has_labels=data.labels["train"] is not None,
+                     attribute_names=data.attribute_names, domains=data.domain_meta)
+    return {split: Split(data.images[split], data.labels[split], {**view_meta, "split": split},
+                         data.attributes[split], None, data.domains[split]) for split in SPLITS}
+
+
+def write_view(splits: dict[str, Split], folder: Path) -> None:
+    for name, split in splits.items():
+        write_split(Path(folder) / f"{name}.parquet", split.images, split.labels, split.meta, split.attributes,
+                    None, split.domains)
+
+
+@contextlib.contextmanager
+def domain_view_folder(prepared: Path, raw, where: str, parent: Path | None = None) -> Iterator[Path]:
+    """`prepared` itself when `raw` (a model entry's `domains`) is None, else a temporary prepared folder
+    (in `parent`: a folder every Ray node reads, on a cluster) holding its domain view, removed on exit."""
+    if raw is None:
+        yield Path(prepared)
+        return
+    splits = domain_view(Path(prepared), view_entries(raw, where), where)
+    if parent is not None:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="domain-view-", dir=parent))
+    try:
+        write_view(splits, folder)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

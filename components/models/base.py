@@ -61,6 +61,13 @@ class GenerativeModel(nn.Module):
     capabilities: ClassVar[frozenset[str]] = frozenset()   # what it can do (keys of CAPABILITIES)
     requires: ClassVar[frozenset[str]] = frozenset()       # batch fields it needs (of batch.FIELDS)
     condition: ClassVar[str | None] = None      # what `sample`'s condition is: "labels" | "captions" | ...
+    # The evaluation metric promote ranks its versions by (lower is better); None: its family's
+    # (the test NLL of a likelihood model, else FID).
+    promotion_metric: ClassVar[str | None] = None
+    # What `complete` is given: "pixels" (any observed pixels: evaluation shows it the upper half), or
+    # "key_patches" (it picks its key patches itself, from the observed pixels or, with `observed`
+    # None, from the whole image: evaluation passes None).
+    completes_from: ClassVar[Literal["pixels", "key_patches"]] = "pixels"
     # True: every training batch holds equally many images of each domain, drawn from independent
     # shuffles (unpaired), for models that translate between domains (`Batch.by_domain` splits it).
     unpaired_domains: ClassVar[bool] = False

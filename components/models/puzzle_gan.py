@@ -18,14 +18,16 @@ stated objectness score: the gradient energy of a window, the sum over its pixel
 the squared Sobel responses (S_x * x)^2 + (S_y * x)^2. The K windows of highest energy are taken
 greedily, each one not overlapping those taken before (ties: the first in raster order), so the
 selection is deterministic. On 8x8 digits: 3 patches of 3x3; on 32x32 photos: 8x8 (`patch_size`
-0 = max(3, side // 4)).
+0 = max(3, side // 4)). Given observed pixels (`complete`), only windows of observed pixels compete,
+scored by the Sobel responses that read observed pixels only, so nothing hidden leaks in.
 
 Networks: the encoder is two 3x3 convolutions (the second of stride 2) and a linear code; the
 decoder and the discriminator are the DCGAN stacks of the adversarial family (image channels plus
 one mask channel, tanh; the mask is read as (tanh + 1) / 2 = sigmoid(2a)).
 
-`complete(images, observed=None)` cuts the key patches from `images` itself and returns the
-generated whole images (pixels where `observed` is True are kept from `images`);
+`complete(images, observed=None)` cuts the key patches from `images` itself (from windows of
+observed pixels only, where `observed` is given) and returns the generated whole images (pixels
+where `observed` is True are kept from `images`);
 `generate_from_patches(patches)` takes the K patches directly.
 """
 
@@ -74,18 +76,26 @@ def select_windows(scores: torch.Tensor, k: int, size: int) -> torch.Tensor:
         best = scores.flatten(1).argmax(1)
         y, x = best // cols, best % cols
         if torch.isinf(scores.flatten(1)[torch.arange(b), best]).any():
-            raise ValueError(f"puzzle_gan: {k} non-overlapping {size}x{size} windows do not fit the image")
+            raise ValueError(f"puzzle_gan: {k} non-overlapping {size}x{size} windows do not fit the image "
+                             f"(its observed pixels)")
         corners.append(torch.stack([y, x], 1))
         overlaps = ((r - y[:, None, None]).abs() < size) & ((c - x[:, None, None]).abs() < size)
         scores = scores.masked_fill(overlaps, float("-inf"))
     return torch.stack(corners, 1)
 
 
-def key_patches(images: torch.Tensor, k: int, size: int) -> KeyPatches:
-    """The `k` non-overlapping `size`x`size` windows of highest gradient energy, cut from `images`."""
+def key_patches(images: torch.Tensor, k: int, size: int, observed: torch.Tensor | None = None) -> KeyPatches:
+    """The `k` non-overlapping `size`x`size` windows of highest gradient energy, cut from `images`;
+    with `observed` (bool, broadcast to `images`), only windows whose every pixel is observed."""
     b, c, h, w = images.shape
     energy = gradient_energy(images)[:, None]
+    if observed is not None:   # a Sobel response that reads a hidden pixel counts nothing
+        seen = observed.to(images.device).expand_as(images).all(1, keepdim=True).float()
+        energy = energy * (F.avg_pool2d(F.pad(seen, (1, 1, 1, 1), mode="replicate"), 3, stride=1) == 1)
     scores = F.avg_pool2d(energy, size, stride=1)[:, 0] * size * size
+    if observed is not None:
+        inside = F.avg_pool2d(seen, size, stride=1)[:, 0] == 1
+        scores = scores.masked_fill(~inside, float("-inf"))
     corners = select_windows(scores, k, size)
     offsets = torch.arange(size, device=images.device)
     rows = corners[..., 0, None] + offsets                        # (B, K, s)
@@ -128,6 +138,8 @@ class PuzzleGAN(GenerativeModel):
     name = "puzzle_gan"
     family = "adversarial"
     capabilities = {"complete"}
+    completes_from = "key_patches"
+    promotion_metric = "patch_l1"   # the patches restored where they belong: placement and appearance at once
 
     @dataclasses.dataclass
     class Params:
@@ -163,8 +175,8 @@ class PuzzleGAN(GenerativeModel):
                                               lr=lr, betas=betas),
                 "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)}
 
-    def key_patches(self, images: torch.Tensor) -> KeyPatches:
-        return key_patches(images, self.params.patches, self.patch_size)
+    def key_patches(self, images: torch.Tensor, observed: torch.Tensor | None = None) -> KeyPatches:
+        return key_patches(images, self.params.patches, self.patch_size, observed)
 
     def generate(self, patches: torch.Tensor, generator: torch.Generator | None = None):
         """(B, K, C, s, s) in [0, 1] -> signed image (B, C, H, W) and mask (B, 1, H, W) in [0, 1]."""
@@ -219,17 +231,24 @@ class PuzzleGAN(GenerativeModel):
     @torch.no_grad()
     def complete(self, images, observed=None, generator=None):
         images = images.to(self.device).float()
-        generated, _ = self.generate_from_patches(self.key_patches(images).patches, generator)
-        return generated if observed is None else torch.where(observed.to(self.device), images, generated)
+        if observed is not None:
+            observed = observed.to(self.device)
+        generated, _ = self.generate_from_patches(self.key_patches(images, observed).patches, generator)
+        return generated if observed is None else torch.where(observed, images, generated)
 
     @torch.no_grad()
     def evaluation_metrics(self, test, settings):
+        """Mask IoU and patch L1 on the test images, beside the IoU of a mask that is 1 everywhere (the
+        patches' share of the image): what a model that learned nothing about positions scores."""
         seed = int(settings.get("seed", 0))
-        return self.scores(test.images.to(self.device), torch.Generator().manual_seed(seed))
+        images = test.images.to(self.device)
+        return {**self.scores(images, torch.Generator().manual_seed(seed)),
+                "mask_iou_of_all_ones": self.key_patches(images).mask.mean().item()}
 
     @torch.no_grad()
     def evaluation_figures(self, test, settings):
-        """Rows of: the K input patches, the generated image, its mask, the original."""
+        """Rows of: the K input patches, the generated image, its mask, the original (the completion
+        figure: what the model is given, cut from the whole image, and what it makes of it)."""
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -249,4 +268,4 @@ class PuzzleGAN(GenerativeModel):
                 if row == 0:
                     axes[row, col].set_title(titles[col], fontsize=7)
         figure.tight_layout()
-        return {"puzzle.png": figure}
+        return {"completions.png": figure}

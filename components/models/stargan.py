@@ -61,6 +61,9 @@ class StarGAN(GenerativeModel):
     name = "stargan"
     family = "adversarial"
     capabilities = {"translate"}
+    # The paper's measure (its RaFD experiment): the error of a classifier trained on real images of each domain
+    # on images translated into it (pipelines/evaluate.py)
+    promotion_metric = "target_classification_error"
 
     @dataclasses.dataclass
     class Params:
