@@ -62,7 +62,9 @@ def main() -> None:
         command = [sys.executable, "-m", "pipelines.repro", "--jobs", str(args.jobs)] if args.jobs else ["dvc", "repro"]
         process = subprocess.Popen(command, cwd=copy, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
+        tail: list[str] = []   # what the pipeline printed last: shown when it fails
         for line in process.stdout:
+            tail = (tail + [line])[-60:]
             if args.jobs:  # stages overlap: the runner reports each one's own duration
                 if line.startswith("repro: ") and " done in " in line:
                     name, seconds = line.removeprefix("repro: ").split(" done in ")
@@ -80,7 +82,7 @@ def main() -> None:
         if current and not args.jobs:
             stages.append((current, time.perf_counter() - mark))
         if process.returncode:
-            sys.exit(f"{' '.join(command)} failed with exit code {process.returncode}")
+            sys.exit("".join(tail) + f"{' '.join(command)} failed with exit code {process.returncode}")
         metrics = subprocess.run(["dvc", "metrics", "show", "--precision", "4"], cwd=copy, env=env,
                                  capture_output=True, text=True).stdout
     print(f"\nwhole {' '.join(command[-3:]) if args.jobs else 'dvc repro'}: {total:.1f} s on {os.cpu_count()} CPU cores")
