@@ -108,9 +108,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(args: list[str], repo: Path, port: int, ready: str, timeout: float = 90):
+def server(args: list[str], repo: Path, port: int, ready: str, timeout: float = 90, env: dict | None = None):
     """A real MLflow server process on localhost, up within `timeout` s, killed (its group) on exit."""
-    env = {**environment(repo), "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
+    env = {**environment(repo), "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}", **(env or {})}
     process = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True)
     try:
