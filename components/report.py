@@ -99,7 +99,7 @@ def registry_cell(r: dict) -> str:
     if r["champion_version"] == r["version"]:
         held = '<span class="champion">&#128081; champion</span>'
     else:
-        held = "challenger; " if r.get("alias") == "challenger" else ""
+        held = f"{html.escape(r['alias'])}; " if r.get("alias") else ""   # promote's proposal: challenger
         held += (f"champion: v{r['champion_version']}" if r["champion_version"] is not None else "no champion")
         held += " (set by a person)" if r.get("champion_set_by") == "person" else ""
     return f"v{r['version']} {held}<br><small>{html.escape(r['reason'])}</small>"
