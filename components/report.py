@@ -28,8 +28,11 @@ CAPTIONS = {
 # Likelihoods compare only within one pixel format: binary vs. L-level intensities.
 GROUPS = [
     ("image-to-image", {"capability": "translate"},
-     ["pixels", "parameters", "target_accuracy", "reconstruction_error", "cycle_error_x", "cycle_error_y",
-      "known_mapping_error", "known_mapping_error_of_identity"]),
+     ["pixels", "parameters", "translation_fid", "translation_fid_of_identity", "translation_fid_of_real",
+      "target_classification_error", "target_classification_error_of_identity",
+      "target_classification_error_of_real", "label_preservation", "label_preservation_of_identity",
+      "target_accuracy", "reconstruction_error", "cycle_error_x", "cycle_error_y", "known_mapping_error",
+      "known_mapping_error_of_identity"]),
     ("explicit likelihood (autoregressive and others)", {"family": "explicit"},
      ["pixels", "parameters", "test_nll", "test_bits_per_dim", "fid", "kid", "precision", "recall",
       "class_coverage"]),

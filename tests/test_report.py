@@ -20,7 +20,8 @@ RESULTS = [
            {"promotion_metric": "test_nll", "test_nll": 40.0, "test_bits_per_dim": 0.9, "fid": 12.0},
            version=3, champion_version=2, alias="challenger", champion_set_by="person"),
     result("cyclegan", "cyclegan", "adversarial", ["translate"],
-           {"promotion_metric": "fid", "cycle_error_x": 0.1, "cycle_error_y": 0.2, "known_mapping_error": 0.3,
+           {"promotion_metric": "translation_fid", "translation_fid": 9.0, "translation_fid_of_identity": 20.0,
+            "cycle_error_x": 0.1, "cycle_error_y": 0.2, "known_mapping_error": 0.3,
             "sample_quality": "not supported: cyclegan cannot sample"}),
     result("vae", "vae", "latent", ["decode", "encode", "log_prob", "sample"],
            {"promotion_metric": "test_nll", "test_nll": 45.0, "test_elbo": -47.0, "fid": 20.0,
@@ -34,7 +35,8 @@ RESULTS = [
 def test_models_are_grouped_by_family_and_each_group_shows_its_own_columns():
     groups = [(title, columns, [r["key"] for r in members]) for title, columns, members in report.leaderboard(RESULTS)]
     assert groups == [
-        ("image-to-image", ["pixels", "parameters", "cycle_error_x", "cycle_error_y", "known_mapping_error"],
+        ("image-to-image", ["pixels", "parameters", "translation_fid", "translation_fid_of_identity",
+                            "cycle_error_x", "cycle_error_y", "known_mapping_error"],
          ["cyclegan"]),   # an adversarial model that translates is judged on translation
         ("explicit likelihood (autoregressive and others)",
          ["pixels", "parameters", "test_nll", "test_bits_per_dim", "fid"], ["nade", "bernoulli"]),
@@ -71,6 +73,14 @@ def test_the_page_shows_one_table_per_group_with_the_champion_marked(tmp_path):
     assert explicit[2] == ["bernoulli (bernoulli)", "log_prob, sample", "v1 \U0001F451 champion why bernoulli",
                            "binary", "10", "50", "1.1", "—"]
     assert shown["latent variable"][1][2] == "v2 champion: v1 why vae"
-    assert shown["image-to-image"][1][3:] == ["binary", "10", "0.1", "0.2", "0.3"]
+    assert shown["image-to-image"][1][3:] == ["binary", "10", "9", "20", "0.1", "0.2", "0.3"]
     assert page.count('class="champion"') == 4   # gan, cyclegan, bernoulli and flow hold it; nade and vae not
-    assert "Promoted on fid (lower is better)" in page and "Promoted on test_nll (lower is better)" in page
+    assert [p for p in re.findall(r"<p>Promoted on (.*?) \(lower is better\)", page)] == [
+        "translation_fid", "test_nll", "test_nll", "fid", "test_nll"]
+
+
+def test_a_group_always_shows_the_metric_its_models_are_promoted_on():
+    latent = result("aae", "aae", "latent", ["decode", "encode", "sample"],
+                    {"promotion_metric": "wasserstein_distance", "wasserstein_distance": 0.5, "fid": 3.0})
+    assert report.leaderboard([latent]) == [
+        ("latent variable", ["pixels", "parameters", "fid", "wasserstein_distance"], [latent])]
