@@ -24,7 +24,28 @@ CAPTIONS = {
     "interpolations.png": "interpolations between two test images' codes",
     "latent_scatter.png": "test codes coloured by label",
 }
+# The leaderboard's groups, in page order: (title, what its models declare, the columns that matter
+# for them, most important first). A model is in the first group it matches: one that translates
+# images is judged as image-to-image whatever its family; otherwise its declared `family` decides.
 # Likelihoods compare only within one pixel format: binary vs. L-level intensities.
+GROUPS = [
+    ("image-to-image", {"capability": "translate"},
+     ["pixels", "parameters", "translation_fid", "translation_fid_of_identity", "translation_fid_of_real",
+      "target_classification_error", "target_classification_error_of_identity",
+      "target_classification_error_of_real", "label_preservation", "label_preservation_of_identity",
+      "target_accuracy", "reconstruction_error", "cycle_error_x", "cycle_error_y", "known_mapping_error",
+      "known_mapping_error_of_identity"]),
+    ("explicit likelihood (autoregressive and others)", {"family": "explicit"},
+     ["pixels", "parameters", "test_nll", "test_bits_per_dim", "fid", "kid", "precision", "recall",
+      "class_coverage"]),
+    ("latent variable", {"family": "latent"},
+     ["pixels", "parameters", "test_nll", "test_bits_per_dim", "test_elbo", "test_kl", "test_reconstruction",
+      "fid", "kid", "precision", "recall", "class_coverage", "linear_probe_accuracy"]),
+    ("adversarial", {"family": "adversarial"},
+     ["pixels", "parameters", "fid", "kid", "precision", "recall", "class_coverage", "conditional_accuracy",
+      "categorical_code_accuracy", "completion_fid", "mask_iou", "patch_l1"]),
+]
+# A family no group names yet gets a group of its own with these columns.
 COLUMNS = ["pixels", "parameters", "test_nll", "test_bits_per_dim", "test_elbo", "fid", "kid", "precision",
            "recall", "class_coverage", "conditional_accuracy", "translation_fid", "label_preservation",
            "target_classification_error", "known_mapping_error", "completion_fid", "mask_iou", "patch_l1"]
@@ -54,18 +75,63 @@ def _img(key: str, name: str, alt: str) -> str:
     return f'<img src="{html.escape(key)}/{html.escape(name)}" alt="{html.escape(alt)}">'
 
 
+def group_of(metrics: dict) -> str:
+    """The title of the leaderboard group a model's metrics.json puts it in."""
+    for title, declared, _ in GROUPS:
+        if declared.get("capability") in metrics.get("capabilities", []) or declared.get("family") == metrics["family"]:
+            return title
+    return metrics["family"]
+
+
+def leaderboard(results: list[dict]) -> list[tuple[str, list[str], list[dict]]]:
+    """(group title, its columns, its models) for every group some model is in, in GROUPS order, then
+    any other family by name; a group shows those of its columns (and its promotion metrics) that one
+    of its models has."""
+    known = {title: columns for title, _, columns in GROUPS}
+    members: dict[str, list[dict]] = {}
+    for r in results:
+        members.setdefault(group_of(r["metrics"]), []).append(r)
+    titles = [t for t in known if t in members] + sorted(t for t in members if t not in known)
+    groups = []
+    for t in titles:
+        promoted_on = [r["metrics"]["promotion_metric"] for r in members[t] if "promotion_metric" in r["metrics"]]
+        wanted = list(dict.fromkeys([*known.get(t, COLUMNS), *promoted_on]))
+        groups.append((t, [c for c in wanted if any(c in r["metrics"] for r in members[t])], members[t]))
+    return groups
+
+
+def registry_cell(r: dict) -> str:
+    """The version, and which alias it holds: champion (marked), challenger, or where the champion is."""
+    if r["champion_version"] == r["version"]:
+        held = '<span class="champion">&#128081; champion</span>'
+    else:
+        held = f"{html.escape(r['alias'])}; " if r.get("alias") else ""   # promote's proposal: challenger
+        held += (f"champion: v{r['champion_version']}" if r["champion_version"] is not None else "no champion")
+        held += " (set by a person)" if r.get("champion_set_by") == "person" else ""
+    return f"v{r['version']} {held}<br><small>{html.escape(r['reason'])}</small>"
+
+
+def group_table(title: str, columns: list[str], members: list[dict]) -> str:
+    promoted_on = sorted({r["metrics"]["promotion_metric"] for r in members if "promotion_metric" in r["metrics"]})
+    rows = "".join("<tr><td><b>{}</b> ({})</td><td>{}</td><td>{}</td>{}</tr>".format(
+        html.escape(r["key"]), html.escape(r["metrics"]["model"]),
+        html.escape(", ".join(r["metrics"].get("capabilities", []))), registry_cell(r),
+        "".join(f"<td>{_cell(r['metrics'].get(c))}</td>" for c in columns)) for r in members)
+    return (f"<h3>{html.escape(title)}</h3>"
+            + (f"<p>Promoted on {html.escape(', '.join(promoted_on))} (lower is better).</p>" if promoted_on else "")
+            + "<table><tr><th>model</th><th>capabilities</th><th>registry</th>"
+            + "".join(f"<th>{c}</th>" for c in columns) + f"</tr>{rows}</table>")
+
+
 def page(results: list[dict], card: dict, reports: Path) -> str:
-    """The HTML page. `results`: one entry per model (key, version, champion_version, reason, metrics)."""
-    columns = [c for c in COLUMNS if any(c in r["metrics"] for r in results)]
-    rows, use_rows, panels = [], [], []
+    """The HTML page. `results`: one entry per model (key, version, champion_version, reason, metrics;
+    promote's decisions also say alias and champion_set_by)."""
+    groups = leaderboard(results)
+    use_rows, panels = [], []
     for r in results:
         m, key = r["metrics"], r["key"]
         use_rows.append("<tr><td><b>{}</b></td>{}</tr>".format(html.escape(key), "".join(
             f"<td>{_cell(m.get(c, m.get(reason)))}</td>" for c, reason in USES.items())))
-        crown = " &#128081;" if r["champion_version"] == r["version"] else ""
-        rows.append("<tr><td><b>{}</b>{}</td><td>{}</td><td>{}</td><td>v{} ({})</td>{}</tr>".format(
-            html.escape(key), crown, html.escape(m["family"]), html.escape(", ".join(m.get("capabilities", []))),
-            r["version"], html.escape(r["reason"]), "".join(f"<td>{_cell(m.get(c))}</td>" for c in columns)))
         pictures = "".join(f"<figcaption>{html.escape(caption(p.name))}</figcaption>{_img(key, p.name, caption(p.name))}"
                            for p in figures(reports, key))
         curves = _img(key, "curves.png", f"training curves of {key}") if (Path(reports) / key / "curves.png").exists() else ""
@@ -75,19 +141,19 @@ def page(results: list[dict], card: dict, reports: Path) -> str:
     floor = ", ".join(f"{c} {_cell(reference.get('real_data_' + c))}" for c in ("fid", "precision", "recall")
                       if "real_data_" + c in reference)
     conditional = ("<p>conditional_accuracy: the evaluation classifier's accuracy on samples asked for each "
-                   "class (chance is 1 / classes).</p>" if "conditional_accuracy" in columns else "")
-    header = "".join(f"<th>{c}</th>" for c in columns)
+                   "class (chance is 1 / classes).</p>" if any("conditional_accuracy" in c for _, c, _ in groups) else "")
     holdout = ('class ' + str(card['holdout_class']) if card.get('holdout_class') is not None
                else 'no held-out class (set data.holdout_class)')
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>genzoo comparison</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
+small{{color:#555}}.champion{{font-weight:bold;color:#a60}}h3{{margin-bottom:0.2em}}
 figure{{display:inline-block;margin:1em;vertical-align:top}}img{{display:block;max-width:600px;image-rendering:pixelated}}</style>
 </head><body><h1>genzoo: model comparison</h1>
 <p>Data: {html.escape(str(card['source']))} {card['image_shape']}, {html.escape(str(card['binarization']))} binarization;
 test NLL in nats per image (lower is better; VAE: importance-weighted estimate; compare
 likelihoods only between models of the same pixel format).
 Sample metrics use the evaluation classifier's features; held-out real data scores {floor or 'n/a'}.</p>{conditional}
-<table><tr><th>model</th><th>family</th><th>capabilities</th><th>registry</th>{header}</tr>{''.join(rows)}</table>
+<h2>Leaderboard by family</h2>{''.join(group_table(*g) for g in groups)}
 <h2>Uses: anomaly detection and representations</h2>
 <p>Anomaly AUROC of -log p(x): test images against {html.escape(str(card.get('ood')))} (ood) and against
 {html.escape(holdout)} (holdout); 0.5 is chance.

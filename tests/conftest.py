@@ -14,3 +14,12 @@ def all_binary_images():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """The tiny pipeline's repository after one `dvc repro`, run once for every test that needs it
+    (tiny_pipeline.py): the copy test_pipeline.py changes, and a pristine copy to copy again."""
+    from tiny_pipeline import first_repro
+
+    return first_repro(tmp_path_factory.mktemp("tiny-pipeline"))

@@ -3,80 +3,27 @@ with a tiny config; Ray Train, MLflow and DVC are the real ones."""
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-KEYS = ("bernoulli", "nade", "vae", "gan")
+from tiny_pipeline import KEYS, client, environment, free_port, post, ran_stages, run, server
+
 pytestmark = pytest.mark.integration
 
 
-def tiny_params() -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["max_examples"] = {"train": 200, "valid": 50, "test": 50}
-    params["train"].update(epochs=2, batch_size=50)
-    params["classifier"]["epochs"] = 1
-    params["evaluate"].update(num_samples=60, iwae_samples=10)
-    params["models"] = {
-        "bernoulli": {"model": "bernoulli", "training": {"epochs": 1}},
-        "nade": {"model": "nade", "hidden_units": 16},
-        "vae": {"model": "vae", "latent_dim": 2, "hidden_units": [16]},
-        "gan": {"model": "gan", "latent_dim": 4, "hidden_units": 16, "pixels": "grayscale"},
-    }
-    return params
-
-
-def environment(repo: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `python` = this one
-    return env
-
-
-def run(args, repo: Path, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=repo, env=environment(repo), capture_output=True, text=True, **kwargs)
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result
-
-
-def ran_stages(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
-
-
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A copy of the repository (what git would commit), with a tiny config, after one `dvc repro`."""
-    copy = tmp_path_factory.mktemp("genzoo")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        if (REPO / name).is_file() and name != "dvc.lock":
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, copy / name)
-    (copy / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    run(["git", "init", "-q"], copy)
-    run(["git", "-c", "user.email=ci@genzoo", "-c", "user.name=ci", "commit", "-qam", "init", "--allow-empty"], copy)
-    first = run(["dvc", "repro"], copy)
-    copy.joinpath("first-repro.log").write_text(first.stdout + first.stderr)
-    return copy
-
-
-def client(repo: Path):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+def repo(tiny_pipeline) -> Path:
+    """The repository with the tiny config after one `dvc repro` (tiny_pipeline.first_repro)."""
+    return tiny_pipeline.live
 
 
 def test_repro_registers_every_model_with_a_champion(repo):
@@ -160,44 +107,6 @@ def test_mlflow_holds_a_leaderboard_of_models_linked_to_their_data_runs_and_card
     assert models["nade"].tags["genzoo.paper"].startswith("NADE (Larochelle & Murray, 2011)")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def server(args: list[str], repo: Path, port: int, ready: str, timeout: float = 90):
-    """A real MLflow server process on localhost, up within `timeout` s, killed (its group) on exit."""
-    env = {**environment(repo), "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
-    process = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    try:
-        deadline = time.time() + timeout
-        while True:
-            assert process.poll() is None, process.stdout.read().decode()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready}", timeout=5):
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                assert time.time() < deadline, f"{args} did not answer within {timeout} s"
-                time.sleep(1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def post(url: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
-
-
 def test_the_ui_server_lists_every_model_with_its_test_metrics(repo):
     port = free_port()
     with server(["mlflow", "ui", "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}", "--host", "127.0.0.1",
@@ -213,15 +122,6 @@ def test_the_ui_server_lists_every_model_with_its_test_metrics(repo):
                 for m in found["models"]}
         assert set(rows) == set(KEYS)
         assert all(rows[k]["test_nll"] > 0 for k in KEYS if k != "gan") and rows["gan"]["fid"] >= 0
-        browser = shutil.which("chromium") or shutil.which("chromium-browser")
-        if browser:   # what a person's browser renders of the Models tab (the page is built client-side)
-            page = f"{url}/#/experiments/{experiment}/models?workflowType=machine_learning"
-            shown = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1600,1000",
-                     "--virtual-time-budget=20000"]
-            dom = subprocess.run([*shown, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
-            assert "Model training" in dom and all(f">{key}<" in dom for key in KEYS), dom[-2000:]
-            subprocess.run([*shown, f"--screenshot={repo / 'models-tab.png'}", page], capture_output=True, timeout=120)
-            assert (repo / "models-tab.png").stat().st_size > 10_000   # kept beside the store for a person
 
 
 def test_mlflow_models_serve_answers_samples_and_log_likelihoods_of_the_champion(repo):
