@@ -3,12 +3,11 @@ repository with a tiny config holding only cyclegan, stargan and puzzle_gan (rea
 MLflow). cyclegan and stargan train on domain views of the one prepared single-domain dataset."""
 
 import json
-import subprocess
 
 import pytest
 import yaml
 
-from test_pipeline import REPO, run
+from tiny_pipeline import REPO, checkout, run, tiny_params as tiny_pipeline_params
 
 pytestmark = pytest.mark.integration
 KEYS = ("cyclegan", "stargan", "puzzle_gan")
@@ -16,33 +15,18 @@ TINY = {"width": 8, "residual_blocks": 1, "discriminator_width": 8, "pixels": "g
 
 
 def tiny_params() -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["max_examples"] = {"train": 240, "valid": 60, "test": 80}
-    params["data"]["ood"]["count"] = 50
-    params["train"].update(epochs=2, batch_size=32)
-    params["classifier"]["epochs"] = 1
-    models = params["models"]
-    params["models"] = {
+    models = yaml.safe_load((REPO / "params.yaml").read_text())["models"]
+    return tiny_pipeline_params({
         "cyclegan": {**TINY, "model": "cyclegan", "domains": models["cyclegan"]["domains"], "known_mapping": "thicken"},
         "stargan": {**TINY, "model": "stargan", "domains": models["stargan"]["domains"], "labels": "attributes",
                     "n_critic": 2},
         "puzzle_gan": {"model": "puzzle_gan", "pixels": "grayscale", "width": 8, "code_dim": 16},
-    }
-    return params
+    }, examples=(240, 60, 80), batch_size=32, ood_count=50)
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    copy = tmp_path_factory.mktemp("genzoo-i2i")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        if (REPO / name).is_file() and name != "dvc.lock":
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            (copy / name).write_bytes((REPO / name).read_bytes())
-    (copy / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    run(["git", "init", "-q"], copy)
-    run(["git", "-c", "user.email=ci@genzoo", "-c", "user.name=ci", "commit", "-qam", "init", "--allow-empty"], copy)
+    copy = checkout(tmp_path_factory.mktemp("genzoo-i2i"), tiny_params())
     first = run(["dvc", "repro"], copy)
     (copy / "first-repro.log").write_text(first.stdout + first.stderr)
     return copy

@@ -3,7 +3,6 @@ copies of the repository: real DVC, Ray and MLflow. It must leave exactly what a
 `dvc repro` leaves, stop a failed stage's dependants, and survive Ctrl-C."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,21 +12,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tiny_pipeline import checkout, tiny_params as shared_tiny_params
+
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ("bernoulli", "nade")
 pytestmark = pytest.mark.integration
 
 
 def tiny_params() -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["max_examples"] = {"train": 200, "valid": 50, "test": 50}
-    params["data"]["ood"]["count"] = 50
-    params["train"].update(epochs=2, batch_size=50)
-    params["classifier"]["epochs"] = 1
-    params["evaluate"].update(num_samples=60, iwae_samples=10)
-    params["models"] = {"bernoulli": {"model": "bernoulli", "training": {"epochs": 1}},
-                        "nade": {"model": "nade", "hidden_units": 16}}
-    return params
+    return shared_tiny_params({"bernoulli": {"model": "bernoulli", "training": {"epochs": 1}},
+                               "nade": {"model": "nade", "hidden_units": 16}}, ood_count=50)
 
 
 def environment() -> dict:
@@ -44,16 +38,7 @@ def run(args, cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedPr
 
 
 def copy_repo(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        if (REPO / name).is_file() and name != "dvc.lock":
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    run(["git", "init", "-q"], dest)
-    run(["git", "-c", "user.email=ci@genzoo", "-c", "user.name=ci", "commit", "-qam", "init", "--allow-empty"], dest)
-    return dest
+    return checkout(dest, tiny_params())
 
 
 def lock_outputs(repo: Path) -> dict:

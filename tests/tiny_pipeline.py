@@ -23,19 +23,42 @@ REPO = Path(__file__).resolve().parents[1]
 KEYS = ("bernoulli", "nade", "vae", "gan")
 
 
-def tiny_params() -> dict:
+TINY_MODELS = {
+    "bernoulli": {"model": "bernoulli", "training": {"epochs": 1}},
+    "nade": {"model": "nade", "hidden_units": 16},
+    "vae": {"model": "vae", "latent_dim": 2, "hidden_units": [16]},
+    "gan": {"model": "gan", "latent_dim": 4, "hidden_units": 16, "pixels": "grayscale"},
+}
+
+
+def tiny_params(models: dict | None = None, examples=(200, 50, 50), batch_size: int = 50,
+                ood_count: int | None = None) -> dict:
+    """params.yaml with `models` (default: the four of KEYS), a few images per split, two epochs."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["max_examples"] = {"train": 200, "valid": 50, "test": 50}
-    params["train"].update(epochs=2, batch_size=50)
+    params["data"]["max_examples"] = dict(zip(("train", "valid", "test"), examples))
+    if ood_count is not None:
+        params["data"]["ood"]["count"] = ood_count
+    params["train"].update(epochs=2, batch_size=batch_size)
     params["classifier"]["epochs"] = 1
     params["evaluate"].update(num_samples=60, iwae_samples=10)
-    params["models"] = {
-        "bernoulli": {"model": "bernoulli", "training": {"epochs": 1}},
-        "nade": {"model": "nade", "hidden_units": 16},
-        "vae": {"model": "vae", "latent_dim": 2, "hidden_units": [16]},
-        "gan": {"model": "gan", "latent_dim": 4, "hidden_units": 16, "pixels": "grayscale"},
-    }
+    params["models"] = models or TINY_MODELS
     return params
+
+
+def checkout(destination: Path, params: dict) -> Path:
+    """What git would commit of this repository (less dvc.lock: nothing has run) in `destination`, with
+    `params` as its params.yaml, committed to a fresh git repository."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (REPO / name).is_file() and name != "dvc.lock":
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+    (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], destination)
+    run(["git", "-c", "user.email=ci@genzoo", "-c", "user.name=ci", "commit", "-qam", "init", "--allow-empty"],
+        destination)
+    return destination
 
 
 def environment(repo: Path) -> dict:
@@ -62,16 +85,7 @@ class TinyPipeline(NamedTuple):
 def first_repro(folder: Path) -> TinyPipeline:
     """A copy of the repository (what git would commit) in `folder/genzoo`, with a tiny config, after
     one `dvc repro`; and a pristine copy of that in `folder/pristine`."""
-    copy = folder / "genzoo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        if (REPO / name).is_file() and name != "dvc.lock":
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, copy / name)
-    (copy / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    run(["git", "init", "-q"], copy)
-    run(["git", "-c", "user.email=ci@genzoo", "-c", "user.name=ci", "commit", "-qam", "init", "--allow-empty"], copy)
+    copy = checkout(folder / "genzoo", tiny_params())
     first = run(["dvc", "repro"], copy)
     copy.joinpath("first-repro.log").write_text(first.stdout + first.stderr)
     return TinyPipeline(copy, copy_repository(copy, folder / "pristine"))
