@@ -11,7 +11,7 @@ Who holds `champion` (params.yaml `promote`):
   `challenger` and the person's choice stays (`respect_manual: false` lets the pipeline move it).
 * `mode: propose`: a better version only ever gets `challenger`; a person moves `champion`.
 A person's choice is recognized without asking who: promote records the version it set itself in
-the registered model's tag `genzoo.champion_version`; a `champion` alias on any other version was
+the registered model's tag `genzoo.promoted_version`; a `champion` alias on any other version was
 moved by someone else (the UI's alias editor, the API), and is tagged `genzoo.champion_set_by:
 person`. A version no better than the champion gets no alias.
 
@@ -42,7 +42,8 @@ from pipelines import tracking  # noqa: E402
 
 ALIAS = "champion"
 CHALLENGER = "challenger"
-SET_BY_PROMOTE = "genzoo.champion_version"   # registered-model tag: the version promote made champion
+SET_BY_PROMOTE = "genzoo.promoted_version"   # registered-model tag: the version promote made champion
+# (not "champion_version": beside a person's champion it names another version, and read as the champion)
 # The numbers a version's description lists, when evaluation measured them.
 KEY_METRICS = ["test_nll", "test_bits_per_dim", "test_elbo", "fid", "kid", "precision", "recall",
                "class_coverage", "conditional_accuracy", "anomaly_auroc_ood", "anomaly_auroc_holdout",
