@@ -50,6 +50,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import os
 import platform
 import statistics
 import sys
@@ -219,6 +220,7 @@ def speed_row(key: str, side: int, prepared: Path, args) -> dict:
         view_train = len(read_split(folder, "train").images)
     per_round = sum(len(b) for epoch in drawn for b in epoch)
     rates, shares = {"genzoo": [], "plain": []}, []
+    plain_steps = [0]   # across rounds, as StarGAN's own step count runs on across fit calls (n_critic)
     with tempfile.TemporaryDirectory() as temporary:
         saver = CheckpointEachEpoch(Path(temporary) / "state.pt")
 
@@ -233,11 +235,10 @@ def speed_row(key: str, side: int, prepared: Path, args) -> dict:
             started = time.perf_counter()
             optimizers = model.configure_optimizers(settings.lr)   # fit makes fresh ones each call, too
             model.train()
-            count = 0
             for epoch in drawn:
                 for batch in epoch:
-                    count += 1
-                    PLAIN[key](model, optimizers, batch, count)
+                    plain_steps[0] += 1
+                    PLAIN[key](model, optimizers, batch, plain_steps[0])
             return per_round / (time.perf_counter() - started)
 
         genzoo(), plain()   # warm-up: allocator, first-call costs
@@ -458,7 +459,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="genzoo-i2i-") as temporary:
         speed = speed_rows(args, Path(temporary)) if "speed" in args.parts else []
         rows, setup = quality_rows(args, Path(temporary)) if "quality" in args.parts else ([], {})
-    command = "python " + " ".join(sys.argv)
+    threads = os.environ.get("OMP_NUM_THREADS")   # part of how the figures were made: shown with the command
+    command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python " + " ".join(sys.argv)
     report = [f"Device: {device_line(args)}. Budget: {args.minutes} min of training per model; "
               f"{time.perf_counter() - started:.0f} s in all.", "", *tables(speed, rows, setup, args),
               f"Command: `{command}`"]
