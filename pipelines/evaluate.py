@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from components.atomic import atomic_directory, write_text_atomically  # noqa: E402
-from components.classifier import load_classifier, predict, train_classifier  # noqa: E402
+from components.classifier import load_classifier, predict  # noqa: E402
 from components.completion import lower_half_hidden  # noqa: E402
 from components.config import ConfigError, repo_path  # noqa: E402
 from components.data.domains import domain_view_folder  # noqa: E402
@@ -35,7 +35,8 @@ from components.latent_figures import interpolation_grid, latent_scatter, recons
 from components.metrics.anomaly import anomaly_auroc  # noqa: E402
 from components.metrics.likelihood import bits_per_dim, per_image_log_prob  # noqa: E402
 from components.metrics.representation import probe_accuracies  # noqa: E402
-from components.metrics.sample_quality import SampleJudge, conditional_accuracy, frechet_distance, sample_quality  # noqa: E402
+from components.metrics.sample_quality import SampleJudge, conditional_accuracy, sample_quality  # noqa: E402
+from components.metrics.translation import translation_metrics  # noqa: E402
 from components.models import load_model  # noqa: E402
 from components.plots import image_grid, plt  # noqa: E402
 from pipelines import tracking  # noqa: E402
@@ -224,56 +225,6 @@ def translation_grid(model, test: Batch, columns: int = 12):
     return image_grid(torch.cat(rows).numpy(), columns=len(sources))
 
 
-# A domain classifier (the evaluation classifier's network, trained on the real train images of each
-# domain) judges whether a translation reached its target, as the StarGAN paper's classifier does.
-DOMAIN_CLASSIFIER = {"epochs": 5, "batch_size": 64, "lr": 1e-3}
-
-
-@torch.no_grad()
-def translation_metrics(model, test: Batch, valid: Batch, train: Batch, seed: int) -> dict:
-    """For every target domain t, the test images of the other domains translated into t, against
-    t's real test images: FID in the evaluation classifier's features, how often the classifier's
-    label of a translation is its source's label (label preservation), and the error of a domain
-    classifier asked whether the translation is of domain t (target classification error); averaged
-    over targets. Beside each, what doing nothing (the untranslated sources) scores, and the FID
-    and error of real images of t (valid against test: the floor)."""
-    names = model.spec.domain_names
-    if test.domains is None or len(names) < 2:
-        return {"translation_quality": "not measured: the data has fewer than 2 domains"}
-    classifier, config = load_classifier(repo_path("models/classifier"))
-    with torch.enable_grad():
-        domain_classifier, _ = train_classifier(train.images, train.domains, valid.images, valid.domains, len(names),
-                                                seed=seed, log=lambda line: None, **DOMAIN_CLASSIFIER)
-    totals: dict[str, list[float]] = {}
-    for t, target in enumerate(names):
-        source_rows, target_rows = test.domains != t, test.domains == t
-        if not source_rows.any() or not target_rows.any():
-            continue
-        sources, real = test.images[source_rows], test.images[target_rows]
-        moved = model.translate(sources, target).cpu().float()
-        measured = {}
-        for suffix, images in (("", moved), ("_of_identity", sources), ("_of_real", valid.images[valid.domains == t])):
-            predicted = predict(domain_classifier, images)[1]
-            measured[f"target_classification_error{suffix}"] = float((predicted != t).float().mean())
-        if classifier is not None:
-            real_features = predict(classifier, real)[0].double().numpy()
-            for suffix, images in (("", moved), ("_of_identity", sources),
-                                   ("_of_real", valid.images[valid.domains == t])):
-                features, labels = predict(classifier, images)
-                measured[f"translation_fid{suffix}"] = frechet_distance(real_features, features.double().numpy())
-                if suffix != "_of_real" and test.labels is not None:
-                    measured[f"label_preservation{suffix}"] = float(
-                        (labels == test.labels[source_rows]).float().mean())
-        for name, value in measured.items():
-            totals.setdefault(name, []).append(value)
-    metrics = {name: sum(values) / len(values) for name, values in totals.items()}
-    if classifier is None:
-        metrics["translation_fid"] = f"not available: {config['reason']}"
-    elif test.labels is None:
-        metrics["label_preservation"] = "not measured: the data has no labels"
-    return metrics
-
-
 def figures_of(model, key: str, test: Batch, samples: np.ndarray | None, cfg: dict) -> dict:
     """File name -> picture (PIL image or matplotlib figure), one for each capability the model declares;
     a picture the model draws itself (its evaluation hook) replaces the generic one of that name."""
@@ -376,7 +327,9 @@ def evaluate(cfg: dict, key: str, folder) -> None:
     metrics.update(model.evaluation_metrics(test_batch, hooks))
     if model.can("translate"):
         train = read_split(folder, "train", model.data_pixels)
-        metrics.update(translation_metrics(model, test_batch, batch(valid), batch(train), cfg["seed"]))
+        classifier, config = load_classifier(repo_path("models/classifier"))
+        metrics.update(translation_metrics(model, test_batch, batch(valid), batch(train), cfg["seed"], classifier,
+                                           config.get("reason", "")))
     if model.can("complete"):
         metrics.update(completion_metrics(model, test_images, test.images, valid.images, cfg["seed"]))
     print(f"[{key}] evaluating on {len(test_images)} test images")

@@ -1,0 +1,64 @@
+"""Translation quality: how well a translating model (CycleGAN, StarGAN) moves images into a domain.
+
+Measured by pipelines/evaluate.py on the test split and by benchmarks/image_to_image.py on MNIST,
+so both report the same numbers; the caller supplies the evaluation classifier (evaluate: the one
+trained on the prepared data, models/classifier; the benchmark: one trained on MNIST).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from components.classifier import predict, train_classifier
+from components.data.batch import Batch
+from components.metrics.sample_quality import frechet_distance
+
+# A domain classifier (the evaluation classifier's network, trained on the real train images of each
+# domain) judges whether a translation reached its target, as the StarGAN paper's classifier does.
+DOMAIN_CLASSIFIER = {"epochs": 5, "batch_size": 64, "lr": 1e-3}
+
+
+@torch.no_grad()
+def translation_metrics(model, test: Batch, valid: Batch, train: Batch, seed: int, classifier,
+                        unavailable: str = "no evaluation classifier") -> dict:
+    """For every target domain t, the test images of the other domains translated into t, against
+    t's real test images: FID in the evaluation classifier's features, how often the classifier's
+    label of a translation is its source's label (label preservation), and the error of a domain
+    classifier asked whether the translation is of domain t (target classification error); averaged
+    over targets. Beside each, what doing nothing (the untranslated sources) scores, and the FID
+    and error of real images of t (valid against test: the floor). `classifier`: the evaluation
+    classifier, or None (then `unavailable` says why the FID is missing)."""
+    names = model.spec.domain_names
+    if test.domains is None or len(names) < 2:
+        return {"translation_quality": "not measured: the data has fewer than 2 domains"}
+    with torch.enable_grad():
+        domain_classifier, _ = train_classifier(train.images, train.domains, valid.images, valid.domains, len(names),
+                                                seed=seed, log=lambda line: None, **DOMAIN_CLASSIFIER)
+    totals: dict[str, list[float]] = {}
+    for t, target in enumerate(names):
+        source_rows, target_rows = test.domains != t, test.domains == t
+        if not source_rows.any() or not target_rows.any():
+            continue
+        sources, real = test.images[source_rows], test.images[target_rows]
+        moved = model.translate(sources, target).cpu().float()
+        measured = {}
+        for suffix, images in (("", moved), ("_of_identity", sources), ("_of_real", valid.images[valid.domains == t])):
+            predicted = predict(domain_classifier, images)[1]
+            measured[f"target_classification_error{suffix}"] = float((predicted != t).float().mean())
+        if classifier is not None:
+            real_features = predict(classifier, real)[0].double().numpy()
+            for suffix, images in (("", moved), ("_of_identity", sources),
+                                   ("_of_real", valid.images[valid.domains == t])):
+                features, labels = predict(classifier, images)
+                measured[f"translation_fid{suffix}"] = frechet_distance(real_features, features.double().numpy())
+                if suffix != "_of_real" and test.labels is not None:
+                    measured[f"label_preservation{suffix}"] = float(
+                        (labels == test.labels[source_rows]).float().mean())
+        for name, value in measured.items():
+            totals.setdefault(name, []).append(value)
+    metrics = {name: sum(values) / len(values) for name, values in totals.items()}
+    if classifier is None:
+        metrics["translation_fid"] = f"not available: {unavailable}"
+    elif test.labels is None:
+        metrics["label_preservation"] = "not measured: the data has no labels"
+    return metrics
