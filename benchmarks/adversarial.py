@@ -62,7 +62,8 @@ from components.data.sources import load_source  # noqa: E402
 from components.metrics.sample_quality import SampleJudge, conditional_accuracy, sample_quality  # noqa: E402
 from components.models import build_model  # noqa: E402
 from components.models.families.adversarial import to_signed  # noqa: E402
-from components.training import Callback, Settings, final_weights, fit  # noqa: E402
+from components.training import Settings, final_weights, fit  # noqa: E402
+from budget import CheckpointEachEpoch, fmt, seeded_subset  # noqa: E402
 from components.training.callbacks import Budget, Progress  # noqa: E402
 from components.training.memory import batches  # noqa: E402
 
@@ -90,25 +91,7 @@ SPEED_PARAMS = {  # image side -> DCGAN params (28: the MNIST row above; 8: para
 CLASS_NAMES = tuple(str(d) for d in range(10))
 
 
-def seeded_subset(count: int, total: int, seed: int = 0) -> np.ndarray:
-    if not count or count >= total:
-        return np.arange(total)
-    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:count].numpy()
-
-
 # --- speed -----------------------------------------------------------------------------------------
-
-class CheckpointEachEpoch(Callback):
-    """What the Ray adapter does after every epoch (components/training/ray_worker.py: RayReport)."""
-
-    def __init__(self, path: Path):
-        self.path, self.seconds = path, 0.0
-
-    def on_epoch_end(self, run, record):
-        started = time.perf_counter()
-        torch.save(run.checkpoint(), self.path)
-        self.seconds += time.perf_counter() - started
-
 
 def plain_epoch(model, optimizers, data: Batch, batch_size: int, epoch: int) -> int:
     """One epoch of DCGAN's step written inline: the same networks, loss and optimizers, no framework."""
@@ -319,10 +302,6 @@ def quality_rows(args, device) -> tuple[list[dict], dict]:
             args.out.mkdir(parents=True, exist_ok=True)
             image_grid(samples[:100], columns=10, scale=2).save(args.out / f"{name}_samples.png")
     return rows, setup
-
-
-def fmt(value, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def main() -> None:

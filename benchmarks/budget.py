@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: train a model in-process under a wall-clock budget, with the pipeline's `fit`."""
+"""Shared by the benchmarks: train a model in-process under a wall-clock budget, with the pipeline's `fit`;
+what the Ray adapter adds per epoch; a seeded subset of a split; a table cell."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from components.data.batch import Batch, DataSpec  # noqa: E402
 from components.models import build_model  # noqa: E402
-from components.training import Settings, final_weights, fit  # noqa: E402
+from components.training import Callback, Settings, final_weights, fit  # noqa: E402
 from components.training.callbacks import Budget, Progress  # noqa: E402
 from components.training.memory import batches  # noqa: E402
 
@@ -42,3 +44,26 @@ def train_within(name: str, params: dict, train: torch.Tensor, valid: torch.Tens
             "images_per_second": run.state["images"] / max(busy, 1e-9),
             "best_val": run.selection.best if run.selection else None,
             "seconds": time.perf_counter() - started, "run": run}
+
+
+class CheckpointEachEpoch(Callback):
+    """What the Ray adapter does after every epoch (components/training/ray_worker.py: RayReport)."""
+
+    def __init__(self, path: Path):
+        self.path, self.seconds = path, 0.0
+
+    def on_epoch_end(self, run, record):
+        started = time.perf_counter()
+        torch.save(run.checkpoint(), self.path)
+        self.seconds += time.perf_counter() - started
+
+
+def seeded_subset(count: int, total: int, seed: int = 0) -> np.ndarray:
+    """`count` of `total` indices, in order, the same for a seed (all of them when count is 0 or None)."""
+    if not count or count >= total:
+        return np.arange(total)
+    return np.sort(torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:count].numpy())
+
+
+def fmt(value, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else "-" if value is None else str(value)

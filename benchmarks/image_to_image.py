@@ -76,17 +76,12 @@ from components.models import build_model  # noqa: E402
 from components.models.cyclegan import l1  # noqa: E402
 from components.models.families.adversarial import to_signed, to_unit  # noqa: E402
 from components.models.puzzle_gan import appearance_loss, key_patches, spatial_loss  # noqa: E402
-from components.training import Callback, Settings, final_weights, fit  # noqa: E402
+from components.training import Settings, final_weights, fit  # noqa: E402
+from budget import CheckpointEachEpoch, fmt, seeded_subset  # noqa: E402
 from components.training.callbacks import Budget, Progress  # noqa: E402
 
 MODELS = ("cyclegan", "stargan", "puzzle_gan")
 SIDE_OVERRIDES = {28: {"puzzle_gan": {"patch_size": 0}}}   # params.yaml's patch_size 3 is for 8x8 digits
-
-
-def seeded_subset(count: int, total: int, seed: int = 0) -> np.ndarray:
-    if not count or count >= total:
-        return np.arange(total)
-    return np.sort(torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:count].numpy())
 
 
 # --- data: a prepared folder, and a model entry's view of it, as the pipeline makes them ----------
@@ -194,18 +189,6 @@ def plain_puzzle_gan(model, optimizers, batch: Batch, count: int) -> None:
 
 
 PLAIN = {"cyclegan": plain_cyclegan, "stargan": plain_stargan, "puzzle_gan": plain_puzzle_gan}
-
-
-class CheckpointEachEpoch(Callback):
-    """What the Ray adapter does after every epoch (components/training/ray_worker.py: RayReport)."""
-
-    def __init__(self, path: Path):
-        self.path, self.seconds = path, 0.0
-
-    def on_epoch_end(self, run, record):
-        started = time.perf_counter()
-        torch.save(run.checkpoint(), self.path)
-        self.seconds += time.perf_counter() - started
 
 
 def speed_row(key: str, side: int, prepared: Path, args) -> dict:
@@ -368,10 +351,6 @@ def quality_rows(args, folder: Path) -> tuple[list[dict], dict]:
 
 
 # --- report -----------------------------------------------------------------------------------------
-
-def fmt(value, digits: int = 3) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, float) else "-" if value is None else str(value)
-
 
 def tables(speed: list[dict], rows: list[dict], setup: dict, args) -> list[str]:
     lines = []
