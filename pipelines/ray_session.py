@@ -54,8 +54,23 @@ def quiet_ray_logs() -> None:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None):
-    """Ray for one stage: the cluster at `address` (see `cluster_address`), else a local one."""
+def ray_session(address: str | None = None, share_local: float = 0):
+    """Ray for one stage: the cluster at `address` (see `cluster_address`), else a local one: with
+    `share_local` > 0 the one this repository's stages share, kept that many seconds after the last
+    stage leaves it (pipelines/local_cluster.py: shared_local_ray), else one of its own."""
+    if not (address or os.environ.get("RAY_ADDRESS")) and share_local > 0:
+        from components.config import repo_path
+        from pipelines.local_cluster import shared_local_ray
+
+        with shared_local_ray(repo_path("."), share_local) as shared:
+            # Token mode must be switched on through Ray's own helper (below, as for any token given):
+            # Ray caches its config, so a RAY_AUTH_MODE set after `import ray` goes unseen.
+            os.environ.pop("RAY_AUTH_MODE", None)
+            os.environ["RAY_AUTH_TOKEN"] = shared["token"]
+            with ray_session(shared["address"]):
+                start_autoscaling_coordinator()   # a no-op once the first stage has started it
+                yield
+        return
     import ray
     from ray.exceptions import AuthenticationError
 

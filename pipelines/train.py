@@ -128,7 +128,7 @@ def train(params: dict, key: str, card: dict, data_dir: Path, domains: list | No
                        settings, card)
     config = {**ray_train.loop_config(key, name, arch, pixels, settings), "data_dir": str(data_dir)}
     trials = None
-    with ray_session(cluster_address(params)):
+    with ray_session(cluster_address(params), share_local=params["cluster"].get("keep_local_ray", 60)):
         if alive_nodes() > 1 and not settings.get("storage_path"):
             raise ConfigError("the Ray cluster has several nodes: set train.storage_path to a folder (or "
                               "object-store URI) every node reaches, for checkpoints")

@@ -1,6 +1,12 @@
-"""The Ray Train adapter starts only the actors a run needs (each one is a fresh Python process)."""
+"""The Ray Train adapter starts only the actors a run needs (each one is a fresh Python process), and
+stages without a cluster share one local Ray that stops once idle."""
 
+import json
+import os
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import ray
 import ray._private.state
@@ -8,6 +14,7 @@ import ray.cloudpickle
 import ray.train
 from ray.train import RunConfig, ScalingConfig
 
+from pipelines.local_cluster import shared_root
 from pipelines.ray_session import ray_session
 from pipelines.ray_train import trainer_class
 
@@ -27,3 +34,51 @@ def test_a_run_on_a_local_ray_starts_no_dataset_manager_and_no_placement_group_c
         started = sorted(actor["ActorClassName"] for actor in ray._private.state.actors().values())
     assert result.return_value == {"rank": 0, "seen": 7}
     assert started == ["RayTrainWorker", "SynchronizationActor", "TrainController", "_AutoscalingCoordinatorActor"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def command_lines() -> list[tuple[str, str]]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            found.append((proc.name, (proc / "cmdline").read_bytes().decode(errors="replace")))
+        except OSError:   # not a process, or one that just ended
+            continue
+    return found
+
+
+def test_stages_without_a_cluster_share_one_local_ray_that_stops_when_no_stage_used_it_for_a_while(tmp_path):
+    stage = ("import ray\nfrom pipelines.ray_session import ray_session\n"
+             "with ray_session(None, share_local=3):\n"
+             "    print(ray.get_runtime_context().gcs_address, flush=True)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    root = shared_root(tmp_path)   # the stage's repository is its working directory, as under DVC
+
+    def run_stage() -> str:
+        done = subprocess.run([sys.executable, "-c", stage], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout.split()[-1]
+
+    first = run_stage()
+    keeper = json.loads((root / "state.json").read_text())["keeper"]
+    (root / "leases" / "999999999").touch()   # a killed stage's lease: its process is gone
+    second = run_stage()
+    assert second == first, "the second stage started a Ray of its own instead of joining the first's"
+    assert json.loads((root / "state.json").read_text())["keeper"] == keeper
+
+    deadline = time.time() + 90    # 3 s idle, then Ray's own shutdown
+    while alive(keeper) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not alive(keeper) and not (root / "state.json").exists()
+    left = [pid for pid, command in command_lines() if str(root) in command]
+    assert not left, f"processes of the stopped Ray are still running: {left}"
+    assert run_stage() != first    # the next stage starts a fresh one
