@@ -160,7 +160,6 @@ class GANCLS(AdversarialModel):
     capabilities = {"sample", "conditional_sample"}
     requires = {"captions"}
     condition = "captions"
-    selection = ("fid", "min")
     ema_modules = ("generator",)
 
     @dataclasses.dataclass

@@ -196,7 +196,6 @@ class ProDiscriminator(nn.Module):
 class ProGAN(AdversarialModel):
     name = "progan"
     capabilities = {"sample"}
-    selection = ("fid", "min")
     ema_modules = ("generator",)
     records = ("phase_recorded", "phase_samples")
 

@@ -40,7 +40,10 @@ class AdversarialModel(GenerativeModel):
     """A subclass sets `self.generator` and `self.discriminator` (nn.Modules) and `self.loss`."""
     family = "adversarial"
     likelihood = None
-    monitor = None   # no likelihood to validate: trained for the configured epochs
+    monitor = None   # no likelihood to validate
+    # No likelihood to select by either: the kept weights are those of the epoch with the best FID of
+    # samples against the validation split (components/training/selection.py), not the last epoch's.
+    selection = ("fid", "min")
 
     def discriminator_parameters(self):
         """What the discriminator's optimizer updates (InfoGAN adds its Q head)."""
