@@ -140,7 +140,7 @@ if variant == "before":  # the adapter as it was: plain TorchTrainer, nothing st
     ray_session.start_autoscaling_coordinator = lambda: None
     trainer_class = TorchTrainer
 else:
-    trainer_class = ray_train.trainer_class()
+    trainer_class = ray_train.trainer_class(distributed=False)   # one CPU worker, as the pipeline runs it
 session = ray_session.ray_session(os.environ.get("RAY_ADDRESS"))
 session.__enter__()
 t_init = time.perf_counter()

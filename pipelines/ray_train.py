@@ -19,8 +19,9 @@ def loop_config(key: str, name: str, arch: dict, pixels: str, settings: dict) ->
             "threads": int(settings.get("cpus_per_worker", 1))}
 
 
-def trainer_class():
-    """Ray Train's TorchTrainer without two helper actors that do nothing for this project.
+def trainer_class(distributed: bool = True):
+    """Ray Train's TorchTrainer without two helper actors that do nothing for this project; for one
+    CPU worker (`distributed=False`), Ray Train's plain data-parallel trainer.
 
     Every run otherwise starts, besides its controller, workers and synchronization actor, a
     `DatasetManager` (for Ray Data datasets: the workers here read Parquet themselves) and a
@@ -29,18 +30,23 @@ def trainer_class():
     "Failed to query Ray Train Controller actor state", or dies of "Found multiple active Ray
     instances" where several Rays share a machine). Each is a fresh Python process importing Ray
     Train and Ray Data, started while the worker starts: on two cores they slow the worker's start
-    (benchmarks/scaling.py --part overhead). The cleaner stays where a dashboard answers."""
+    (benchmarks/scaling.py --part overhead). The cleaner stays where a dashboard answers.
+
+    TorchTrainer's backend sets up a torch.distributed process group even for a single worker, and
+    its config makes the controller import torch before it starts the worker; one worker needs
+    neither (the model all-reduces only when a process group exists, components/models/base.py)."""
     from ray.train.torch import TorchTrainer
     from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
     from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-    class LeanTorchTrainer(TorchTrainer):
+    class LeanTrainer(TorchTrainer if distributed else DataParallelTrainer):
         def _create_default_callbacks(self):
             unused = (() if self.datasets else (DatasetsCallback,)) + (
                 () if dashboard_running() else (PlacementGroupCleanerCallback,))
             return [c for c in super()._create_default_callbacks() if not isinstance(c, unused)]
 
-    return LeanTorchTrainer
+    return LeanTrainer
 
 
 def make_trainer(config: dict, settings: dict, storage: Path, ray_run: str, callbacks=()):
@@ -52,10 +58,11 @@ def make_trainer(config: dict, settings: dict, storage: Path, ray_run: str, call
     use_gpu = settings.get("use_gpu", "auto")
     use_gpu = gpus_available() if use_gpu == "auto" else bool(use_gpu)
     cpus = int(settings.get("cpus_per_worker", 1))
-    return trainer_class()(
+    workers = int(settings["num_workers"])
+    return trainer_class(distributed=workers > 1 or use_gpu)(
         train_loop,
         train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=int(settings["num_workers"]), use_gpu=use_gpu,
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus, **({"GPU": 1} if use_gpu else {})}),
         run_config=RunConfig(name=ray_run, storage_path=str(storage), callbacks=list(callbacks),
                              checkpoint_config=CheckpointConfig(num_to_keep=2),

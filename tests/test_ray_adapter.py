@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import ray
 import ray._private.state
 import ray.cloudpickle
@@ -20,19 +21,24 @@ from pipelines.ray_train import trainer_class
 
 
 def rank_and_config(config):
-    return {"rank": ray.train.get_context().get_world_rank(), "seen": config["value"]}
+    import torch.distributed
+
+    return {"rank": ray.train.get_context().get_world_rank(), "seen": config["value"],
+            "process_group": torch.distributed.is_initialized()}
 
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import tests/
 
 
-def test_a_run_on_a_local_ray_starts_no_dataset_manager_and_no_placement_group_cleaner(tmp_path):
+@pytest.mark.parametrize("distributed", [True, False])
+def test_a_run_on_a_local_ray_starts_no_dataset_manager_and_no_placement_group_cleaner(tmp_path, distributed):
     with ray_session(None):
-        result = trainer_class()(rank_and_config, train_loop_config={"value": 7},
-                                 scaling_config=ScalingConfig(num_workers=1),
-                                 run_config=RunConfig(name="lean", storage_path=str(tmp_path))).fit()
+        result = trainer_class(distributed)(rank_and_config, train_loop_config={"value": 7},
+                                            scaling_config=ScalingConfig(num_workers=1),
+                                            run_config=RunConfig(name="lean", storage_path=str(tmp_path))).fit()
         started = sorted(actor["ActorClassName"] for actor in ray._private.state.actors().values())
-    assert result.return_value == {"rank": 0, "seen": 7}
+    # One CPU worker (distributed=False) runs without a torch.distributed process group to set up.
+    assert result.return_value == {"rank": 0, "seen": 7, "process_group": distributed}
     assert started == ["RayTrainWorker", "SynchronizationActor", "TrainController", "_AutoscalingCoordinatorActor"]
 
 
