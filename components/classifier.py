@@ -79,7 +79,7 @@ def predict(model: EvaluationClassifier, images, batch_size: int = 512) -> tuple
 
 
 def accuracy_of(model, images, labels) -> float:
-    return float((predict(model, images)[1] == torch.as_tensor(labels)).float().mean())
+    return float((predict(model, images)[1] == torch.tensor(labels)).float().mean())   # a copy: Parquet's arrays are read-only
 
 
 def save_classifier(model: EvaluationClassifier, folder: Path, card: dict) -> None:
