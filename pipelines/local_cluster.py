@@ -33,6 +33,10 @@ from pathlib import Path
 RAY = str(Path(sys.executable).parent / "ray")
 
 
+class ClusterUnavailable(RuntimeError):
+    """No Ray to train on: an address nothing answers at, a refused client, a local Ray that did not start."""
+
+
 def end_with_parent() -> None:
     """In a child process (Popen's preexec_fn): receive SIGTERM when the parent dies, even by SIGKILL,
     so a killed runner does not leave a Ray cluster or stages running behind it (Linux; elsewhere a no-op)."""
@@ -138,7 +142,7 @@ def shared_root(repository: Path) -> Path:
 @contextlib.contextmanager
 def _locked(root: Path) -> Iterator[None]:
     """Stages deciding to join or start, and the keeper deciding to stop, take turns."""
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)   # state.json holds the Ray's token: this user's only
     with open(root / "lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -200,7 +204,7 @@ def shared_local_ray(repository: Path, idle: float, timeout: float = 180) -> Ite
             while (state := _running(root)) is None:
                 if keeper.poll() is not None or time.time() > deadline:
                     keeper.kill()
-                    raise RuntimeError(f"the local Ray did not start (its keeper's log, {log}):\n"
+                    raise ClusterUnavailable(f"the local Ray did not start (its keeper's log, {log}):\n"
                                        f"{log.read_text()[-3000:]}")
                 time.sleep(0.2)
         lease.parent.mkdir(exist_ok=True)

@@ -9,12 +9,12 @@ import os
 import socket
 import warnings
 
+from components.config import repo_path
+from pipelines.local_cluster import ClusterUnavailable, shared_local_ray
 
 _WORKER_LOGGING = None
 
 
-class ClusterUnavailable(RuntimeError):
-    pass
 
 
 def cluster_address(params: dict | None = None) -> str | None:
@@ -60,9 +60,6 @@ def ray_session(address: str | None = None, share_local: float = 0):
     `share_local` > 0 the one this repository's stages share, kept that many seconds after the last
     stage leaves it (pipelines/local_cluster.py: shared_local_ray), else one of its own."""
     if not (address or os.environ.get("RAY_ADDRESS")) and share_local > 0:
-        from components.config import repo_path
-        from pipelines.local_cluster import shared_local_ray
-
         with shared_local_ray(repo_path("."), share_local) as shared:
             # Token mode must be switched on through Ray's own helper (below, as for any token given):
             # Ray caches its config, so a RAY_AUTH_MODE set after `import ray` goes unseen.
