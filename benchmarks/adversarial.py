@@ -63,7 +63,7 @@ from components.metrics.sample_quality import SampleJudge, conditional_accuracy,
 from components.models import build_model  # noqa: E402
 from components.models.families.adversarial import to_signed  # noqa: E402
 from components.training import Settings, final_weights, fit  # noqa: E402
-from budget import CheckpointEachEpoch, fmt, seeded_subset  # noqa: E402
+from budget import CheckpointEachEpoch, fit_rate, fmt, seeded_subset  # noqa: E402
 from components.training.callbacks import Budget, Progress  # noqa: E402
 from components.training.memory import batches  # noqa: E402
 
@@ -123,12 +123,10 @@ def speed_row(size: int, images: torch.Tensor, args) -> dict:
         saver = CheckpointEachEpoch(Path(folder) / "state.pt")
 
         def genzoo() -> float:
-            saver.seconds, started = 0.0, time.perf_counter()
-            run = fit(model, lambda epoch, bs: batches(data, bs, torch.Generator().manual_seed(epoch)),
-                      lambda: iter(()), settings, [saver])
-            elapsed = time.perf_counter() - started
-            checkpoint_shares.append(saver.seconds / elapsed)
-            return run.state["images"] / elapsed
+            rate, share = fit_rate(model, lambda epoch, bs: batches(data, bs, torch.Generator().manual_seed(epoch)),
+                                   settings, saver)
+            checkpoint_shares.append(share)
+            return rate
 
         def plain() -> float:
             started = time.perf_counter()

@@ -77,7 +77,7 @@ from components.models.cyclegan import l1  # noqa: E402
 from components.models.families.adversarial import to_signed, to_unit  # noqa: E402
 from components.models.puzzle_gan import appearance_loss, key_patches, spatial_loss  # noqa: E402
 from components.training import Settings, final_weights, fit  # noqa: E402
-from budget import CheckpointEachEpoch, fmt, seeded_subset  # noqa: E402
+from budget import CheckpointEachEpoch, fit_rate, fmt, seeded_subset  # noqa: E402
 from components.training.callbacks import Budget, Progress  # noqa: E402
 
 MODELS = ("cyclegan", "stargan", "puzzle_gan")
@@ -208,11 +208,9 @@ def speed_row(key: str, side: int, prepared: Path, args) -> dict:
         saver = CheckpointEachEpoch(Path(temporary) / "state.pt")
 
         def genzoo() -> float:
-            saver.seconds, started = 0.0, time.perf_counter()
-            run = fit(model, lambda epoch, _: iter(drawn[epoch - 1]), lambda: iter(()), settings, [saver])
-            elapsed = time.perf_counter() - started
-            shares.append(saver.seconds / elapsed)
-            return run.state["images"] / elapsed
+            rate, share = fit_rate(model, lambda epoch, _: iter(drawn[epoch - 1]), settings, saver)
+            shares.append(share)
+            return rate
 
         def plain() -> float:
             started = time.perf_counter()
