@@ -63,7 +63,7 @@ from components.metrics.sample_quality import SampleJudge, conditional_accuracy,
 from components.models import build_model  # noqa: E402
 from components.models.families.adversarial import to_signed  # noqa: E402
 from components.training import Settings, final_weights, fit  # noqa: E402
-from budget import CheckpointEachEpoch, fit_rate, fmt, seeded_subset  # noqa: E402
+from budget import CheckpointEachEpoch, alternated_rounds, fit_rate, fmt, seeded_subset  # noqa: E402
 from components.training.callbacks import Budget, Progress  # noqa: E402
 from components.training.memory import batches  # noqa: E402
 
@@ -118,7 +118,7 @@ def speed_row(size: int, images: torch.Tensor, args) -> dict:
     model = build_model("dcgan", DataSpec.single((1, size, size), 256, pixels="grayscale"), SPEED_PARAMS[size])
     data = Batch(images)
     settings = Settings(epochs=args.speed_epochs, batch_size=args.speed_batch_size, lr=2e-4, patience=10**9)
-    rates, checkpoint_shares = {"genzoo": [], "plain": []}, []
+    checkpoint_shares = []
     with tempfile.TemporaryDirectory() as folder:
         saver = CheckpointEachEpoch(Path(folder) / "state.pt")
 
@@ -136,11 +136,7 @@ def speed_row(size: int, images: torch.Tensor, args) -> dict:
                        for e in range(1, settings.epochs + 1))
             return seen / (time.perf_counter() - started)
 
-        genzoo(), plain()   # warm-up: allocator, first-call costs
-        checkpoint_shares.clear()
-        for _ in range(args.speed_rounds):
-            rates["genzoo"].append(genzoo())
-            rates["plain"].append(plain())
+        rates = alternated_rounds(genzoo, plain, args.speed_rounds, checkpoint_shares)
     ratios = [g / p for g, p in zip(rates["genzoo"], rates["plain"])]
     row = {"image": f"{size}x{size}", "images_per_round": len(images) * args.speed_epochs,
            "batch_size": args.speed_batch_size, "genzoo_images_per_s": statistics.median(rates["genzoo"]),

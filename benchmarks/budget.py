@@ -67,6 +67,19 @@ def fit_rate(model, train_data, settings: Settings, saver: CheckpointEachEpoch) 
     return run.state["images"] / elapsed, saver.seconds / elapsed
 
 
+def alternated_rounds(genzoo, plain, rounds: int, shares: list) -> dict[str, list[float]]:
+    """Images/s of each loop per round: both once to warm up (allocator, first-call costs), then
+    `rounds` rounds alternating them, so load from other work falls on both alike. `shares` (what
+    `genzoo` appends to) is emptied after the warm-up."""
+    genzoo(), plain()
+    shares.clear()
+    rates = {"genzoo": [], "plain": []}
+    for _ in range(rounds):
+        rates["genzoo"].append(genzoo())
+        rates["plain"].append(plain())
+    return rates
+
+
 def seeded_subset(count: int, total: int, seed: int = 0) -> np.ndarray:
     """`count` of `total` indices, in order, the same for a seed (all of them when count is 0 or None)."""
     if not count or count >= total:

@@ -77,7 +77,7 @@ from components.models.cyclegan import l1  # noqa: E402
 from components.models.families.adversarial import to_signed, to_unit  # noqa: E402
 from components.models.puzzle_gan import appearance_loss, key_patches, spatial_loss  # noqa: E402
 from components.training import Settings, final_weights, fit  # noqa: E402
-from budget import CheckpointEachEpoch, fit_rate, fmt, seeded_subset  # noqa: E402
+from budget import CheckpointEachEpoch, alternated_rounds, fit_rate, fmt, seeded_subset  # noqa: E402
 from components.training.callbacks import Budget, Progress  # noqa: E402
 
 MODELS = ("cyclegan", "stargan", "puzzle_gan")
@@ -202,7 +202,7 @@ def speed_row(key: str, side: int, prepared: Path, args) -> dict:
                  for epoch in range(1, args.speed_epochs + 1)]
         view_train = len(read_split(folder, "train").images)
     per_round = sum(len(b) for epoch in drawn for b in epoch)
-    rates, shares = {"genzoo": [], "plain": []}, []
+    shares = []
     plain_steps = [0]   # across rounds, as StarGAN's own step count runs on across fit calls (n_critic)
     with tempfile.TemporaryDirectory() as temporary:
         saver = CheckpointEachEpoch(Path(temporary) / "state.pt")
@@ -222,11 +222,7 @@ def speed_row(key: str, side: int, prepared: Path, args) -> dict:
                     PLAIN[key](model, optimizers, batch, plain_steps[0])
             return per_round / (time.perf_counter() - started)
 
-        genzoo(), plain()   # warm-up: allocator, first-call costs
-        shares.clear()
-        for _ in range(args.speed_rounds):
-            rates["genzoo"].append(genzoo())
-            rates["plain"].append(plain())
+        rates = alternated_rounds(genzoo, plain, args.speed_rounds, shares)
     ratios = [g / p for g, p in zip(rates["genzoo"], rates["plain"])]
     row = {"model": key, "image": f"{side}x{side}", "batch_size": settings.batch_size, "images_per_round": per_round,
            "genzoo_images_per_s": statistics.median(rates["genzoo"]),
