@@ -151,7 +151,8 @@ def _locked(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process of this id exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -167,14 +168,14 @@ def _running(root: Path) -> dict | None:
         state = json.loads((root / "state.json").read_text())
     except (OSError, ValueError):
         return None
-    return state if _alive(state["keeper"]) else None
+    return state if alive(state["keeper"]) else None
 
 
 def _live_leases(root: Path) -> list[Path]:
     """The stages using the shared Ray now: a lease per stage process, stale ones (killed stages) dropped."""
     live = []
     for lease in (root / "leases").glob("*"):
-        if lease.name.isdigit() and _alive(int(lease.name)):
+        if lease.name.isdigit() and alive(int(lease.name)):
             live.append(lease)
         else:
             lease.unlink(missing_ok=True)
@@ -205,7 +206,7 @@ def shared_local_ray(repository: Path, idle: float, timeout: float = 180) -> Ite
                 if keeper.poll() is not None or time.time() > deadline:
                     keeper.kill()
                     raise ClusterUnavailable(f"the local Ray did not start (its keeper's log, {log}):\n"
-                                       f"{log.read_text()[-3000:]}")
+                                             f"{log.read_text()[-3000:]}")
                 time.sleep(0.2)
         lease.parent.mkdir(exist_ok=True)
         lease.touch()
@@ -219,28 +220,26 @@ def keep(root: Path, repository: Path, idle: float) -> None:
     """The keeper: start a one-node Ray with every CPU, publish it, stop it when idle."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the cleanup below
     shutil.rmtree(root / "node0", ignore_errors=True)    # Ray sessions of an earlier keeper
-    cluster = LocalCluster(f"127.0.0.1:{free_port()}", secrets.token_hex(16), root)
-    try:
-        cluster.add_node(os.cpu_count() or 1, head=True)
-        published = root / "state.json.new"
-        published.write_text(json.dumps({"address": cluster.address, "token": cluster.token,
-                                         "keeper": os.getpid()}))
-        published.replace(root / "state.json")
-        quiet_since = time.monotonic()
-        while cluster.processes[0].poll() is None and repository.exists():
-            time.sleep(0.5)
+    with local_cluster(root, [os.cpu_count() or 1]) as cluster:
+        try:
+            published = root / "state.json.new"
+            published.write_text(json.dumps({"address": cluster.address, "token": cluster.token,
+                                             "keeper": os.getpid()}))
+            published.replace(root / "state.json")
+            quiet_since = time.monotonic()
+            while cluster.processes[0].poll() is None and repository.exists():
+                time.sleep(0.5)
+                with _locked(root):
+                    if _live_leases(root):
+                        quiet_since = time.monotonic()
+                    elif time.monotonic() - quiet_since >= idle:
+                        (root / "state.json").unlink(missing_ok=True)  # under the lock: no stage joins from now on
+                        break
+        finally:   # any other exit: withdrawn before the Ray stops
             with _locked(root):
-                if _live_leases(root):
-                    quiet_since = time.monotonic()
-                elif time.monotonic() - quiet_since >= idle:
-                    (root / "state.json").unlink(missing_ok=True)  # no stage joins from now on
-                    break
-    finally:
-        with _locked(root):
-            with contextlib.suppress(OSError, ValueError):
-                if json.loads((root / "state.json").read_text())["keeper"] == os.getpid():
-                    (root / "state.json").unlink()
-        cluster.stop()
+                with contextlib.suppress(OSError, ValueError):
+                    if json.loads((root / "state.json").read_text())["keeper"] == os.getpid():
+                        (root / "state.json").unlink()
 
 
 if __name__ == "__main__":

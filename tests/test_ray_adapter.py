@@ -15,7 +15,7 @@ import ray.cloudpickle
 import ray.train
 from ray.train import RunConfig, ScalingConfig
 
-from pipelines.local_cluster import shared_root
+from pipelines.local_cluster import alive, shared_root
 from pipelines.ray_session import ray_session
 from pipelines.ray_train import trainer_class
 
@@ -40,14 +40,6 @@ def test_a_run_on_a_local_ray_starts_no_dataset_manager_and_no_placement_group_c
     # One CPU worker (distributed=False) runs without a torch.distributed process group to set up.
     assert result.return_value == {"rank": 0, "seen": 7, "process_group": distributed}
     assert started == ["RayTrainWorker", "SynchronizationActor", "TrainController", "_AutoscalingCoordinatorActor"]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def command_lines() -> list[tuple[str, str]]:
