@@ -3,6 +3,7 @@
     python benchmarks/pipeline_walltime.py                     # the default pipeline
     python benchmarks/pipeline_walltime.py --params benchmarks/binarized_mnist_pipeline.yaml
     python benchmarks/pipeline_walltime.py --jobs 2                # through pipelines.repro
+    python benchmarks/pipeline_walltime.py --keep /tmp/run         # leave the copy there afterwards
 
 Runs in a temporary copy of the repository (what git would commit), with a
 fresh MLflow store, so nothing is reused from earlier runs. `--params` merges a
@@ -12,6 +13,7 @@ YAML file over params.yaml (sections merge key by key; `models` is replaced).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -44,8 +46,15 @@ def main() -> None:
     parser.add_argument("--params", help="YAML merged over params.yaml")
     parser.add_argument("--jobs", type=int, help="run `python -m pipelines.repro --jobs N` (stages at once, one "
                                                  "shared local Ray) instead of `dvc repro`")
+    parser.add_argument("--keep", metavar="FOLDER", help="run in this new folder and leave it there (to look at "
+                                                          "or profile the trained pipeline afterwards)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="genzoo-bench-") as folder:
+    if args.keep:
+        Path(args.keep).mkdir(parents=True)  # a new folder: an old run's outputs would make DVC skip stages
+        folder = contextlib.nullcontext(args.keep)
+    else:
+        folder = tempfile.TemporaryDirectory(prefix="genzoo-bench-")
+    with folder as folder:
         copy = Path(folder)
         names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
                                capture_output=True, text=True, check=True).stdout.split()
