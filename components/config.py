@@ -77,7 +77,11 @@ def checked(values, hint, where: tuple = ()) -> list[tuple[tuple, object, str]]:
     try:
         adapter(hint).validate_python(values)
     except ValidationError as error:
-        return [complaint(hint, where, values, item) for item in error.errors()]
+        found = {}
+        for item in error.errors():   # a union's branches each complain: one line per value
+            path, value, expected = complaint(hint, where, values, item)
+            found.setdefault(path, (path, value, expected))
+        return list(found.values())
     return []
 
 
@@ -114,6 +118,8 @@ def complaint(hint, where: tuple, values, error: dict) -> tuple[tuple, object, s
     if error["loc"][-1:] == ("[key]",):
         key_hint = typing.get_args(unwrap(optional(hint_at(hint, loc[:-1]))[0])[0])[0]
         return where + loc, KEY, f"unknown key; valid keys: {', '.join(map(str, choices(key_hint)))}"
+    while loc and hint_at(hint, loc) is None and is_union(hint_at(hint, loc[:-1])):
+        loc = loc[:-1]   # pydantic names the union's branch (e.g. 'constrained-int'): the value is its parent
     found = hint_at(hint, loc)
     return where + loc, error["input"], f"must be {describe(found)}" if found is not None else error["msg"]
 
@@ -169,6 +175,12 @@ def optional(hint) -> tuple[object, bool]:
         if len(args) == 1 and len(typing.get_args(bare)) == 2:
             return args[0], True
     return hint, False
+
+
+def is_union(hint) -> bool:
+    """Whether `hint` takes one of several types (other than just a type or None)."""
+    bare = unwrap(optional(hint)[0])[0] if hint is not None else None
+    return typing.get_origin(bare) in (typing.Union, types.UnionType)
 
 
 def section_class(hint) -> type | None:
@@ -230,6 +242,8 @@ def _describe(hint) -> str:
     minimum = [getattr(c, "min_length") for c in constraints if isinstance(c, annotated_types.MinLen)]
     maximum = [getattr(c, "max_length") for c in constraints if isinstance(c, annotated_types.MaxLen)]
     origin = typing.get_origin(bare)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(option) for option in typing.get_args(bare))
     if bare in (list, dict):
         return {list: "a list", dict: "a mapping"}[bare]
     if origin is Literal:

@@ -13,8 +13,7 @@ from components.config import repo_path
 from pipelines.local_cluster import ClusterUnavailable, shared_local_ray
 
 _WORKER_LOGGING = None
-
-
+STAGES_AT_ONCE = "GENZOO_STAGES_AT_ONCE"   # how many stages may train at once: pipelines.repro sets it
 
 
 def cluster_address(params: dict | None = None) -> str | None:
@@ -133,6 +132,22 @@ def gpus_available() -> bool:
     import ray
 
     return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def worker_cpus(requested: int | str, workers: int) -> int:
+    """The CPUs (and torch threads) of each Ray Train worker: `requested`, or for `auto` the cluster's
+    CPUs shared among the workers of the stages that may train at once, at most one node's CPUs.
+
+    `dvc repro` trains one model at a time, so on two cores a single worker gets both: the
+    convolutional models train up to a third faster on two threads (benchmarks/pipeline_walltime.py);
+    under `pipelines.repro --jobs 2` two stages train side by side on one CPU each."""
+    if requested != "auto":
+        return int(requested)
+    import ray
+
+    largest = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]), default=1)
+    stages = max(1, int(os.environ.get(STAGES_AT_ONCE) or 1))
+    return max(1, min(largest, int(ray.cluster_resources().get("CPU", 1)) // (int(workers) * stages)))
 
 
 def alive_nodes() -> int:

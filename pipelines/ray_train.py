@@ -6,7 +6,7 @@ from pathlib import Path
 
 from components.config import repo_path
 from components.training.ray_worker import read_state, train_loop
-from pipelines.ray_session import dashboard_running, gpus_available
+from pipelines.ray_session import dashboard_running, gpus_available, worker_cpus
 
 __all__ = ["loop_config", "make_trainer", "read_state", "train", "trainer_class"]
 
@@ -15,8 +15,7 @@ def loop_config(key: str, name: str, arch: dict, pixels: str, settings: dict) ->
     """The plain-data config every worker's `train_loop` gets (paths absolute: workers run elsewhere)."""
     return {"key": key, "model": name, "params": arch, "pixels": pixels, "settings": dict(settings),
             "data_dir": str(repo_path("data/prepared").resolve()),
-            "classifier_dir": str(repo_path("models/classifier").resolve()),
-            "threads": int(settings.get("cpus_per_worker", 1))}
+            "classifier_dir": str(repo_path("models/classifier").resolve())}
 
 
 def trainer_class(distributed: bool = True):
@@ -57,11 +56,11 @@ def make_trainer(config: dict, settings: dict, storage: Path, ray_run: str, call
 
     use_gpu = settings.get("use_gpu", "auto")
     use_gpu = gpus_available() if use_gpu == "auto" else bool(use_gpu)
-    cpus = int(settings.get("cpus_per_worker", 1))
     workers = int(settings["num_workers"])
+    cpus = worker_cpus(settings.get("cpus_per_worker", 1), workers)
     return trainer_class(distributed=workers > 1 or use_gpu)(
         train_loop,
-        train_loop_config=config,
+        train_loop_config={**config, "threads": cpus},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus, **({"GPU": 1} if use_gpu else {})}),
         run_config=RunConfig(name=ray_run, storage_path=str(storage), callbacks=list(callbacks),

@@ -44,7 +44,7 @@ if __name__ == "__main__":  # the whole params.yaml, before the imports below (D
 from components.config import ConfigError  # noqa: E402
 from pipelines import tracking  # noqa: E402
 from pipelines.local_cluster import end_with_parent, local_cluster  # noqa: E402
-from pipelines.ray_session import cluster_address  # noqa: E402
+from pipelines.ray_session import STAGES_AT_ONCE, cluster_address  # noqa: E402
 
 DVC = str(Path(sys.executable).parent / "dvc")
 
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     stages = {name: deps & to_run for name, deps in stages.items() if name in to_run}
     # Create the MLflow store and experiment once, before stages log to it at the same time.
     tracking.configure()
-    env = dict(os.environ)
+    env = {**os.environ, STAGES_AT_ONCE: str(args.jobs)}   # train stages size their workers by it
     runner = Runner(stages, args.jobs, env)
     previous = {sig: signal.signal(sig, runner.interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     trains = any(name.startswith("train@") for name in stages)

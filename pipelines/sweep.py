@@ -167,7 +167,10 @@ def run(sweep: Plan, base: dict, settings: dict, selection: tuple[str, str], sto
     monitor, mode = f"val_{selection[0]}", selection[1]
     pick = min if mode == "min" else max
 
-    cpus_per_trial = int(settings["num_workers"]) * int(settings.get("cpus_per_worker", 1))
+    # Trials fill the cluster side by side: `auto` gives each worker one CPU.
+    per_worker = settings.get("cpus_per_worker", 1)
+    settings = {**settings, "cpus_per_worker": 1 if per_worker == "auto" else int(per_worker)}
+    cpus_per_trial = int(settings["num_workers"]) * settings["cpus_per_worker"]
     concurrent = sweep.concurrent or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_trial)
     # A trial's driver only waits on its TorchTrainer: its workers hold the CPUs. Tune needs the
     # driver to hold something, so (like Ray's own helper actors) it holds a sliver of the head node.
@@ -216,13 +219,14 @@ def log_trials(trials: list[Trial], monitor: str) -> None:
     """Every trial as a child of the active MLflow run: what it tried, its curve, its best value."""
     import mlflow
 
+    from pipelines import tracking
+
     for number, trial in enumerate(trials):
         with mlflow.start_run(run_name=f"trial-{number}", nested=True):
             mlflow.set_tags({"genzoo.stage": "trial", "genzoo.trial_id": trial.trial_id,
                              **({"genzoo.trial_error": trial.error[:4000]} if trial.error else {})})
             mlflow.log_params(trial.sampled)
-            for record in trial.history:
-                mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+            tracking.log_history(trial.history)
             if trial.best is not None:
                 mlflow.log_metrics({f"best_{monitor}": trial.best,
                                     "epochs_trained": max(int(r["epoch"]) for r in trial.history)})

@@ -53,6 +53,19 @@ def configure() -> str:
     return experiment.experiment_id
 
 
+def log_history(history: list[dict]) -> None:
+    """Every epoch's record as metrics of the active run, stepped by its epoch, in batched writes
+    (a `log_metrics` per epoch is a transaction each: 100 epochs took 0.9 s on sqlite, one batch 0.1 s)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(key, float(value), now, int(record["epoch"]))
+               for record in history for key, value in record.items() if key != "epoch"]
+    mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
+
+
 def registered_name(key: str) -> str:
     return f"genzoo-{key}"
 
@@ -77,7 +90,9 @@ def prepared_digest(folder: Path | None = None) -> str:
     folder = folder or repo_path("data/prepared")
     computed = dvc_directory_md5(folder)
     try:  # dvc.lock only cross-checks: a stage running beside another may find it mid-write
-        stage = (yaml.safe_load(repo_path("dvc.lock").read_text()) or {}).get("stages", {}).get("prepare", {})
+        # libyaml's parser where PyYAML has it: the whole pipeline's lock is ~140 KB, 2-3 s in pure Python
+        lock = yaml.load(repo_path("dvc.lock").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        stage = (lock or {}).get("stages", {}).get("prepare", {})
         recorded = [o.get("md5") for o in stage.get("outs", []) if o.get("path") == "data/prepared"]
     except (OSError, yaml.YAMLError, AttributeError):
         recorded = []

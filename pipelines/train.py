@@ -87,8 +87,7 @@ def log_to_mlflow(key: str, model, settings: dict, card: dict, state: dict, mode
         mlflow.set_tags({**tags, "genzoo.stage": "train"})
         mlflow.log_params(params)
         mlflow.log_input(dataset, context="training")
-        for record in state["history"]:
-            mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+        tracking.log_history(state["history"])
         mlflow.log_artifacts(str(report_dir), artifact_path="training")
         if trials:  # a sweep: this run holds the best trial's model, its children every trial
             mlflow.set_tag("genzoo.sweep_trials", len(trials))

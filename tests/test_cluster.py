@@ -34,7 +34,7 @@ def workspace(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("workspace")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["max_examples"] = {"train": 120, "valid": 40, "test": 20}
-    params["train"].update(epochs=3, batch_size=20, num_workers=2, max_failures=2,
+    params["train"].update(epochs=3, batch_size=20, num_workers=2, cpus_per_worker="auto", max_failures=2,
                            storage_path=str(folder / "shared_storage"))
     params["models"] = {
         "nade": {"model": "nade", "hidden_units": 8},
@@ -73,8 +73,20 @@ def test_two_workers_train_on_both_nodes(cluster, workspace):
     workers = summary["workers"]
     assert sorted(w["rank"] for w in workers) == [0, 1]
     assert len({w["node_id"] for w in workers}) == 2  # one CPU per node: one worker on each
+    assert [w["threads"] for w in workers] == [1, 1]  # cpus_per_worker auto: each its node's one CPU
     assert summary["epochs_trained"] == 3 and summary["resumed_at_epochs"] == []
     assert (workspace / "models/nade/model.pt").exists()
+
+
+def test_auto_worker_cpus_never_ask_more_than_one_node_has(cluster, workspace):
+    command, env = train_command(workspace, cluster, "nade")
+    probe = ("from pipelines.ray_session import ray_session, worker_cpus\n"
+             "with ray_session():\n    print(worker_cpus('auto', 1), worker_cpus('auto', 2))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=workspace, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Two CPUs in all, one per node: a lone worker asking for both could never be placed.
+    assert result.stdout.split()[-2:] == ["1", "1"]
 
 
 def test_several_nodes_without_shared_storage_is_refused(cluster, workspace, tmp_path):

@@ -250,3 +250,5 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(repo):
     assert f"[nade] epoch {resumed_at + 1}/60" in output and f"[nade] epoch {resumed_at}/60" not in output
     summary = json.loads((repo / "models/nade/training.json").read_text())
     assert summary["epochs_trained"] == 60
+    # cpus_per_worker auto: one stage training alone gets every CPU of the local Ray as torch threads
+    assert [w["threads"] for w in summary["workers"]] == [os.cpu_count() or 1]

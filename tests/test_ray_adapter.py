@@ -16,7 +16,7 @@ import ray.train
 from ray.train import RunConfig, ScalingConfig
 
 from pipelines.local_cluster import alive, shared_root
-from pipelines.ray_session import ray_session
+from pipelines.ray_session import STAGES_AT_ONCE, ray_session, worker_cpus
 from pipelines.ray_train import trainer_class
 
 
@@ -40,6 +40,19 @@ def test_a_run_on_a_local_ray_starts_no_dataset_manager_and_no_placement_group_c
     # One CPU worker (distributed=False) runs without a torch.distributed process group to set up.
     assert result.return_value == {"rank": 0, "seen": 7, "process_group": distributed}
     assert started == ["RayTrainWorker", "SynchronizationActor", "TrainController", "_AutoscalingCoordinatorActor"]
+
+
+def test_auto_worker_cpus_share_the_cluster_among_the_workers_of_the_stages_training_at_once(monkeypatch):
+    monkeypatch.delenv(STAGES_AT_ONCE, raising=False)
+    with ray_session(None):   # a local Ray with every CPU of this machine
+        cpus = int(ray.cluster_resources()["CPU"])
+        assert cpus == (os.cpu_count() or 1)
+        assert worker_cpus("auto", 1) == cpus      # `dvc repro`: one stage at a time gets the machine
+        assert worker_cpus("auto", 2) == max(1, cpus // 2)
+        assert worker_cpus("auto", 4 * cpus) == 1  # never less than one CPU
+        assert worker_cpus(3, 1) == 3              # a number is taken as it is
+        monkeypatch.setenv(STAGES_AT_ONCE, "2")     # pipelines.repro --jobs 2
+        assert worker_cpus("auto", 1) == max(1, cpus // 2)
 
 
 def command_lines() -> list[tuple[str, str]]:

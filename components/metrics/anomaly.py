@@ -4,7 +4,6 @@ separates test images of its training distribution from out-of-distribution ones
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 
 def anomaly_auroc(in_distribution_log_prob: np.ndarray, out_of_distribution_log_prob: np.ndarray) -> float:
@@ -13,6 +12,8 @@ def anomaly_auroc(in_distribution_log_prob: np.ndarray, out_of_distribution_log_
     1.0: every OOD image is less likely than every in-distribution one; 0.5:
     no better than chance; below 0.5: the model finds the OOD images *more*
     likely (a known failure of likelihoods, Nalisnick et al. 2019)."""
+    from sklearn.metrics import roc_auc_score  # here: scikit-learn's import is ~1 s, models without a likelihood skip it
+
     inside, outside = np.asarray(in_distribution_log_prob, float), np.asarray(out_of_distribution_log_prob, float)
     if len(inside) == 0 or len(outside) == 0:
         raise ValueError("anomaly AUROC needs both in-distribution and out-of-distribution images")

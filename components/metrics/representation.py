@@ -9,10 +9,6 @@ fitted on the training split's codes and scored on the test split's:
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 
 def probe_accuracies(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray,
@@ -20,6 +16,12 @@ def probe_accuracies(train_codes: np.ndarray, train_labels: np.ndarray, test_cod
     """Test accuracy of a linear probe and of k-NN on the codes, beside the majority-class baseline."""
     if len(train_codes) != len(train_labels) or len(test_codes) != len(test_labels):
         raise ValueError("probe: codes and labels differ in length")
+    # here: scikit-learn's import is ~1 s, and models without an encoder never probe
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     linear = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     knn = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=min(neighbours, len(train_codes))))
     majority = np.bincount(train_labels).argmax()

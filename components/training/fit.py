@@ -62,7 +62,8 @@ class Settings:
 
     def check(self, model: GenerativeModel) -> None:
         """Fail on settings this model cannot use, before any training."""
-        configure_optimizers(model, self.lr, self.optimizers)
+        if self.optimizers:  # building optimizers imports torch's compiler stack (~1 s): only to check names
+            configure_optimizers(model, self.lr, self.optimizers)
         if self.ema_decay is not None and not model.ema_modules:
             raise ConfigError(f"training.ema_decay: {model.name} declares no weights to average (ema_modules)")
         if self.ema_decay is not None:

@@ -33,11 +33,12 @@ def read_state(folder: str | Path) -> dict:
 
 
 def placement(rank: int, world: int) -> list[dict]:
-    """Where every worker runs (node, host, pid), gathered on all ranks: the run's record of its layout."""
+    """Where every worker runs (node, host, pid, torch threads), gathered on all ranks: the run's record
+    of its layout."""
     import ray
 
     me = {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
-          "pid": os.getpid()}
+          "pid": os.getpid(), "threads": torch.get_num_threads()}
     if world == 1:
         return [me]
     everyone = [None] * world
@@ -77,16 +78,27 @@ class RayReport(Callback):
             ray.train.report({**record, **selected, **self.extra}, checkpoint=checkpoint)
 
 
+def worker_device() -> torch.device:
+    """This worker's GPU, as Ray Train assigns it; else the CPU, without importing Ray Train's torch
+    utilities (up to a second on two cores) that only the GPU and multi-worker paths use."""
+    import ray
+
+    if not ray.get_gpu_ids():
+        return torch.device("cpu")
+    import ray.train.torch
+
+    return ray.train.torch.get_device()
+
+
 def train_loop(config: dict) -> None:
     """Ray Train worker entry point. `config` is plain data (see pipelines/ray_train.py)."""
     import ray.train
-    import ray.train.torch
 
     # Ray Train logs every report at INFO through the root logger; progress is our own prints.
     logging.getLogger().setLevel(logging.WARNING)
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
+    device = worker_device()
     torch.set_num_threads(max(1, int(config.get("threads", 1))))
     settings = Settings.from_dict(config["settings"])
     torch.manual_seed(settings.seed)  # same seed on every rank: identical initial weights
