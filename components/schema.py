@@ -105,7 +105,7 @@ def train_schema() -> type[Section]:
         select_every: PositiveInt = 1
         select_samples: Annotated[int, Field(ge=2)] = 500
         num_workers: PositiveInt
-        cpus_per_worker: PositiveInt | Literal["auto"] = "auto"
+        cpus_per_worker: PositiveInt | Literal["auto"] = 1
         use_gpu: Literal["auto", True, False] = "auto"
         precision: Literal[PRECISIONS] = "fp32"
         max_failures: Annotated[int, Field(ge=0)] = 0

@@ -138,9 +138,8 @@ def worker_cpus(requested: int | str, workers: int) -> int:
     """The CPUs (and torch threads) of each Ray Train worker: `requested`, or for `auto` the cluster's
     CPUs shared among the workers of the stages that may train at once, at most one node's CPUs.
 
-    `dvc repro` trains one model at a time, so on two cores a single worker gets both: the
-    convolutional models train up to a third faster on two threads (benchmarks/pipeline_walltime.py);
-    under `pipelines.repro --jobs 2` two stages train side by side on one CPU each."""
+    `dvc repro` trains one model at a time, so on two cores a single worker gets both; under
+    `pipelines.repro --jobs 2` two stages train side by side on one CPU each (README: Training)."""
     if requested != "auto":
         return int(requested)
     import ray

@@ -229,7 +229,7 @@ def test_changing_one_model_reruns_only_its_stages_and_promote(repo):
 
 def test_a_killed_training_run_resumes_from_its_last_checkpoint(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["models"]["nade"]["training"] = {"epochs": 60, "patience": 60}
+    params["models"]["nade"]["training"] = {"epochs": 60, "patience": 60, "cpus_per_worker": "auto"}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     process = subprocess.Popen([sys.executable, "-m", "pipelines.train", "nade"], cwd=repo, env=environment(repo),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
