@@ -414,7 +414,8 @@ def test_phase_fid_compares_with_the_real_images_averaged_down_to_the_phase_reso
     metrics = model.evaluation_metrics(test, settings)
     assert metrics["fid_phase_4"] == pytest.approx(0.0, abs=1e-6)
     # against the full-resolution images it would be the checkerboard's shift of the mean: 64 (10/255)^2
-    assert judge.fid(coarse / 255) == pytest.approx(64 * (10 / 255) ** 2, rel=1e-6)
+    # (to 1e-5: the images are float32, and the rounding of their 64 features shows at 1e-6 on some CPUs)
+    assert judge.fid(coarse / 255) == pytest.approx(64 * (10 / 255) ** 2, rel=1e-5)
     assert metrics["fid_phase_8"] == "not recorded: training ended before this phase"
     model.level.fill_(1)
     model.on_phase_end(model.phases()[1])         # the 8x8 phase ends: its samples against the images as they are
