@@ -17,6 +17,7 @@ import re
 import runpy
 import subprocess
 import sys
+import types
 import typing
 from pathlib import Path
 
@@ -69,6 +70,8 @@ def schema_hint(params: dict, path: tuple):
 def outside(hint) -> list:
     """Values just outside a declared range, or an unknown choice; none for a string or a boolean."""
     bare, constraints = unwrap(optional(hint)[0])
+    if typing.get_origin(bare) in (typing.Union, types.UnionType):   # e.g. an integer >= 1 or 'auto'
+        return [value for option in typing.get_args(bare) for value in outside(option)]
     if typing.get_origin(bare) is typing.Literal:
         return ["no_such_choice"]
     found = []
