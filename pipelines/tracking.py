@@ -90,7 +90,7 @@ def prepared_digest(folder: Path | None = None) -> str:
     folder = folder or repo_path("data/prepared")
     computed = dvc_directory_md5(folder)
     try:  # dvc.lock only cross-checks: a stage running beside another may find it mid-write
-        # libyaml's parser where PyYAML has it: the whole pipeline's lock is ~140 KB, 2-3 s in pure Python
+        # libyaml's parser where PyYAML has it: the whole pipeline's 142 KB lock took 0.46 s in Python, 0.06 s so
         lock = yaml.load(repo_path("dvc.lock").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         stage = (lock or {}).get("stages", {}).get("prepare", {})
         recorded = [o.get("md5") for o in stage.get("outs", []) if o.get("path") == "data/prepared"]
