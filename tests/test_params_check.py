@@ -17,7 +17,6 @@ import re
 import runpy
 import subprocess
 import sys
-import types
 import typing
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import annotated_types
 import pytest
 import yaml
 
-from components.config import hint_at, optional, unwrap
+from components.config import hint_at, is_union, optional, unwrap
 from components.schema import SECTIONS, entry_schema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,7 +69,7 @@ def schema_hint(params: dict, path: tuple):
 def outside(hint) -> list:
     """Values just outside a declared range, or an unknown choice; none for a string or a boolean."""
     bare, constraints = unwrap(optional(hint)[0])
-    if typing.get_origin(bare) in (typing.Union, types.UnionType):   # e.g. an integer >= 1 or 'auto'
+    if is_union(hint):   # e.g. an integer >= 1 or 'auto'
         return [value for option in typing.get_args(bare) for value in outside(option)]
     if typing.get_origin(bare) is typing.Literal:
         return ["no_such_choice"]
