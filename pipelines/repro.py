@@ -15,8 +15,8 @@ Training: without RAY_ADDRESS (or `cluster.address`) the runner starts one
 local Ray for the whole run and every train stage joins it, instead of each
 starting and stopping its own (Ray's fixed cost per stage). It starts while
 the stages before training run and stops while the last evaluations run.
-Train stages go first when several stages are ready, since the short
-evaluations fill the end best. With a cluster address the stages train there.
+With a cluster address the stages train there. Of the stages ready at once,
+those of a kind (train, evaluate) that fewer running stages are of go first.
 
 A failing stage stops its dependants (reported as skipped) while independent
 stages finish; the exit status is non-zero and names the stage. Ctrl-C (or a
@@ -169,8 +169,7 @@ class Runner:
                         print(f"repro: {name} failed (exit {process.returncode})", flush=True)
             if self.interrupted:
                 return
-            # Train stages first: each unlocks an evaluation, and the short evaluations then fill the end.
-            for name in sorted(pending, key=lambda stage: (not stage.startswith("train@"), stage)):
+            for name in sorted(pending, key=self.priority):
                 blocker = self.blocked_by(name)
                 if blocker:
                     self.skipped[name] = blocker
@@ -185,6 +184,14 @@ class Runner:
             if self.ray and not any(name.startswith("train@") for name in (*pending, *self.running)):
                 self.ray.stop()
             time.sleep(0.2)
+
+    def priority(self, name: str) -> tuple:
+        """Ready stages of a kind fewer of the running stages are of go first, train stages among
+        equals. Two evaluations together barely beat one after the other (each keeps more than a core
+        busy), while an evaluation beside a training fills the core the training leaves idle while Ray
+        Train starts and reports."""
+        kind = name.partition("@")[0]
+        return sum(running.partition("@")[0] == kind for running in self.running), kind != "train", name
 
     def env_for(self, name: str) -> dict | None:
         """The stage's environment; None while the Ray a train stage needs is still starting."""
