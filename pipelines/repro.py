@@ -169,18 +169,26 @@ class Runner:
                         print(f"repro: {name} failed (exit {process.returncode})", flush=True)
             if self.interrupted:
                 return
-            for name in sorted(pending, key=self.priority):
+            for name in sorted(pending):
                 blocker = self.blocked_by(name)
                 if blocker:
                     self.skipped[name] = blocker
                     pending.discard(name)
-                elif len(self.running) < self.jobs and self.stages[name] <= self.done:
-                    env = self.env_for(name)
-                    if env is not None:
-                        pending.discard(name)
-                        self.start(name, env)
-                    elif name in self.failed:
-                        pending.discard(name)
+            waiting: set[str] = set()   # train stages whose Ray is still starting
+            while len(self.running) < self.jobs:
+                # One at a time: each start changes which kind the next free slot should take.
+                ready = [name for name in pending - waiting if self.stages[name] <= self.done]
+                if not ready:
+                    break
+                name = min(ready, key=self.priority)
+                env = self.env_for(name)
+                if env is not None:
+                    pending.discard(name)
+                    self.start(name, env)
+                elif name in self.failed:
+                    pending.discard(name)
+                else:
+                    waiting.add(name)
             if self.ray and not any(name.startswith("train@") for name in (*pending, *self.running)):
                 self.ray.stop()
             time.sleep(0.2)

@@ -52,6 +52,15 @@ def test_a_ready_stage_of_a_kind_fewer_running_stages_are_of_goes_first():
     assert sorted(stages, key=runner.priority)[0] == "train@a"
 
 
+def test_free_slots_filled_at_once_still_alternate_the_kinds(monkeypatch):
+    monkeypatch.setattr(repro.time, "sleep", lambda _: None)
+    stages = {"train@a": set(), "train@b": set(), "evaluate@x": set()}
+    runner = RecordingRunner(stages, jobs=2, env={})
+    runner.run()
+    # Both slots free at once: the second takes the evaluation, not a second training.
+    assert runner.order == ["train@a", "evaluate@x", "train@b"]
+
+
 def test_train_stages_wait_for_the_local_ray_while_the_others_run(monkeypatch):
     monkeypatch.setattr(repro.time, "sleep", lambda _: None)
     ray = FakeRay()
