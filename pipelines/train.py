@@ -18,6 +18,11 @@ import shutil
 import sys
 from pathlib import Path
 
+from pipelines.stage_host import delegate
+
+if __name__ == "__main__":
+    delegate(__spec__.name)   # runs in the runner's stage host when there is one, and exits there
+
 from components.schema import checked_params, exit_on_bad_params
 
 SECTIONS = ("train", "cluster")   # and the model's own entry

@@ -1,6 +1,6 @@
 """The concurrent runner (`python -m pipelines.repro --jobs N`) on a tiny pipeline in temporary
 copies of the repository: real DVC, Ray and MLflow. It must leave exactly what a sequential
-`dvc repro` leaves, stop a failed stage's dependants, and survive Ctrl-C."""
+`dvc repro` leaves (its stages forked from the run's stage host), stop a failed stage's dependants, and survive Ctrl-C."""
 
 import os
 import signal
@@ -79,6 +79,7 @@ def test_interrupted_then_concurrent_run_equals_a_sequential_repro(tmp_path):
     # The next run brings everything up to date, several stages at once, on one shared Ray.
     result = repro(parallel, "--jobs", "2", timeout=1500)
     assert "one local Ray for every train stage" in result.stdout
+    assert "stage host" not in result.stdout   # every stage forked from the run's stage host, none fell back
     assert run(["dvc", "status", "--json"], parallel).stdout.strip() in ("{}", "")
     assert set(registered(parallel)) == set(KEYS)
     # and a second run finds nothing to do.
