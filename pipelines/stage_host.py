@@ -43,7 +43,8 @@ _in_child = False   # set in a forked stage: its own delegate() call runs the st
 
 
 def available() -> bool:
-    return hasattr(os, "fork") and hasattr(os, "pidfd_open") and hasattr(socket, "send_fds")
+    """Whether this system can run a host: Linux (fork, pidfds, descriptors passed over sockets)."""
+    return sys.platform == "linux"
 
 
 def delegate(module: str) -> None:
@@ -172,6 +173,9 @@ def serve(path: str, stages: tuple[str, ...] = STAGES, later: tuple[str, ...] = 
     import selectors
     import threading
 
+    from pipelines.local_cluster import end_with_parent
+
+    os.close(os.pidfd_open(os.getpid()))   # a kernel without pidfds (before 5.3) fails here, before serving
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(16)   # stages that arrive while the modules load wait in the backlog
@@ -180,6 +184,9 @@ def serve(path: str, stages: tuple[str, ...] = STAGES, later: tuple[str, ...] = 
     if threading.active_count() > 1:   # a fork would copy their locks but not the threads
         raise SystemExit(f"stage host: the preloaded modules started threads "
                          f"({', '.join(t.name for t in threading.enumerate())}); stages run on their own")
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():   # CUDA cannot be used again in a forked child
+        raise SystemExit("stage host: a preloaded module initialized CUDA; stages run on their own")
     root = os.path.realpath(os.getcwd())
     files = _loaded_files(root)
     gc.freeze()   # the preloaded objects stay out of every child's collections (and its copied pages)
@@ -214,6 +221,7 @@ def serve(path: str, stages: tuple[str, ...] = STAGES, later: tuple[str, ...] = 
                         os.close(pidfd)
                         other.close()
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    end_with_parent()   # a host that dies (killed) takes its stages along: no orphan outputs
                     code = _run_stage(request, fds)
                     # What an interpreter does at exit: wait for its threads, then run the exit hooks.
                     threading._shutdown()
