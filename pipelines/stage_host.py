@@ -237,13 +237,12 @@ def serve(path: str, stages: tuple[str, ...] = STAGES, later: tuple[str, ...] = 
                 selector.register(pidfd, selectors.EVENT_READ)
                 # The command sends nothing more: its connection reads end-of-file only once it is gone,
                 # killed (a SIGKILL is not forwarded), and its stage goes with it, as it would unforked.
-                selector.register(conn, selectors.EVENT_READ, pid)
-            elif key.data is not None:
-                selector.unregister(key.fileobj)
-                try:
-                    os.kill(key.data, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                selector.register(conn, selectors.EVENT_READ, pidfd)
+            elif key.data is not None:   # a command's connection: the command is gone
+                pidfd = key.data
+                if children.get(pidfd, (0, None))[1] is key.fileobj:   # and its stage still runs
+                    selector.unregister(key.fileobj)
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)   # a pidfd: never a reused pid
             else:
                 pidfd = key.fd
                 pid, conn = children.pop(pidfd)
