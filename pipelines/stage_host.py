@@ -43,8 +43,15 @@ _in_child = False   # set in a forked stage: its own delegate() call runs the st
 
 
 def available() -> bool:
-    """Whether this system can run a host: Linux (fork, pidfds, descriptors passed over sockets)."""
-    return sys.platform == "linux"
+    """Whether this system can run a host: Linux (fork, descriptors passed over sockets) with pidfds
+    (kernel 5.3 or later, and allowed by the container's seccomp profile)."""
+    if sys.platform != "linux":
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
 
 
 def delegate(module: str) -> None:
@@ -175,7 +182,6 @@ def serve(path: str, stages: tuple[str, ...] = STAGES, later: tuple[str, ...] = 
 
     from pipelines.local_cluster import end_with_parent
 
-    os.close(os.pidfd_open(os.getpid()))   # a kernel without pidfds (before 5.3) fails here, before serving
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(16)   # stages that arrive while the modules load wait in the backlog
