@@ -39,7 +39,6 @@ LATER = ("mlflow.store.tracking.sqlalchemy_workspace_store", "mlflow.store.model
          "pyarrow.dataset", "pyarrow.pandas_compat", "components.metrics.clustering", "sklearn.decomposition",
          "sklearn.linear_model", "sklearn.metrics", "sklearn.neighbors", "sklearn.pipeline",
          "sklearn.preprocessing", "torch._dynamo")
-_in_child = False   # set in a forked stage: its own delegate() call runs the stage in place
 
 
 def available() -> bool:
@@ -58,7 +57,7 @@ def delegate(module: str) -> None:
     """Run this stage in the host named by GENZOO_STAGE_HOST and exit with its status; return (and let
     the caller run the stage) when there is no usable host."""
     path = os.environ.get(ENV)
-    if _in_child or not path:
+    if not path:   # also in a forked stage: the host takes the variable out of its environment
         return
     request = json.dumps({"module": module, "argv": sys.argv[1:], "cwd": os.getcwd(),
                           "env": dict(os.environ)}).encode()
@@ -139,8 +138,6 @@ def _refusal(request: dict, root: str, stages: tuple[str, ...], files: dict[str,
 
 def _run_stage(request: dict, fds: list[int]) -> int:
     """In the forked child: become the stage's process and run it; its exit status."""
-    global _in_child
-    _in_child = True
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -266,10 +263,8 @@ def serve(path: str, stages: tuple[str, ...] = STAGES, later: tuple[str, ...] = 
 
 
 if __name__ == "__main__":
-    from pipelines import stage_host   # the stages' delegate() sees this module's state, not __main__'s
-
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        stage_host.serve(sys.argv[1])
+        serve(sys.argv[1])
     except (KeyboardInterrupt, SystemExit):
         pass
