@@ -38,8 +38,9 @@ if __name__ == "__main__":
             sys.exit(int(sys.argv[2]))
         if mode == "raise":
             raise RuntimeError("the probe failed")
-        if mode == "sleep":
-            time.sleep(120)
+        if mode == "sleep":   # short naps: a signal that lands just before a long nap's syscall waits it out
+            for _ in range(1200):
+                time.sleep(0.1)
     except KeyboardInterrupt:
         print("interrupted", flush=True)
         sys.exit(7)
@@ -123,9 +124,17 @@ def test_a_killed_command_takes_its_stage_with_it(host):
     command.kill()
     command.wait()
     deadline = time.time() + 10
-    while Path(f"/proc/{stage}").exists() and "Z" not in Path(f"/proc/{stage}/stat").read_text().split(")")[1][:3]:
+    while running(stage):
         assert time.time() < deadline, "the stage outlived its killed command"
         time.sleep(0.05)
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3]
+    except (FileNotFoundError, ProcessLookupError):   # it vanished, possibly while being read
+        return False
 
 
 def test_a_module_changed_since_the_host_loaded_it_runs_in_the_command(host):
