@@ -124,7 +124,6 @@ def training_schema() -> type[Section]:
 
 class Cluster(Section):
     address: str | None = None
-    keep_local_ray: Annotated[float, Field(ge=0)] = 60
 
 
 class Classifier(Section):

@@ -15,11 +15,6 @@ from __future__ import annotations
 import json
 import sys
 
-from pipelines.stage_host import delegate
-
-if __name__ == "__main__":
-    delegate(__spec__.name)   # runs in the runner's stage host when there is one, and exits there
-
 from components.schema import checked_params, exit_on_bad_params
 
 if __name__ == "__main__" and len(sys.argv) == 2:  # before the imports below (MLflow, torch, plots)

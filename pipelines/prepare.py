@@ -5,11 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-from pipelines.stage_host import delegate
-
-if __name__ == "__main__":
-    delegate(__spec__.name)   # runs in the runner's stage host when there is one, and exits there
-
 import numpy as np
 
 from components.atomic import atomic_directory

@@ -1,5 +1,5 @@
 """Ray wiring: join the cluster named by RAY_ADDRESS (or `cluster.address` in params.yaml),
-or start a local Ray sized to this machine."""
+or start a local Ray sized to this machine for this stage and stop it at the end."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import os
 import socket
 import warnings
 
-from components.config import repo_path
-from pipelines.local_cluster import ClusterUnavailable, shared_local_ray
-
-_WORKER_LOGGING = None
 STAGES_AT_ONCE = "GENZOO_STAGES_AT_ONCE"   # how many stages may train at once: pipelines.repro sets it
+
+
+class ClusterUnavailable(RuntimeError):
+    """No Ray to train on: an address nothing answers at, a refused client, a local Ray that did not start."""
 
 
 def cluster_address(params: dict | None = None) -> str | None:
@@ -54,44 +54,28 @@ def quiet_ray_logs() -> None:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, share_local: float = 0):
-    """Ray for one stage: the cluster at `address` (see `cluster_address`), else a local one: with
-    `share_local` > 0 the one this repository's stages share, kept that many seconds after the last
-    stage leaves it (pipelines/local_cluster.py: shared_local_ray), else one of its own."""
-    if not (address or os.environ.get("RAY_ADDRESS")) and share_local > 0:
-        with shared_local_ray(repo_path("."), share_local) as shared:
-            # Token mode must be switched on through Ray's own helper (below, as for any token given):
-            # Ray caches its config, so a RAY_AUTH_MODE set after `import ray` goes unseen.
-            os.environ.pop("RAY_AUTH_MODE", None)
-            os.environ["RAY_AUTH_TOKEN"] = shared["token"]
-            with ray_session(shared["address"]):
-                start_autoscaling_coordinator()   # a no-op once the first stage has started it
-                yield
-        return
+def ray_session(address: str | None = None):
+    """Ray for one stage: the cluster at `address` (see `cluster_address`), else a local Ray of
+    this machine's CPUs, stopped when the block ends."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    # Ray sends a token to an explicit address only in token mode, and reads the mode once, at its
+    # first use: a token given is a token meant.
+    if address and (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    quiet_ray_logs()
     import ray
     from ray.exceptions import AuthenticationError
 
-    # Workers log at ERROR only: our own progress lines are prints, which still reach the
-    # terminal; Ray Train's per-report INFO lines and the placement-group cleaner's
-    # "State API unavailable" warnings (no dashboard here) do not.
-    global _WORKER_LOGGING
-    _WORKER_LOGGING = ray.LoggingConfig(encoding="TEXT", log_level="ERROR")
-
-    quiet_ray_logs()
-    address = address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         yield
         return
+    # Workers log at ERROR only: our own progress lines are prints, which still reach the
+    # terminal; Ray Train's per-report INFO lines do not.
+    worker_logging = ray.LoggingConfig(encoding="TEXT", log_level="ERROR")
     if address:
         _check_reachable(address)
-        # Ray sends a token to an explicit address only in token mode; a token given is a token meant.
-        if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
-            from ray._private.authentication.authentication_token_setup import (
-                maybe_enable_token_auth_if_token_available)
-
-            maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
         try:
-            ray.init(address=address, logging_level=logging.ERROR, logging_config=_WORKER_LOGGING)
+            ray.init(address=address, logging_level=logging.ERROR, logging_config=worker_logging)
         except (AuthenticationError, ConnectionError) as error:
             raise ClusterUnavailable(
                 f"the Ray cluster at {address} answers but refused this client ({error}). Clusters started "
@@ -100,32 +84,11 @@ def ray_session(address: str | None = None, share_local: float = 0):
             ) from error
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
-                 logging_config=_WORKER_LOGGING)
-        start_autoscaling_coordinator()
+                 logging_config=worker_logging)
     try:
         yield
     finally:
         ray.shutdown()
-
-
-def start_autoscaling_coordinator() -> None:
-    """Start Ray Data's AutoscalingCoordinator actor now, without waiting for it.
-
-    A Ray Train controller registers its workers' resources with this cluster-wide (detached,
-    named) actor first thing and waits for the answer, so on a fresh Ray the controller would
-    start it then and wait for a new Python process to import Ray Data. Started here, that
-    process starts alongside the controller's own. A running cluster has it from its first run."""
-    from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
-        get_or_create_autoscaling_coordinator)
-
-    get_or_create_autoscaling_coordinator()
-
-
-def dashboard_running() -> bool:
-    """Whether the connected Ray has a dashboard (and so the State API)."""
-    import ray._private.worker
-
-    return bool(ray._private.worker.get_dashboard_url())
 
 
 def gpus_available() -> bool:

@@ -18,10 +18,6 @@ the stages before training run and stops while the last evaluations run.
 With a cluster address the stages train there. Of the stages ready at once,
 those of a kind (train, evaluate) that fewer running stages are of go first.
 
-Every stage command forks from the run's stage host (pipelines/stage_host.py),
-one process that has imported the stages' libraries, instead of importing them
-itself (about 5 CPU-seconds a stage).
-
 A failing stage stops its dependants (reported as skipped) while independent
 stages finish; the exit status is non-zero and names the stage. Ctrl-C (or a
 SIGTERM) interrupts the running stages the way it interrupts `dvc repro`,
@@ -48,9 +44,9 @@ if __name__ == "__main__":  # the whole params.yaml, before the imports below (D
     exit_on_bad_params()
 
 from components.config import ConfigError  # noqa: E402
-from pipelines import stage_host, tracking  # noqa: E402
-from pipelines.local_cluster import ClusterUnavailable, end_with_parent, local_cluster  # noqa: E402
-from pipelines.ray_session import STAGES_AT_ONCE, cluster_address  # noqa: E402
+from pipelines import tracking  # noqa: E402
+from pipelines.local_cluster import end_with_parent, local_cluster  # noqa: E402
+from pipelines.ray_session import STAGES_AT_ONCE, ClusterUnavailable, cluster_address  # noqa: E402
 
 DVC = str(Path(sys.executable).parent / "dvc")
 
@@ -122,31 +118,6 @@ class BackgroundRay:
         self.stopping.set()
         if wait:
             self.thread.join()
-
-
-class StageHost:
-    """The stage host (pipelines/stage_host.py) of this run: stages fork from one process that has
-    imported their libraries, instead of each importing them again."""
-
-    def __init__(self, env: dict):
-        self.folder = tempfile.TemporaryDirectory(prefix="genzoo-stages-")
-        self.path = str(Path(self.folder.name) / "host.sock")
-        # Its own session: a Ctrl-C reaches the stages once, through their `dvc repro`.
-        self.process = subprocess.Popen([sys.executable, "-m", "pipelines.stage_host", self.path], env=env,
-                                        stdin=subprocess.DEVNULL, start_new_session=True,
-                                        preexec_fn=end_with_parent)
-
-    def env(self, base: dict) -> dict:
-        return {**base, stage_host.ENV: self.path}
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.folder.cleanup()
 
 
 class Runner:
@@ -279,8 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     # Create the MLflow store and experiment once, before stages log to it at the same time.
     tracking.configure()
     env = {**os.environ, STAGES_AT_ONCE: str(args.jobs)}   # train stages size their workers by it
-    host = StageHost(env) if stage_host.available() else None
-    runner = Runner(stages, args.jobs, host.env(env) if host else env)
+    runner = Runner(stages, args.jobs, env)
     previous = {sig: signal.signal(sig, runner.interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     trains = any(name.startswith("train@") for name in stages)
     try:
@@ -291,8 +261,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if runner.ray:
             runner.ray.stop(wait=True)
-        if host:
-            host.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -118,12 +118,12 @@ def _release_when_stopped():
     asks the dashboard's state API whether the controller died; without the dashboard (local Ray
     here, `ray[default]` not installed) the trial's CPUs would stay reserved and later trials would
     never start. So the sweep removes the group the trial's workers reported."""
+    import ray
     from ray import tune
-    from ray._raylet import PlacementGroupID
     from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
 
     def release(group_hex: str) -> None:
-        group = PlacementGroup(PlacementGroupID.from_hex(group_hex))
+        group = PlacementGroup(ray.PlacementGroupID.from_hex(group_hex))
         if placement_group_table(group).get("state") not in (None, "REMOVED"):
             remove_placement_group(group)
 
@@ -159,7 +159,6 @@ def run(sweep: Plan, base: dict, settings: dict, selection: tuple[str, str], sto
     metric so far (see components/training/ray_worker.py)."""
     import ray
     from ray import tune
-    from ray._common.constants import HEAD_NODE_RESOURCE_NAME
     from ray.tune.schedulers import ASHAScheduler
 
     from pipelines.ray_train import read_state
@@ -172,11 +171,11 @@ def run(sweep: Plan, base: dict, settings: dict, selection: tuple[str, str], sto
     settings = {**settings, "cpus_per_worker": 1 if per_worker == "auto" else int(per_worker)}
     cpus_per_trial = int(settings["num_workers"]) * settings["cpus_per_worker"]
     concurrent = sweep.concurrent or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_trial)
-    # A trial's driver only waits on its TorchTrainer: its workers hold the CPUs. Tune needs the
-    # driver to hold something, so (like Ray's own helper actors) it holds a sliver of the head node.
+    # A trial's driver only waits on its TorchTrainer: its workers hold the CPUs. Tune refuses a
+    # trial that asks for nothing, so the driver asks for one byte of memory instead of a CPU.
     trainable = tune.with_resources(
         tune.with_parameters(_run_trial, base=base, settings=settings, storage=str(storage / f"{name}-runs")),
-        {HEAD_NODE_RESOURCE_NAME: 0.001})
+        {"cpu": 0, "memory": 1})
     path = storage / name
     if tune.Tuner.can_restore(str(path)):
         print(f"[{base['key']}] resuming the sweep in {path}", flush=True)

@@ -18,11 +18,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from pipelines.stage_host import delegate
-
-if __name__ == "__main__":
-    delegate(__spec__.name)   # runs in the runner's stage host when there is one, and exits there
-
 from components.schema import checked_params, exit_on_bad_params
 
 SECTIONS = ("train", "cluster")   # and the model's own entry
@@ -132,7 +127,7 @@ def train(params: dict, key: str, card: dict, data_dir: Path, domains: list | No
                        settings, card)
     config = {**ray_train.loop_config(key, name, arch, pixels, settings), "data_dir": str(data_dir)}
     trials = None
-    with ray_session(cluster_address(params), share_local=params["cluster"].get("keep_local_ray", 60)):
+    with ray_session(cluster_address(params)):
         if alive_nodes() > 1 and not settings.get("storage_path"):
             raise ConfigError("the Ray cluster has several nodes: set train.storage_path to a folder (or "
                               "object-store URI) every node reaches, for checkpoints")

@@ -40,7 +40,7 @@ def workspace(tmp_path_factory) -> Path:
         "nade": {"model": "nade", "hidden_units": 8},
         "nade_long": {"model": "nade", "hidden_units": 8, "training": {"epochs": 40, "patience": 40}},
         "nade_sweep": {"model": "nade", "hidden_units": 8, "training": {"epochs": 3, "num_workers": 1},
-                       "sweep": {"trials": 2, "concurrent": 2,
+                       "sweep": {"trials": 3, "concurrent": 2,
                                  "space": {"hidden_units": {"choice": [4, 12]},
                                            "training.lr": {"loguniform": [0.001, 0.01]}}}},
     }
@@ -147,7 +147,7 @@ def test_a_sweep_logs_one_parent_run_with_a_child_per_trial(cluster, workspace):
     parent = client.get_run(logged["run_id"])
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert len(children) == 2 and summary["sweep"]["trials"] == 2
+    assert len(children) == 3 and summary["sweep"]["trials"] == 3
     assert {c.data.tags["genzoo.stage"] for c in children} == {"trial"}
     assert all(c.data.metrics["best_val_nll"] > 0 for c in children)
     # The stage's model is the best trial's: its sampled size, and the best value of all trials.
@@ -158,3 +158,17 @@ def test_a_sweep_logs_one_parent_run_with_a_child_per_trial(cluster, workspace):
     assert config["params"]["hidden_units"] == best_size
     assert summary["best_val"] == pytest.approx(best_child.data.metrics["best_val_nll"])
     assert parent.data.params["model.hidden_units"] == str(best_size)
+
+    # The cluster outlives the sweep: every CPU and placement group its trials took is free again.
+    command, env = train_command(workspace, cluster, "nade")
+    probe = ("import time, ray\nfrom pipelines.ray_session import ray_session\nwith ray_session():\n"
+             "    for _ in range(120):\n"
+             "        groups = [g for g in ray.util.placement_group_table().values() if g['state'] != 'REMOVED']\n"
+             "        free = ray.available_resources().get('CPU', 0) == ray.cluster_resources()['CPU']\n"
+             "        if free and not groups: break\n"
+             "        time.sleep(0.5)\n"
+             "    print(ray.available_resources().get('CPU', 0), ray.cluster_resources()['CPU'], len(groups))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=workspace, env=env, capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-3:] == ["2.0", "2.0", "0"], result.stdout[-2000:]

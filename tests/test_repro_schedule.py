@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from pipelines import repro
-from pipelines.local_cluster import ClusterUnavailable
+from pipelines.ray_session import ClusterUnavailable
 
 
 class FakeRay:
