@@ -11,6 +11,11 @@ import warnings
 
 STAGES_AT_ONCE = "GENZOO_STAGES_AT_ONCE"   # how many stages may train at once: pipelines.repro sets it
 
+# Ray sends a token only in token mode, and reads the mode once per process, when it is first
+# imported (a stage may import Ray Tune before it connects): a token given is a token meant.
+if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+
 
 class ClusterUnavailable(RuntimeError):
     """No Ray to train on: an address nothing answers at, a refused client, a local Ray that did not start."""
@@ -58,10 +63,6 @@ def ray_session(address: str | None = None):
     """Ray for one stage: the cluster at `address` (see `cluster_address`), else a local Ray of
     this machine's CPUs, stopped when the block ends."""
     address = address or os.environ.get("RAY_ADDRESS")
-    # Ray sends a token to an explicit address only in token mode, and reads the mode once, at its
-    # first use: a token given is a token meant.
-    if address and (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
     quiet_ray_logs()
     import ray
     from ray.exceptions import AuthenticationError
