@@ -11,13 +11,9 @@
 * sweep: wall time of a `trials`-trial Ray Tune sweep with every trial it can run at
   once vs. one trial after another (`concurrent: 1`), same seeds and budget.
 * overhead: Ray's fixed cost per train stage, in a fresh process as DVC runs it:
-  imports, `ray.init`, Ray Train's start (fit() until the train function runs:
-  the controller up, then the worker group), one reported checkpoint,
-  `ray.shutdown`; a local Ray per stage vs. joining a Ray already running
-  (`ray start --head`, then RAY_ADDRESS); the adapter before (plain TorchTrainer)
-  and after (pipelines/ray_train.py's trainer, pipelines/ray_session.py's early
-  start of the autoscaling coordinator) alternately, with the Ray actors each
-  run started.
+  imports, `ray.init`, Ray Train's start (fit() until the train function runs),
+  one reported checkpoint, `ray.shutdown`; a local Ray per stage vs. joining a
+  Ray already running (`ray start --head`, then RAY_ADDRESS), alternately.
 
 Every run is a real `python -m pipelines.train` (or Ray Train) in a temporary
 workspace with a fresh MLflow store; CPU only (figures on a GPU need a GPU machine).
@@ -113,22 +109,10 @@ def sweep(folder: Path, model: str, trials: int, epochs: int) -> None:
 PROBE = r"""
 import json, os, sys, tempfile, time
 t0 = time.perf_counter()
+from pipelines import ray_session, ray_train   # first: it puts Ray in token mode when a token is given
 import ray, torch, ray.train
-from ray.train import RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
-from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
-from pipelines import ray_session, ray_train
 t_import = time.perf_counter()
-storage, variant, marks = sys.argv[1], sys.argv[2], sys.argv[3]
-
-def mark(name):
-    with open(marks, "a") as handle:
-        handle.write(json.dumps([name, time.time()]) + "\n")
-
-class Marks(ControllerCallback, WorkerGroupCallback):
-    # Runs after Ray Train's own callbacks of the same hook (the scaling policy's resource request first).
-    def after_controller_start(self, context): mark("controller")
-    def after_worker_group_start(self, group): mark("workers")
+storage = sys.argv[1]
 
 def train_fn(config):
     entered = time.time()
@@ -136,38 +120,20 @@ def train_fn(config):
         torch.save({}, os.path.join(folder, "state.pt"))
         ray.train.report({"entered": entered}, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
-if variant == "before":  # the adapter as it was: plain TorchTrainer, nothing started ahead
-    ray_session.start_autoscaling_coordinator = lambda: None
-    trainer_class = TorchTrainer
-else:
-    trainer_class = ray_train.trainer_class(distributed=False)   # one CPU worker, as the pipeline runs it
 session = ray_session.ray_session(os.environ.get("RAY_ADDRESS"))
 session.__enter__()
 t_init = time.perf_counter()
-logs = os.path.join(ray._private.worker._global_node.get_session_dir_path(), "logs")
-trainer = trainer_class(train_fn, scaling_config=ScalingConfig(num_workers=1),
-                        run_config=RunConfig(name=f"probe-{time.time()}", storage_path=storage, callbacks=[Marks()]))
+trainer = ray_train.make_trainer({}, {"num_workers": 1, "use_gpu": False}, storage, f"probe-{time.time()}")
+trainer = type(trainer)(train_fn, scaling_config=trainer.scaling_config, run_config=trainer.run_config)
 wall_fit, result = time.time(), trainer.fit()
 t_fit = time.perf_counter()
-actors = set()
-for name in os.listdir(logs):
-    path = os.path.join(logs, name)
-    if name.startswith("worker-") and name.endswith(".out") and os.path.getmtime(path) >= wall_fit:
-        with open(path) as handle:
-            head = handle.read(300)
-        actors |= {line.split(":actor_name:")[1] for line in head.splitlines() if ":actor_name:" in line}
 session.__exit__(None, None, None)
 t_end = time.perf_counter()
-at = dict(json.loads(line) for line in open(marks))
 entered = result.metrics["entered"]
 print(json.dumps({"imports": t_import - t0, "ray.init": t_init - t_import,
-                  "Train start": entered - wall_fit,
-                  "- controller up": at["controller"] - wall_fit,
-                  "- worker group up": at["workers"] - at["controller"],
-                  "- train function entered": entered - at["workers"],
+                  "Train start (fit until the train function runs)": entered - wall_fit,
                   "report + finish": (t_fit - t_init) - (entered - wall_fit),
-                  "shutdown": t_end - t_fit, "total": t_end - t0,
-                  "actors": sorted(actors)}))
+                  "shutdown": t_end - t_fit, "total": t_end - t0}))
 """
 
 def start_head(folder: Path) -> tuple[subprocess.Popen, dict]:
@@ -191,32 +157,21 @@ def start_head(folder: Path) -> tuple[subprocess.Popen, dict]:
 
 
 def overhead(folder: Path, repeats: int) -> None:
-    """The adapter before and after (see PROBE), alternately, so both see the same machine load."""
-    def probe(variant: str, **env) -> dict:
-        marks = folder / "marks.jsonl"
-        marks.unlink(missing_ok=True)
-        result = subprocess.run([sys.executable, "-c", PROBE, str(folder / "storage"), variant, str(marks)],
+    """A train stage's Ray costs with a local Ray of its own and joining one already running, alternately,
+    so both see the same machine load."""
+    def probe(**env) -> dict:
+        result = subprocess.run([sys.executable, "-c", PROBE, str(folder / "storage")],
                                 cwd=folder, capture_output=True, text=True, env=environment(**env))
         if result.returncode != 0:
             sys.exit(f"overhead probe failed:\n{result.stderr[-3000:]}")
         return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def alternate(**env) -> dict[str, list[dict]]:
-        runs = {"before": [], "after": []}
-        for _ in range(repeats):
-            for variant in runs:
-                runs[variant].append(probe(variant, **env))
-        return runs
-
-    floor = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import ray.train.torch"], check=True, env=environment())
-        floor.append(time.perf_counter() - started)
-    local = alternate()
+    local, joined = [], []
     head, cluster_env = start_head(folder)
     try:
-        joined = alternate(**cluster_env)
+        for _ in range(repeats):
+            local.append(probe())
+            joined.append(probe(**cluster_env))
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
@@ -225,20 +180,12 @@ def overhead(folder: Path, repeats: int) -> None:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
     print(f"\nRay's fixed cost per train stage (median of {repeats}, fresh process, 1 worker, one checkpoint; "
-          f"before/after alternately; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end)")
-    print("| phase | local Ray per stage: before | after | joining a running Ray: before | after |")
-    print("|---|---|---|---|---|")
-    for phase in local["before"][0]:
-        if phase == "actors":
-            continue
-        cells = [f"{statistics.median(r[phase] for r in runs[v]):.1f} s" for runs in (local, joined)
-                 for v in ("before", "after")]
-        print(f"| {phase} | " + " | ".join(cells) + " |")
-    for runs, where in ((local, "local"), (joined, "joined")):
-        for variant in ("before", "after"):
-            print(f"actor processes per run ({where}, {variant}): {', '.join(runs[variant][-1]['actors'])}")
-    print(f"a fresh Python importing ray.train.torch (what the controller and each worker pay, one after "
-          f"the other): {statistics.median(floor):.1f} s")
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end)")
+    print("| phase | local Ray per stage | joining a running Ray (`ray start --head`, RAY_ADDRESS) |")
+    print("|---|---|---|")
+    for phase in local[0]:
+        print(f"| {phase} | {statistics.median(r[phase] for r in local):.1f} s | "
+              f"{statistics.median(r[phase] for r in joined):.1f} s |")
 
 
 def main() -> None:

@@ -161,7 +161,7 @@ def test_a_sweep_logs_one_parent_run_with_a_child_per_trial(cluster, workspace):
 
     # The cluster outlives the sweep: every CPU and placement group its trials took is free again.
     command, env = train_command(workspace, cluster, "nade")
-    probe = ("import time, ray\nfrom pipelines.ray_session import ray_session\nwith ray_session():\n"
+    probe = ("from pipelines.ray_session import ray_session\nimport time, ray\nwith ray_session():\n"
              "    for _ in range(120):\n"
              "        groups = [g for g in ray.util.placement_group_table().values() if g['state'] != 'REMOVED']\n"
              "        free = ray.available_resources().get('CPU', 0) == ray.cluster_resources()['CPU']\n"
