@@ -43,7 +43,8 @@ GROUPS = [
       "fid", "kid", "precision", "recall", "class_coverage", "linear_probe_accuracy"]),
     ("adversarial", {"family": "adversarial"},
      ["pixels", "parameters", "fid", "kid", "precision", "recall", "class_coverage", "conditional_accuracy",
-      "categorical_code_accuracy", "completion_fid", "mask_iou", "patch_l1"]),
+      "heldout_caption_accuracy", "categorical_code_accuracy", "q_accuracy_on_real", "completion_fid", "mask_iou",
+      "patch_l1"]),
 ]
 # A family no group names yet gets a group of its own with these columns.
 COLUMNS = ["pixels", "parameters", "test_nll", "test_bits_per_dim", "test_elbo", "fid", "kid", "precision",

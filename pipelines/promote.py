@@ -46,8 +46,8 @@ SET_BY_PROMOTE = "genzoo.promoted_version"   # registered-model tag: the version
 # (not "champion_version": beside a person's champion it names another version, and read as the champion)
 # The numbers a version's description lists, when evaluation measured them.
 KEY_METRICS = ["test_nll", "test_bits_per_dim", "test_elbo", "fid", "kid", "precision", "recall",
-               "class_coverage", "conditional_accuracy", "anomaly_auroc_ood", "anomaly_auroc_holdout",
-               "linear_probe_accuracy", "knn_accuracy"]
+               "class_coverage", "conditional_accuracy", "heldout_caption_accuracy", "categorical_code_accuracy",
+               "anomaly_auroc_ood", "anomaly_auroc_holdout", "linear_probe_accuracy", "knn_accuracy"]
 
 
 def settings(params: dict) -> dict:
