@@ -262,7 +262,7 @@ def test_multi_label_attributes():
         model.discriminator.cls.weight.zero_()
         model.discriminator.cls.bias.fill_(-10.0)
     metrics = model.evaluation_metrics(batch, {})
-    assert metrics["target_accuracy"] == pytest.approx(1 / 3)
+    assert metrics["aux_classifier_target_accuracy"] == pytest.approx(1 / 3)
     # The reconstruction error is the mean |G(G(x, c), c_org) - x| over the three targets.
     c_org = attributes
     expected = sum((model.translate(model.translate(x, list(c)), c_org) - x).abs().mean().item()

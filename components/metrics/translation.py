@@ -24,10 +24,12 @@ def translation_metrics(model, test: Batch, valid: Batch, train: Batch, seed: in
     """For every target domain t, the test images of the other domains translated into t, against
     t's real test images: FID in the evaluation classifier's features, how often the classifier's
     label of a translation is its source's label (label preservation), and the error of a domain
-    classifier asked whether the translation is of domain t (target classification error); averaged
-    over targets. Beside each, what doing nothing (the untranslated sources) scores, and the FID
-    and error of real images of t (valid against test: the floor). `classifier`: the evaluation
-    classifier, or None (then `unavailable` says why the FID is missing)."""
+    classifier asked whether the translation is of domain t (target classification error, and its
+    complement `target_accuracy`: a network the model never trained against, unlike StarGAN's own
+    D_cls); averaged over targets. Beside each, what doing nothing (the untranslated sources) scores,
+    and the FID and error of real images of t (valid against test: the floor). Then the round trip
+    (`round_trip_metrics`). `classifier`: the evaluation classifier, or None (then `unavailable` says
+    why the FID is missing)."""
     names = model.spec.domain_names
     if test.domains is None or len(names) < 2:
         return {"translation_quality": "not measured: the data has fewer than 2 domains"}
@@ -57,8 +59,36 @@ def translation_metrics(model, test: Batch, valid: Batch, train: Batch, seed: in
         for name, value in measured.items():
             totals.setdefault(name, []).append(value)
     metrics = {name: sum(values) / len(values) for name, values in totals.items()}
+    if "target_classification_error" in metrics:
+        metrics["target_accuracy"] = 1 - metrics["target_classification_error"]
+    if classifier is not None and test.labels is not None:
+        metrics.update(round_trip_metrics(model, test, classifier))
     if classifier is None:
         metrics["translation_fid"] = f"not available: {unavailable}"
     elif test.labels is None:
         metrics["label_preservation"] = "not measured: the data has no labels"
+    return metrics
+
+
+@torch.no_grad()
+def round_trip_metrics(model, test: Batch, classifier) -> dict:
+    """The test images of the first domain (the untransformed images in params.yaml's views, the ones
+    the evaluation classifier reads) translated into each other domain t and back: how often the
+    evaluation classifier's label of the returned image is the source's true label
+    (`round_trip_label_preservation_via_<t>`, their mean `round_trip_label_preservation`), beside its
+    accuracy on the untouched sources (`..._of_identity`, the ceiling). Unlike the one-way label
+    preservation, this does not ask the classifier to read a rotated or thickened digit."""
+    names = model.spec.domain_names
+    rows = test.domains == 0
+    if not rows.any():
+        return {}
+    sources, labels = test.images[rows], test.labels[rows]
+    metrics = {"round_trip_label_preservation_of_identity": float((predict(classifier, sources)[1] == labels)
+                                                                  .float().mean())}
+    kept = []
+    for target in names[1:]:
+        back = model.translate(model.translate(sources, target), names[0]).cpu().float()
+        kept.append(float((predict(classifier, back)[1] == labels).float().mean()))
+        metrics[f"round_trip_label_preservation_via_{target}"] = kept[-1]
+    metrics["round_trip_label_preservation"] = sum(kept) / len(kept)
     return metrics

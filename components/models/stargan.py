@@ -185,8 +185,10 @@ class StarGAN(GenerativeModel):
 
     @torch.no_grad()
     def evaluation_metrics(self, test, settings):
-        """The domain classifier's accuracy on test images translated to each target (target-attribute
-        accuracy: all attributes right), and the reconstruction error of translating back."""
+        """D_cls's own verdict on test images translated to each target (all attributes right): named
+        `aux_classifier_target_accuracy`, since G was trained to satisfy this very classifier (the
+        independent figure, `target_accuracy`, is components/metrics/translation.py's domain
+        classifier's); and the reconstruction error of translating back."""
         field = self.params.labels
         if getattr(test, field) is None:
             return {"translation": f"not measured: the test batch carries no {field}"}
@@ -203,4 +205,5 @@ class StarGAN(GenerativeModel):
                          else (logits > 0).float())
             correct.append((predicted == c).all(1).float().mean().item())
             errors.append((to_unit(self.G(fake, c_org)) - x).abs().mean().item())
-        return {"target_accuracy": sum(correct) / len(correct), "reconstruction_error": sum(errors) / len(errors)}
+        return {"aux_classifier_target_accuracy": sum(correct) / len(correct),
+                "reconstruction_error": sum(errors) / len(errors)}
