@@ -102,6 +102,8 @@ def train_schema() -> type[Section]:
         optimizers: dict[str, Optimizer] | None = None
         schedule: Schedule | None = None
         ema_decay: Annotated[float, Field(gt=0, lt=1)] | None = None
+        ema_kimg: PositiveFloat | None = None
+        ema_rampup: PositiveFloat | None = None
         select_every: PositiveInt = 1
         select_samples: Annotated[int, Field(ge=2)] = 500
         num_workers: PositiveInt

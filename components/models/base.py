@@ -124,10 +124,12 @@ class GenerativeModel(nn.Module):
         """Called before the first epoch of `phase`, and again for the current phase when a run resumes
         (so it must set state from `phase`, not toggle it)."""
 
-    def on_phase_end(self, phase: "Phase") -> None:
-        """Called with the averaged (EMA) weights in place when a phase ends: after its last epoch when
-        the next phase follows (before selection sees the epoch), and after training's last epoch;
-        e.g. to keep samples of what the phase reached in `records`."""
+    def on_phase_end(self, phase: "Phase", averaged: bool = True) -> None:
+        """Called twice when a phase ends: with the live weights in place (`averaged` False), then with
+        the averaged (EMA) ones, the weights validation and selection see (the live ones again when
+        training keeps no average); after its last epoch when the next phase follows (before selection
+        sees the epoch), and after training's last epoch; e.g. to keep samples of what the phase reached
+        in `records`."""
 
     def selectable(self) -> bool:
         """Whether the model as it stands is a candidate for selection: a network still growing (ProGAN

@@ -24,8 +24,21 @@ normalization after each generator convolution (and of z), and (section 3)
 the minibatch standard deviation as an extra feature map before the
 discriminator's last block. Loss: WGAN-GP with the epsilon-drift term
 (0.001), one critic step per generator step, Adam (lr 0.001, beta1 0, beta2
-0.99), and an averaged generator for samples (`ema_modules`; the paper's
-decay 0.999 is the `ema_decay` training setting).
+0.99, epsilon 1e-8), and an averaged generator for samples (`ema_modules`).
+
+The official code (tkarras/progressive_growing_of_gans, train.py) resets both
+optimizers' state (Adam's moments and step count) whenever the level of
+detail crosses an integer (`reset_opt_for_new_lod = True`): when a new block
+starts fading in, and when its fade-in ends. So does `training_step` here,
+at the same two moments (`adam_stage`: 2 level + [alpha = 1]).
+
+The average: the paper's decay 0.999 per minibatch of 16 (`G_smoothing`) is a
+half-life of 16 ln 2 / -ln 0.999 = 11,000 images, about 1% of a 1.2M-image
+phase. It is the `ema_kimg` training setting, a half-life in thousands of
+images (components/training/ema.py, StyleGAN's form of the same average),
+with StyleGAN2-ADA's warm-up `ema_rampup`, so that the averaged generator at
+the end of a short phase is the trained one, not mostly its random
+initialization; `ema_decay` (per step) still works.
 
 Departures: feature maps per resolution are `width` at 4x4 and 8x8, halved at
 each finer resolution, down to 8 (the paper: 512 down to 16 at 1024x1024); the
@@ -35,12 +48,13 @@ samples only. Samples of a model trained at a coarser resolution than the data
 (nearest) to the data's size.
 
 The progression (the paper's figures of each resolution): when a phase ends
-(`on_phase_end`: before the next phase, and the last one when training ends,
-with the EMA generator in place), `PHASE_SAMPLES` samples of one fixed noise
-set are kept, 8-bit, nearest-upsampled from the phase's resolution, in a
+(`on_phase_end`: before the next phase, and the last one when training ends),
+`PHASE_SAMPLES` samples of one fixed noise set are kept of the averaged (EMA)
+generator and of the live one, 8-bit, nearest-upsampled from the phase's resolution, in a
 buffer saved with the weights as the run's record (`records`: the last epoch's,
 whichever epoch selection keeps). Evaluation shows each phase's grid
-(`phase_<i>_<r>x<r>.png`) and its FID `fid_phase_<r>` against the real test
+(`phase_<i>_<r>x<r>.png`, the averaged generator's) and the FIDs `fid_phase_<r>`
+(averaged generator) and `fid_phase_<r>_live` against the real test
 images downsampled to r x r (average pooling, as the phase's real images are
 made) and upsampled the same way, so the evaluation classifier reads both at
 the data's size.
@@ -197,7 +211,7 @@ class ProGAN(AdversarialModel):
     name = "progan"
     capabilities = {"sample"}
     ema_modules = ("generator",)
-    records = ("phase_recorded", "phase_samples")
+    records = ("phase_recorded", "phase_samples", "phase_recorded_live", "phase_samples_live")
 
     @dataclasses.dataclass
     class Params:
@@ -239,6 +253,9 @@ class ProGAN(AdversarialModel):
         self.register_buffer("phase_recorded", torch.zeros(levels, dtype=torch.bool))
         self.register_buffer("phase_samples", torch.zeros(levels, PHASE_SAMPLES, c, self.size, self.size,
                                                           dtype=torch.uint8))
+        self.register_buffer("phase_recorded_live", torch.zeros_like(self.phase_recorded))
+        self.register_buffer("phase_samples_live", torch.zeros_like(self.phase_samples))
+        self.register_buffer("adam_stage", torch.tensor(-1))    # 2 level + [alpha = 1] the optimizers' state is of
 
     def configure_optimizers(self, lr):
         betas = (self.params.beta1, self.params.beta2)
@@ -259,13 +276,23 @@ class ProGAN(AdversarialModel):
             self.alpha.fill_(0.0 if level > 0 else 1.0)
 
     @torch.no_grad()
-    def on_phase_end(self, phase):
+    def on_phase_end(self, phase, averaged=True):
         level, alpha = self.current
         z = torch.randn(PHASE_SAMPLES, self.params.latent_dim, generator=torch.Generator().manual_seed(PHASE_SEED))
         x = self.generator(z.to(self.device), level, alpha).clamp(-1, 1)
         x = to_unit(F.interpolate(x, size=(self.size, self.size), mode="nearest"))
-        self.phase_samples[level] = (x * 255).round().to(torch.uint8)
-        self.phase_recorded[level] = True
+        samples, recorded = ((self.phase_samples, self.phase_recorded) if averaged
+                             else (self.phase_samples_live, self.phase_recorded_live))
+        samples[level] = (x * 255).round().to(torch.uint8)
+        recorded[level] = True
+
+    def reset_optimizers_for_new_layers(self, optimizers, level: int, alpha: float) -> None:
+        """Empty Adam's state when a block starts fading in and when its fade-in ends (see above)."""
+        stage = 2 * level + int(alpha >= 1)
+        if stage != int(self.adam_stage):
+            for optimizer in optimizers.values():
+                optimizer.state.clear()
+            self.adam_stage.fill_(stage)
 
     def selectable(self) -> bool:
         """Only the grown network (the data's resolution, alpha 1) competes in selection: an earlier
@@ -299,6 +326,7 @@ class ProGAN(AdversarialModel):
 
     def training_step(self, batch, optimizers):
         level, alpha = self.current
+        self.reset_optimizers_for_new_layers(optimizers, level, alpha)
         real = self.real_at(self.working(batch.images), level, alpha)
         critic = lambda x: self.discriminator(x, level, alpha)  # noqa: E731
         fake = self.generator(self.noise(len(real)), level, alpha)
@@ -336,9 +364,12 @@ class ProGAN(AdversarialModel):
 
     # --- evaluation: the progression -----------------------------------------------
     @torch.no_grad()
-    def phase_results(self) -> dict[int, torch.Tensor | str]:
-        """Resolution -> the samples kept as that phase ended, at the data's size, or why there are none."""
-        return {r: self.at_data_size(self.phase_samples[k].float() / 127.5 - 1) if bool(self.phase_recorded[k])
+    def phase_results(self, live: bool = False) -> dict[int, torch.Tensor | str]:
+        """Resolution -> the samples kept as that phase ended (of the averaged generator, or the live one),
+        at the data's size, or why there are none."""
+        kept, recorded = ((self.phase_samples_live, self.phase_recorded_live) if live
+                          else (self.phase_samples, self.phase_recorded))
+        return {r: self.at_data_size(kept[k].float() / 127.5 - 1) if bool(recorded[k])
                 else "not recorded: training ended before this phase"
                 for k, r in enumerate(self.params.resolutions)}
 
@@ -349,11 +380,13 @@ class ProGAN(AdversarialModel):
     def evaluation_metrics(self, test, settings):
         judge = settings.get("judge")
         metrics = {}
-        for r, samples in self.phase_results().items():
-            if isinstance(samples, str) or judge is None:
-                metrics[f"fid_phase_{r}"] = samples if isinstance(samples, str) else "not measured: no classifier"
-            else:
-                metrics[f"fid_phase_{r}"] = judge.fid(samples.cpu(), self.real_at_resolution(test.images, r).cpu())
+        for suffix, results in (("", self.phase_results()), ("_live", self.phase_results(live=True))):
+            for r, samples in results.items():
+                key = f"fid_phase_{r}{suffix}"
+                if isinstance(samples, str) or judge is None:
+                    metrics[key] = samples if isinstance(samples, str) else "not measured: no classifier"
+                else:
+                    metrics[key] = judge.fid(samples.cpu(), self.real_at_resolution(test.images, r).cpu())
         return metrics
 
     def evaluation_figures(self, test, settings):

@@ -44,7 +44,9 @@ class Settings:
     precision: str = "fp32"
     optimizers: dict = dataclasses.field(default_factory=dict)  # name -> {lr, betas}
     schedule: dict = dataclasses.field(default_factory=dict)    # {kind, decay_fraction | step_epochs, gamma | ...}
-    ema_decay: float | None = None
+    ema_decay: float | None = None   # per step; or a half-life in thousands of images (ema.py)
+    ema_kimg: float | None = None
+    ema_rampup: float | None = None
     select_every: int = 1            # epochs between sample-quality measurements
     select_samples: int = 500        # samples per sample-quality measurement
 
@@ -64,10 +66,14 @@ class Settings:
         """Fail on settings this model cannot use, before any training."""
         if self.optimizers:  # building optimizers imports torch's compiler stack (~1 s): only to check names
             configure_optimizers(model, self.lr, self.optimizers)
-        if self.ema_decay is not None and not model.ema_modules:
+        if self.averages and not model.ema_modules:
             raise ConfigError(f"training.ema_decay: {model.name} declares no weights to average (ema_modules)")
-        if self.ema_decay is not None:
-            EMA(model, model.ema_modules, self.ema_decay)
+        if self.averages:
+            EMA(model, model.ema_modules, self.ema_decay, self.ema_kimg, self.ema_rampup)
+
+    @property
+    def averages(self) -> bool:
+        return self.ema_decay is not None or self.ema_kimg is not None
 
 
 class Callback:
@@ -109,7 +115,8 @@ class Run:
     def __init__(self, model: GenerativeModel, settings: Settings, device, world: int, quality=None):
         self.model, self.settings, self.device, self.world = model, settings, torch.device(device), world
         self.optimizers = configure_optimizers(model, settings.lr, settings.optimizers)
-        self.ema = EMA(model, model.ema_modules, settings.ema_decay) if settings.ema_decay is not None else None
+        self.ema = (EMA(model, model.ema_modules, settings.ema_decay, settings.ema_kimg, settings.ema_rampup)
+                    if settings.averages else None)
         self.phases = model.phases() or [Phase("train")]
         metric = model.selection
         self.quality = quality
@@ -190,7 +197,7 @@ def fit(model: GenerativeModel, train_data: TrainData, valid_data: ValidData, se
             with precision:
                 step = model.training_step(batch.to(run.device), run.optimizers)
             if run.ema:
-                run.ema.update(model)
+                run.ema.update(model, len(batch) * world, run.state["images"] + (seen + len(batch)) * world)
             run.state["step"] += 1
             model.on_step(run.state["step"])
             for key, value in step.items():
@@ -216,8 +223,7 @@ def fit(model: GenerativeModel, train_data: TrainData, valid_data: ValidData, se
         run.state.update(epoch=epoch, images=run.state["images"] + seen * world,
                          stopped=run.stop or bool(run.selection and run.selection.should_stop))
         if epoch >= settings.epochs or run.state["stopped"]:   # training ends, and with it the phase
-            with run.averaged():
-                model.on_phase_end(run.phase)
+            phase_ended(run)
         run.state["history"].append(record)
         for callback in callbacks:
             callback.on_epoch_end(run, record)
@@ -229,9 +235,15 @@ def end_phase(run: Run, shown: int) -> None:
     run.state["phase_images"] += shown
     limit = run.phase.images
     if limit is not None and run.state["phase_images"] >= limit and run.state["phase"] + 1 < len(run.phases):
-        with run.averaged():   # what the phase reached, as validation and selection see the model
-            run.model.on_phase_end(run.phase)
+        phase_ended(run)
         run.state.update(phase=run.state["phase"] + 1, phase_images=0)
+
+
+def phase_ended(run: Run) -> None:
+    """The model's `on_phase_end` with the live weights, then with what validation and selection see."""
+    run.model.on_phase_end(run.phase, averaged=False)
+    with run.averaged():
+        run.model.on_phase_end(run.phase, averaged=True)
 
 
 def final_weights(checkpoint: dict) -> dict:
