@@ -105,8 +105,12 @@ def _run_trial(trial: dict, base: dict, settings: dict, storage: str) -> None:
     sampled = {name: type(base["settings"][name])(value) for name, value in trial["settings"].items()}
     config = {**base, "key": f"{base['key']} {trial_id}", "params": {**base["params"], **trial["params"]},
               "settings": {**base["settings"], **sampled}}
-    # Named by the trial id: a restored sweep resumes each trial's own Train run.
-    trainer = make_trainer(config, settings, Path(storage), trial_id, callbacks=[TuneReportCallback()])
+    # Named by the trial id: a restored sweep resumes each trial's own Train run. Its workers are not
+    # restarted by Ray Train (Tune retries the trial instead, from the run's checkpoint): a trial Tune
+    # stopped has its workers' group removed (below), and a controller that retried would place a
+    # new group nobody releases.
+    trainer = make_trainer(config, {**settings, "max_failures": 0}, Path(storage), trial_id,
+                           callbacks=[TuneReportCallback()])
     trainer.fit()
 
 
@@ -191,6 +195,7 @@ def run(sweep: Plan, base: dict, settings: dict, selection: tuple[str, str], sto
                 scheduler=ASHAScheduler(time_attr="epoch", max_t=int(base["settings"]["epochs"]) + 1,
                                         grace_period=min(sweep.grace_epochs, int(base["settings"]["epochs"])))),
             run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=int(settings.get("max_failures", 0))),
                                       callbacks=[_release_when_stopped()]))
     print(f"[{base['key']}] sweep: {sweep.trials} trial(s), {concurrent} at a time, ASHA on {monitor}",
           flush=True)

@@ -167,6 +167,7 @@ def test_a_sweep_logs_one_parent_run_with_a_child_per_trial(cluster, workspace):
              "        free = ray.available_resources().get('CPU', 0) == ray.cluster_resources()['CPU']\n"
              "        if free and not groups: break\n"
              "        time.sleep(0.5)\n"
+             "    print(groups)\n"
              "    print(ray.available_resources().get('CPU', 0), ray.cluster_resources()['CPU'], len(groups))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=workspace, env=env, capture_output=True, text=True,
                             timeout=180)
