@@ -83,7 +83,7 @@ def test_conditional_models_are_selected_by_a_metric_that_includes_the_label(dig
     model = build_model("cgan", DataSpec.single((1, 8, 8), 256, class_names=tuple("0123456789"),
                                                 fields=("labels",)), {})
     assert model.selection == ("intra_fid", "min") and model.selection[0] in SAMPLE_QUALITY
-    classifier, images, labels = digits_classifier
+    classifier, images, _ = digits_classifier
     predicted = predict(classifier, images)[1].numpy()
     by_class = {k: torch.from_numpy(images[predicted == k]) for k in range(10)}
 
