@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 import yaml
 
-from tiny_pipeline import KEYS, client, environment, free_port, post, ran_stages, run, server
+from tiny_pipeline import KEYS, client, copy_repository, environment, free_port, post, ran_stages, run, server
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def repo(tiny_pipeline) -> Path:
-    """The repository with the tiny config after one `dvc repro` (tiny_pipeline.first_repro)."""
-    return tiny_pipeline.live
+@pytest.fixture
+def repo(tiny_pipeline, tmp_path) -> Path:
+    """A copy of the repository with the tiny config after one `dvc repro` (tiny_pipeline.first_repro),
+    each test's own: what one test changes no other sees, whatever their order."""
+    return copy_repository(tiny_pipeline.pristine, tmp_path / "genzoo")
 
 
 def test_repro_registers_every_model_with_a_champion(repo):

@@ -78,8 +78,8 @@ def ran_stages(output: str) -> list[str]:
 
 
 class TinyPipeline(NamedTuple):
-    live: Path       # test_pipeline.py's repository: its tests change it, in their order
-    pristine: Path   # a copy taken right after the first `dvc repro`: copy it again (copy_repository)
+    live: Path       # where the first `dvc repro` ran (its log: first-repro.log)
+    pristine: Path   # a copy taken right after it: tests copy it again (copy_repository) and change their copy
 
 
 def first_repro(folder: Path) -> TinyPipeline:
