@@ -1,7 +1,7 @@
 """Check a params file against the schema (components/schema.py) without running anything.
 
     python -m pipelines.check [params.yaml]   one line per bad key, exit status 1; else a summary
-    python -m pipelines.check --markdown      every key and what it takes (the README's section)
+    python -m pipelines.check --markdown      every key and what it takes (PARAMETERS.md)
 
 Every stage runs the same check on the sections it reads before it starts; this checks them all.
 """

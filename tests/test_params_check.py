@@ -324,14 +324,14 @@ def test_the_check_command_passes_the_default_params_and_lists_every_bad_key(tmp
     ]
 
 
-def test_the_readme_params_section_is_the_schema():
-    readme = (REPO / "README.md").read_text()
+def test_the_parameters_page_is_the_schema():
+    readme = (REPO / "PARAMETERS.md").read_text()
     section = re.search(r"<!-- params: .*? -->\n(.*?)<!-- /params -->", readme, re.S)
-    assert section, "README: the params section between <!-- params: ... --> and <!-- /params -->"
+    assert section, "PARAMETERS.md: the params section between <!-- params: ... --> and <!-- /params -->"
     # the command a person runs, in its own process: tests here register toy models of their own
     generated = subprocess.run([sys.executable, "-m", "pipelines.check", "--markdown"], cwd=REPO,
                                capture_output=True, text=True, check=True).stdout
-    assert section.group(1) == generated, "README's params section is stale: python -m pipelines.check --markdown"
+    assert section.group(1) == generated, "PARAMETERS.md is stale: python -m pipelines.check --markdown"
 
 
 def test_repro_checks_the_whole_file_before_running_any_stage(folder):
