@@ -74,8 +74,8 @@ from components.metrics.sample_quality import sample_quality  # noqa: E402
 from components.metrics.translation import translation_metrics  # noqa: E402
 from components.models import build_model  # noqa: E402
 from components.models.cyclegan import l1  # noqa: E402
-from components.models.families.adversarial import to_signed, to_unit  # noqa: E402
-from components.models.puzzle_gan import appearance_loss, key_patches, spatial_loss  # noqa: E402
+from components.models.families.adversarial import to_signed  # noqa: E402
+from components.models.puzzle_gan import appearance_loss, key_patches, mismatched, spatial_loss  # noqa: E402
 from components.training import Settings, final_weights, fit  # noqa: E402
 from budget import CheckpointEachEpoch, alternated_rounds, fit_rate, fmt, seeded_subset  # noqa: E402
 from components.training.callbacks import Budget, Progress  # noqa: E402
@@ -175,17 +175,20 @@ def plain_stargan(model, optimizers, batch: Batch, count: int) -> None:
 
 
 def plain_puzzle_gan(model, optimizers, batch: Batch, count: int) -> None:
-    """The discriminator on (image, mask) pairs, then the generator's adversarial, spatial and appearance terms."""
+    """The discriminator on images (generated and mismatched composites as fakes) every batch; the
+    generator's adversarial, spatial and appearance terms every `discriminator_steps`-th."""
     p, loss, D = model.params, model.loss, model.discriminator
-    x = batch.images
-    key = key_patches(x, p.patches, model.patch_size)
-    real = torch.cat([to_signed(x), to_signed(key.mask)], 1)
-    generated, mask = model.generate(key.patches)
-    fake = torch.cat([generated, to_signed(mask)], 1)
-    step(optimizers["discriminator"], loss.discriminator(D(real), D(fake.detach())) + loss.penalty(D, real, fake))
-    step(optimizers["generator"], p.lambda_adv * loss.generator(D(fake))
-         + p.lambda_spatial * spatial_loss(mask.clamp(1e-6, 1 - 1e-6), key.mask)
-         + p.lambda_appearance * appearance_loss(to_unit(generated), x, key.mask))
+    x = to_signed(batch.images)
+    key = key_patches(batch.images, p.patches, model.patch_size)
+    generator_step = count % p.discriminator_steps == 0
+    with torch.set_grad_enabled(generator_step):
+        generated, mask = model.generate(key.patches)
+    fakes = torch.cat([generated.detach(), mismatched(x, key.mask)]) if p.mismatched_fakes else generated.detach()
+    step(optimizers["discriminator"], loss.discriminator(D(x), D(fakes)) + loss.penalty(D, x, generated.detach()))
+    if generator_step:
+        lambda_spatial, lambda_appearance = model.weights()
+        step(optimizers["generator"], loss.generator(D(generated)) + lambda_spatial * spatial_loss(mask, key.mask)
+             + lambda_appearance * appearance_loss(generated, mask, x, key.mask))
 
 
 PLAIN = {"cyclegan": plain_cyclegan, "stargan": plain_stargan, "puzzle_gan": plain_puzzle_gan}

@@ -339,7 +339,7 @@ def test_a_run_resumed_mid_fade_continues_with_the_same_alpha():
     assert int(resumed.phase_images_seen) == 32 + 64
 
 
-def test_the_end_of_each_phase_keeps_samples_of_the_ema_generator_whichever_epoch_is_selected():
+def test_the_end_of_each_phase_keeps_samples_of_the_ema_and_the_live_generator_whichever_epoch_is_selected():
     from components.models.families.adversarial import to_unit
     from components.models.progan import PHASE_SAMPLES, PHASE_SEED
     from components.training import final_weights
@@ -371,6 +371,8 @@ def test_the_end_of_each_phase_keeps_samples_of_the_ema_generator_whichever_epoc
         samples = kept["phase_samples"][level].float() / 255
         assert (samples - seen.averaged[level]).abs().max() <= 0.5 / 255 + 1e-6   # 8-bit EMA generator's
         assert (samples - seen.live[level]).abs().max() > 0.05                      # not the live one's
+        live = kept["phase_samples_live"][level].float() / 255                      # kept beside it
+        assert (live - seen.live[level]).abs().max() <= 0.5 / 255 + 1e-6
 
 
 def test_progan_selection_only_weighs_the_grown_network():

@@ -1,17 +1,29 @@
-"""Puzzle-GAN (Lee, Park, Kim, Hwang & Kim, ECCV 2018, "Unsupervised Holistic Image Generation from
-Key Local Patches"): the whole image, and where its parts belong, from a few of its patches.
+"""Puzzle-GAN (Donghoon Lee, Sangdoo Yun, Sungjoon Choi, Hwiyeon Yoo, Ming-Hsuan Yang & Songhwai Oh,
+ECCV 2018, arXiv 1703.10730, "Unsupervised Holistic Image Generation from Key Local Patches"): the
+whole image, and where its parts belong, from a few of its patches. Settings and losses as the
+authors' code has them (github.com/hellbell/KeyPatchGan: models/model.py, main.py, options.py).
 
 Given K key patches {x_1, ..., x_K} of an image x (no positions), a shared part encoder E maps each
-to a code; the codes and a noise vector z go to a decoder that outputs the whole image x_hat and a
-mask M_hat of where the patches lie: (x_hat, M_hat) = G(E(x_1), ..., E(x_K), z). With M the true
-mask (1 on the windows the patches were cut from), the generator minimizes
+to a code; the codes are summed, so the order of the patches does not matter, and with a noise
+vector z ~ U(-1, 1) a decoder outputs the whole image x_hat and a mask M_hat of where the patches
+lie: (x_hat, M_hat) = G(E(x_1) + ... + E(x_K), z). With M the true mask (1 on the windows the
+patches were cut from), images in [-1, 1] and M_hat in [0, 1], the generator minimizes
 
-    L_G = lambda_adv L_adv + lambda_spatial L_spatial + lambda_appearance L_appearance,
-    L_spatial    = BCE(M_hat, M),                       (the mask against the patches' true windows)
-    L_appearance = ||M * (x_hat - x)||_1 / ||M||_1,     (the patches restored in the generated image)
+    L_G = L_adv + lambda_S L_S + lambda_A L_A,
+    L_S = ||M_hat - M||_1,                    (spatial: the mask against the patches' true windows)
+    L_A = ||M_hat * x_hat - M * x||_1,        (appearance: the patches restored where the mask is,
+                                               so it trains the predicted mask as well as the image)
 
-and a discriminator judges (image, mask) pairs, real (x, M) against generated (x_hat, M_hat), with
-any of the shared adversarial losses (components/losses/adversarial.py; least squares here).
+each L1 a sum over pixels, averaged over the batch. The discriminator judges images only: real x
+against generated x_hat and, as in the authors' code, against mismatched composites made of a real
+image with another image's pixels pasted in its key windows (M * x' + (1 - M) * x and
+M * x + (1 - M) * x'), so that patches that do not fit their surroundings read as fake; the three
+kinds of fake share one mean. Loss: the shared adversarial losses (components/losses/adversarial.py;
+the authors' BCE is `nonsaturating`), the generator stepping once every `discriminator_steps`
+discriminator steps (the authors: 2). The authors' weights fall log-linearly over the epochs, from
+1e-2 to 1e-4 on L1 summed over a batch of 64 (main.py: np.logspace(-2, -4, epochs)): per image,
+lambda from 0.64 to 0.0064 (`lambda_spatial`, `lambda_appearance`: first and last value, over
+`lambda_epochs`). Adam lr 2e-4, betas (0.5, 0.999) for both players.
 
 Key patches. The paper takes the patches from an object-proposal method. Its stand-in here is a
 stated objectness score: the gradient energy of a window, the sum over its pixels and channels of
@@ -21,9 +33,11 @@ selection is deterministic. On 8x8 digits: 3 patches of 3x3; on 32x32 photos: 8x
 0 = max(3, side // 4)). Given observed pixels (`complete`), only windows of observed pixels compete,
 scored by the Sobel responses that read observed pixels only, so nothing hidden leaks in.
 
-Networks: the encoder is two 3x3 convolutions (the second of stride 2) and a linear code; the
-decoder and the discriminator are the DCGAN stacks of the adversarial family (image channels plus
-one mask channel, tanh; the mask is read as (tanh + 1) / 2 = sigmoid(2a)).
+Networks (departure: the authors' U-Net, whose separate mask network feeds the image network, is one
+decoder here): the encoder is two 3x3 convolutions (the second of stride 2) and a linear code; the
+decoder is the DCGAN generator of the adversarial family (image channels plus one mask channel,
+tanh; the mask read as (tanh + 1) / 2 = sigmoid(2a), the authors' sigmoid), the discriminator its
+DCGAN discriminator on the image channels.
 
 `complete(images, observed=None)` cuts the key patches from `images` itself (from windows of
 observed pixels only, where `observed` is given) and returns the generated whole images (pixels
@@ -110,14 +124,29 @@ def key_patches(images: torch.Tensor, k: int, size: int, observed: torch.Tensor 
 
 
 def spatial_loss(predicted_mask: torch.Tensor, true_mask: torch.Tensor) -> torch.Tensor:
-    """BCE(M_hat, M), mean over pixels."""
-    return F.binary_cross_entropy(predicted_mask, true_mask)
+    """L_S = ||M_hat - M||_1: summed over pixels, averaged over the batch."""
+    return (predicted_mask - true_mask).abs().flatten(1).sum(1).mean()
 
 
-def appearance_loss(generated: torch.Tensor, images: torch.Tensor, true_mask: torch.Tensor) -> torch.Tensor:
-    """||M * (x_hat - x)||_1 / ||M||_1 per channel: the mean absolute error on the patches' windows."""
+def appearance_loss(generated: torch.Tensor, predicted_mask: torch.Tensor, images: torch.Tensor,
+                    true_mask: torch.Tensor) -> torch.Tensor:
+    """L_A = ||M_hat * x_hat - M * x||_1 (images in [-1, 1]): summed over pixels and channels, averaged
+    over the batch."""
+    return (predicted_mask * generated - true_mask * images).abs().flatten(1).sum(1).mean()
+
+
+def patch_l1(generated: torch.Tensor, images: torch.Tensor, true_mask: torch.Tensor) -> torch.Tensor:
+    """The evaluation's figure: the mean absolute error (images in [0, 1]) on the true windows, per
+    channel, ||M * (x_hat - x)||_1 / ||M||_1: whether the patches came back where they belong."""
     m = true_mask.expand_as(images)
     return ((generated - images).abs() * m).sum() / m.sum().clamp_min(1)
+
+
+def mismatched(images: torch.Tensor, true_mask: torch.Tensor) -> torch.Tensor:
+    """The authors' extra fakes: each image's key windows filled from the next image of the batch, and the
+    rest of it so filled around its own key windows (M x' + (1 - M) x, M x + (1 - M) x')."""
+    other = images.roll(1, 0)
+    return torch.cat([torch.lerp(images, other, true_mask), torch.lerp(other, images, true_mask)])
 
 
 class PartEncoder(nn.Module):
@@ -145,14 +174,18 @@ class PuzzleGAN(GenerativeModel):
     class Params:
         patches: Annotated[int, Field(ge=1)] = 3              # K, the paper's default
         patch_size: Annotated[int, Field(ge=0)] = 0           # side of a key patch; 0 = max(3, image side // 4)
-        code_dim: Annotated[int, Field(ge=1)] = 64            # per patch
+        code_dim: Annotated[int, Field(ge=1)] = 64            # per patch (summed over the patches)
         noise_dim: Annotated[int, Field(ge=0)] = 8
         width: Annotated[int, Field(ge=1)] = 32               # encoder, decoder and discriminator widths
         extra_layers: Annotated[int, Field(ge=0)] = 1  # stride-1 layers at 4x4 in decoder and discriminator (8x8 depth)
-        lambda_adv: Annotated[float, Field(ge=0)] = 1.0
-        lambda_spatial: Annotated[float, Field(ge=0)] = 1.0
-        lambda_appearance: Annotated[float, Field(ge=0)] = 10.0
-        loss: LossName = "lsgan"
+        # lambda_S and lambda_A at the first epoch and from epoch `lambda_epochs` on, log-linear between
+        lambda_spatial: list[Annotated[float, Field(ge=0)]] = dataclasses.field(default_factory=lambda: [0.64, 0.0064])
+        lambda_appearance: list[Annotated[float, Field(ge=0)]] = dataclasses.field(
+            default_factory=lambda: [0.64, 0.0064])
+        lambda_epochs: Annotated[int, Field(ge=1)] = 25        # the authors' 25 epochs
+        mismatched_fakes: bool = True                          # the composites as fakes for the discriminator
+        discriminator_steps: Annotated[int, Field(ge=1)] = 2    # per generator step
+        loss: LossName = "nonsaturating"
         beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
 
     def __init__(self, spec, params):
@@ -162,18 +195,33 @@ class PuzzleGAN(GenerativeModel):
         if params.patches < 1 or self.patch_size > min(h, w):
             raise ConfigError(f"model 'puzzle_gan': {params.patches} patches of {self.patch_size}x{self.patch_size} "
                               f"do not fit {h}x{w} images")
+        for name in ("lambda_spatial", "lambda_appearance"):
+            if len(getattr(params, name)) != 2:
+                raise ConfigError(f"model 'puzzle_gan': {name} is [first epoch's, last epoch's], got {getattr(params, name)}")
         self.encoder = PartEncoder(c, self.patch_size, params.width, params.code_dim)
-        self.decoder = DCGANGenerator(params.patches * params.code_dim + params.noise_dim, (c + 1, h, w),
-                                      params.width, params.extra_layers)
-        self.discriminator = DCGANDiscriminator((c + 1, h, w), params.width, params.extra_layers,
+        self.decoder = DCGANGenerator(params.code_dim + params.noise_dim, (c + 1, h, w), params.width,
+                                      params.extra_layers)
+        self.discriminator = DCGANDiscriminator((c, h, w), params.width, params.extra_layers,
                                                 norm="layer" if params.loss == "wgan_gp" else "batch")
         self.loss = adversarial_loss(params.loss)
+        self.register_buffer("epochs_started", torch.tensor(0))
+        self.register_buffer("steps", torch.tensor(0))
+        self.generator_losses: dict[str, float] = {}   # the last generator step's, reported until the next
 
     def configure_optimizers(self, lr):
         betas = (self.params.beta1, 0.999)
         return {"generator": torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()],
                                               lr=lr, betas=betas),
                 "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)}
+
+    def on_epoch_start(self):
+        self.epochs_started += 1
+
+    def weights(self) -> tuple[float, float]:
+        """(lambda_S, lambda_A) of the current epoch: log-linear from the first values to the last."""
+        t = min(1.0, (max(1, int(self.epochs_started)) - 1) / max(1, self.params.lambda_epochs - 1))
+        return tuple(first * (last / first) ** t if first > 0 and last > 0 else first + (last - first) * t
+                     for first, last in (self.params.lambda_spatial, self.params.lambda_appearance))
 
     def key_patches(self, images: torch.Tensor, observed: torch.Tensor | None = None) -> KeyPatches:
         return key_patches(images, self.params.patches, self.patch_size, observed)
@@ -183,28 +231,32 @@ class PuzzleGAN(GenerativeModel):
         b, k = patches.shape[:2]
         if k != self.params.patches:
             raise ValueError(f"puzzle_gan was trained on {self.params.patches} patches per image, got {k}")
-        codes = self.encoder(to_signed(patches.flatten(0, 1))).reshape(b, -1)
-        z = torch.randn(b, self.params.noise_dim, generator=generator).to(codes)
+        codes = self.encoder(to_signed(patches.flatten(0, 1))).reshape(b, k, -1).sum(1)
+        z = (torch.rand(b, self.params.noise_dim, generator=generator) * 2 - 1).to(codes)
         out = self.decoder(torch.cat([codes, z], 1))
         return out[:, :-1], to_unit(out[:, -1:])
 
     def training_step(self, batch, optimizers):
-        x = batch.images
-        key = self.key_patches(x)
-        real = torch.cat([to_signed(x), to_signed(key.mask)], 1)
-        generated, mask = self.generate(key.patches)
-        fake = torch.cat([generated, to_signed(mask)], 1)
-        d_loss = (self.loss.discriminator(self.discriminator(real), self.discriminator(fake.detach()))
-                  + self.loss.penalty(self.discriminator, real, fake))
+        x, D = to_signed(batch.images), self.discriminator
+        key = self.key_patches(batch.images)
+        self.steps += 1
+        generator_step = int(self.steps) % self.params.discriminator_steps == 0
+        with torch.set_grad_enabled(generator_step):
+            generated, mask = self.generate(key.patches)
+        fakes = generated.detach()
+        if self.params.mismatched_fakes and len(x) > 1:
+            fakes = torch.cat([fakes, mismatched(x, key.mask)])
+        d_loss = self.loss.discriminator(D(x), D(fakes)) + self.loss.penalty(D, x, generated.detach())
         self.optimize(optimizers["discriminator"], d_loss)
-        spatial = spatial_loss(mask.clamp(1e-6, 1 - 1e-6), key.mask)
-        appearance = appearance_loss(to_unit(generated), x, key.mask)
-        adversarial = self.loss.generator(self.discriminator(fake))
-        p = self.params
-        g_loss = p.lambda_adv * adversarial + p.lambda_spatial * spatial + p.lambda_appearance * appearance
-        self.optimize(optimizers["generator"], g_loss)
-        return {"loss": d_loss.item() + g_loss.item(), "d_loss": d_loss.item(), "g_loss": g_loss.item(),
-                "spatial_loss": spatial.item(), "appearance_loss": appearance.item()}
+        if generator_step:
+            lambda_spatial, lambda_appearance = self.weights()
+            spatial = spatial_loss(mask, key.mask)
+            appearance = appearance_loss(generated, mask, x, key.mask)
+            g_loss = self.loss.generator(D(generated)) + lambda_spatial * spatial + lambda_appearance * appearance
+            self.optimize(optimizers["generator"], g_loss)
+            self.generator_losses = {"g_loss": g_loss.item(), "spatial_loss": spatial.item(),
+                                     "appearance_loss": appearance.item()}
+        return {"d_loss": d_loss.item(), **self.generator_losses}
 
     @torch.no_grad()
     def validation_metrics(self, batch):
@@ -217,7 +269,7 @@ class PuzzleGAN(GenerativeModel):
         predicted = mask > 0.5
         truth = key.mask > 0.5
         iou = ((predicted & truth).sum((1, 2, 3)).float() / (predicted | truth).sum((1, 2, 3)).clamp_min(1))
-        return {"mask_iou": iou.mean().item(), "patch_l1": appearance_loss(to_unit(generated), images, key.mask).item()}
+        return {"mask_iou": iou.mean().item(), "patch_l1": patch_l1(to_unit(generated), images, key.mask).item()}
 
     @torch.no_grad()
     def generate_from_patches(self, patches, generator: torch.Generator | None = None):
