@@ -24,6 +24,14 @@ cannot serve is refused with a `ServingError` naming what the model can do.
 * flattened images alone (a DataFrame or array): the per-image
   log-likelihood in nats, shape (N,) (exact, or the bound the model names).
 
+Every request is bounded (`Limits`, set per logged model by its `model_config`:
+`max_samples`, default 10,000 per request, `max_rows`, default 10,000, and
+`batch_size`, the rows or samples computed at once), and bad input is refused,
+not guessed at: non-finite or out-of-range pixels, a `num_samples`, `seed` or
+class that is not a whole number (2.9, NaN), a missing (None) or list condition.
+A refusal is a `ServingError`, an `MlflowException` of INVALID_PARAMETER_VALUE,
+which `mlflow models serve` answers with HTTP 400 and the message.
+
 `request_signature(model)` is the MLflow signature a logged model carries: every
 request column, all optional (which ones a request needs depends on what it asks
 for), pixel columns named "0".."C*H*W-1". MLflow enforces it before `predict`:
@@ -34,78 +42,140 @@ pixel columns as strings (`pd.DataFrame(x).rename(columns=str)`).
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, fields
 from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, Schema, TensorSpec
 from mlflow.types.schema import AnyType
 
-class ServingError(ValueError):
-    """A request the model cannot serve; the message says what it can do."""
+
+class ServingError(MlflowException, ValueError):
+    """A request the model cannot serve; the message says what it can do. MLflow's scoring server
+    answers an MlflowException of INVALID_PARAMETER_VALUE with HTTP 400 and this message."""
+
+    def __init__(self, message: str):
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The most one request may ask for, and how many samples or rows are computed at once (memory
+    follows the batch, not the request)."""
+
+    max_samples: int = 10_000
+    max_rows: int = 10_000
+    batch_size: int = 256
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> "Limits":
+        config = dict(config or {})
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(config) - set(names))
+        if unknown:
+            raise ValueError(f"model_config: unknown serving limit(s) {unknown}; known: {', '.join(names)}")
+        for name, value in config.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"model_config: {name} = {value!r} is not a positive integer")
+        return cls(**config)
+
+
+def whole(value, what: str, minimum: int | None = 0) -> int:
+    """`value` as an int when it is a whole number (2 or 2.0; not 2.9, NaN, None, True or "2"), at least
+    `minimum`."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        number = int(value)
+    elif isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        number = int(value)
+    else:
+        raise ServingError(f"{what} must be a whole number; got {value!r}")
+    if minimum is not None and number < minimum:
+        raise ServingError(f"{what} must be >= {minimum}; got {number}")
+    return number
+
+
+def batched(n: int, size: int, part) -> np.ndarray:
+    """`part(rows)` over consecutive slices of at most `size` of `n` rows, concatenated as float32."""
+    with torch.no_grad():
+        parts = [part(slice(start, min(start + size, n))) for start in range(0, max(n, 1), size)]
+    return np.concatenate([p.cpu().numpy().astype(np.float32) for p in parts])
 
 
 def refuse(model, request: str) -> ServingError:
     return ServingError(f"{model.name} cannot serve {request}: it declares {model.describe_capabilities()}")
 
 
-def conditions_of(model, values: list) -> object:
-    """The `condition` argument of `model.sample` for one condition per sample."""
+def condition_of(model, value, row: int):
+    """One row's condition as `model.sample` takes it: a class index for "labels", a caption string
+    for "captions"."""
     if model.condition == "labels":
         names = list(model.spec.class_names)
-        indices = []
-        for value in values:
-            if isinstance(value, str) and not value.lstrip("-").isdigit():
-                if value not in names:
-                    raise ServingError(f"{model.name}: unknown class {value!r}; classes: {', '.join(names)}")
-                indices.append(names.index(value))
-                continue
-            index = int(value)
-            if names and not 0 <= index < len(names):
-                raise ServingError(f"{model.name}: class index {index} is outside 0..{len(names) - 1}")
-            indices.append(index)
-        return torch.tensor(indices, dtype=torch.long)
+        if isinstance(value, str) and not value.lstrip("-").isdecimal():
+            if value not in names:
+                raise ServingError(f"{model.name}: unknown class {value!r}; classes: {', '.join(names)} (row {row})")
+            return names.index(value)
+        index = whole(int(value) if isinstance(value, str) else value,
+                      f"{model.name}: the condition of row {row} (a class index or name)", minimum=None)
+        if names and not 0 <= index < len(names):
+            raise ServingError(f"{model.name}: class index {index} is outside 0..{len(names) - 1}")
+        return index
     if model.condition == "captions":
-        return [str(value) for value in values]
+        if not isinstance(value, str) or not value.strip():
+            raise ServingError(f"{model.name}: the condition of row {row} must be a caption (a non-empty "
+                               f"string); got {value!r}")
+        return value
     raise ServingError(f"{model.name}: serving has no reader for conditions of kind {model.condition!r}")
 
 
-def sample(model, request: pd.DataFrame) -> np.ndarray:
-    counts = [int(n) for n in request["num_samples"]]
-    if any(n < 0 for n in counts):
-        raise ServingError(f"num_samples must be >= 0; got {counts}")
-    seed = int(request["seed"].iloc[0]) if "seed" in request.columns else 0
+def sample(model, request: pd.DataFrame, limits: Limits) -> np.ndarray:
+    counts = [whole(n, f"num_samples (row {row})") for row, n in enumerate(request["num_samples"])]
+    if sum(counts) > limits.max_samples:
+        raise ServingError(f"the request asks for {sum(counts)} samples; at most {limits.max_samples} per request")
+    seed = whole(request["seed"].iloc[0], "seed") if "seed" in request.columns else 0
     generator = torch.Generator().manual_seed(seed)
     if "condition" in request.columns:
         if not model.can("conditional_sample"):
             raise refuse(model, "a `condition`: it is not a conditional sampler")
-        per_sample = [value for value, n in zip(request["condition"], counts) for _ in range(n)]
-        condition = conditions_of(model, per_sample)
+        per_row = [condition_of(model, value, row) for row, value in enumerate(request["condition"])]
+        per_sample = [value for value, n in zip(per_row, counts) for _ in range(n)]
+        condition = torch.tensor(per_sample, dtype=torch.long) if model.condition == "labels" else per_sample
     else:
         if not model.can("sample"):
             needs = f" (it needs a `condition` column: {model.condition})" if model.can("conditional_sample") else ""
             raise refuse(model, f"unconditional samples{needs}")
         condition = None
-    with torch.no_grad():
-        images = model.sample(sum(counts), condition=condition, generator=generator)
-    return images.cpu().numpy().astype(np.float32)
+    return batched(sum(counts), limits.batch_size, lambda rows: model.sample(
+        rows.stop - rows.start, condition=None if condition is None else condition[rows], generator=generator))
 
 
-def image_table(model, frame) -> np.ndarray:
-    x = np.asarray(frame, dtype=np.float32)
+def image_table(model, frame, hidden: bool = False) -> np.ndarray:
+    """Flattened images as float32, every pixel a finite number in [0, 1] (or NaN, when `hidden`)."""
+    try:
+        x = np.asarray(frame, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ServingError(f"pixels must be numbers in [0, 1] ({error})") from error
     sizes = sorted({d.num_pixels for d in model.spec.domains})
     if x.ndim != 2 or x.shape[1] not in sizes:
         raise ServingError(
             f"expected a table of flattened images with {' or '.join(map(str, sizes))} columns "
             f"(image shape {' or '.join(str(d.image_shape) for d in model.spec.domains)}), or a "
             f"`num_samples` column; got shape {x.shape}")
+    bad = (np.isinf(x) if hidden else ~np.isfinite(x)) | (x < 0) | (x > 1)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise ServingError(f"pixel {column} of row {row} is {x[row, column]}: pixels must be finite numbers "
+                           f"in [0, 1]{' (NaN: hidden)' if hidden else ''}; {int(bad.sum())} such pixel(s)")
     return x
 
 
-def translate(model, request: pd.DataFrame) -> np.ndarray:
+def translate(model, request: pd.DataFrame, limits: Limits) -> np.ndarray:
     if not model.can("translate"):
         raise refuse(model, "a `target` (image translation)")
     targets = request["target"].astype(str).to_numpy()
@@ -117,50 +187,52 @@ def translate(model, request: pd.DataFrame) -> np.ndarray:
     shape = next(d.image_shape for d in model.spec.domains if d.num_pixels == x.shape[1])
     images = torch.from_numpy(x).reshape(len(x), *shape)
     out = None
-    with torch.no_grad():
-        for target in dict.fromkeys(targets):   # each target domain once, in order of first appearance
-            rows = np.flatnonzero(targets == target)
-            moved = model.translate(images[rows], target).cpu().numpy().astype(np.float32)
-            if out is None:
-                out = np.empty((len(x), *moved.shape[1:]), dtype=np.float32)
-            out[rows] = moved
+    for target in dict.fromkeys(targets):   # each target domain once, in order of first appearance
+        rows = np.flatnonzero(targets == target)
+        moved = batched(len(rows), limits.batch_size, lambda part: model.translate(images[rows[part]], target))
+        if out is None:
+            out = np.empty((len(x), *moved.shape[1:]), dtype=np.float32)
+        out[rows] = moved
     return out if out is not None else np.empty((0, *shape), dtype=np.float32)
 
 
-def complete(model, request: pd.DataFrame) -> np.ndarray:
+def complete(model, request: pd.DataFrame, limits: Limits) -> np.ndarray:
     if not model.can("complete"):
         raise refuse(model, "a `complete` request (image completion)")
-    seed = int(request["seed"].iloc[0]) if "seed" in request.columns else 0
-    x = image_table(model, request.drop(columns=[c for c in ("complete", "seed") if c in request.columns]))
+    seed = whole(request["seed"].iloc[0], "seed") if "seed" in request.columns else 0
+    x = image_table(model, request.drop(columns=[c for c in ("complete", "seed") if c in request.columns]),
+                    hidden=True)
     images = model.unflatten(torch.from_numpy(np.array(x)))   # a copy: the frame's array may be read-only
     hidden = torch.isnan(images)
     observed = None if model.completes_from == "key_patches" and not hidden.any() else ~hidden
-    with torch.no_grad():
-        out = model.complete(torch.nan_to_num(images), observed, torch.Generator().manual_seed(seed))
-    return out.cpu().numpy().astype(np.float32)
+    generator = torch.Generator().manual_seed(seed)
+    return batched(len(images), limits.batch_size, lambda rows: model.complete(
+        torch.nan_to_num(images[rows]), None if observed is None else observed[rows], generator))
 
 
-def log_likelihood(model, frame) -> np.ndarray:
+def log_likelihood(model, frame, limits: Limits) -> np.ndarray:
     if not model.can("log_prob"):
         raise refuse(model, "log-likelihoods of images")
-    x = image_table(model, frame)
-    with torch.no_grad():
-        return model.log_prob(model.unflatten(torch.from_numpy(x))).cpu().numpy()
+    images = model.unflatten(torch.from_numpy(image_table(model, frame)))
+    return batched(len(images), limits.batch_size, lambda rows: model.log_prob(images[rows]))
 
 
-def serve(model, model_input) -> np.ndarray:
+def serve(model, model_input, limits: Limits = Limits()) -> np.ndarray:
     """Answer one request (see the module docstring) from the model's declared capabilities."""
+    rows = len(model_input) if hasattr(model_input, "__len__") else 0
+    if rows > limits.max_rows:
+        raise ServingError(f"the request has {rows} rows; at most {limits.max_rows} per request")
     if isinstance(model_input, pd.DataFrame):
         if "num_samples" in model_input.columns:
-            return sample(model, model_input)
+            return sample(model, model_input, limits)
         if "target" in model_input.columns:
-            return translate(model, model_input)
+            return translate(model, model_input, limits)
         if "complete" in model_input.columns:
-            return complete(model, model_input)
+            return complete(model, model_input, limits)
         stray = [c for c in ("seed", "condition") if c in model_input.columns]
         if stray:
             raise ServingError(f"column(s) {stray} need a `num_samples` (or `complete`) column")
-    return log_likelihood(model, model_input)
+    return log_likelihood(model, model_input, limits)
 
 
 def logged_metadata(model) -> dict:
@@ -201,8 +273,9 @@ class GenzooPyfunc(mlflow.pyfunc.PythonModel):
         from components.models import load_model
 
         self.model = load_model(context.artifacts["model_dir"])
+        self.limits = Limits.from_config(context.model_config)
 
     # Typed so MLflow recognizes a DataFrame model (a pandas hint infers no schema; the logged
     # signature is request_signature's).
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
-        return serve(self.model, model_input)
+        return serve(self.model, model_input, self.limits)

@@ -16,6 +16,7 @@ import socket
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from components.data.prepared import read_spec
@@ -28,8 +29,29 @@ from components.training.selection import SAMPLE_QUALITY, sample_quality_from
 CHECKPOINT_FILE = "state.pt"
 
 
+def plain(value, where: str = "state"):
+    """`value` as tensors and plain Python values only, so `read_state` can load it with
+    `weights_only=True`: a checkpoint in shared storage must not be able to run code when read."""
+    if isinstance(value, torch.Tensor) or value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, dict):
+        return type(value)((k, plain(v, f"{where}[{k!r}]")) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v, f"{where}[{i}]") for i, v in enumerate(value))
+    raise TypeError(f"{where}: a {type(value).__name__} cannot go into a checkpoint (tensors and plain "
+                    "values only: it is read with torch.load(weights_only=True))")
+
+
+def save_state(state: dict, folder: str | Path) -> None:
+    torch.save(plain(state), Path(folder) / CHECKPOINT_FILE)
+
+
 def read_state(folder: str | Path) -> dict:
-    return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+    return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
 
 
 def placement(rank: int, world: int) -> list[dict]:
@@ -73,7 +95,7 @@ class RayReport(Callback):
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
             if self.rank == 0:
-                torch.save(run.checkpoint(), Path(folder) / CHECKPOINT_FILE)
+                save_state(run.checkpoint(), folder)
                 checkpoint = ray.train.Checkpoint.from_directory(folder)
             ray.train.report({**record, **selected, **self.extra}, checkpoint=checkpoint)
 
