@@ -23,9 +23,11 @@
    10,000, never trained on), as pipelines/evaluate.py computes them. cgan: samples asked for class
    k (every class equally often) classified as k. gan_cls: the same for captions naming class k in
    the two phrasings held out of training (`captions.phrasings`), so the wording was never read
-   (its FID is of those samples too). infogan: accuracy of its categorical code on all 10,000 test
-   digits under the best one-to-one assignment of code values to labels (its `evaluation_metrics`),
-   beside the paper's ~95% (5% error, Chen et al. 2016, section 7.1). The models' own evaluation
+   (its FID is of those samples too). infogan (its `evaluation_metrics`): generator side, `--samples`
+   / 10 samples per value of its categorical code classified by the evaluation classifier, values
+   matched to classes one-to-one (Hungarian); Q side, Q's reading of all 10,000 test digits matched
+   to their labels the same way; beside the paper's ~95% (5% error, Chen et al. 2016, section 7.1).
+   Each model trains with its authors' Adam rates per optimizer (OPTIMIZERS below). The models' own evaluation
    hooks, as evaluate runs them (judged against the same test images, the training subset as the
    per-class floor): cgan and gan_cls per-class FID (`--samples` / 10 per class) beside the floor;
    gan_cls accuracy on held-out vs training phrasings with the same noise; progan FID of the samples
@@ -84,6 +86,9 @@ MODELS = {
                 "phase_images": [5000, 5000, 10000, 10**9], "phase_batch_sizes": [32, 32, 32, 32]},
                32, 1e-3, 0.99),
 }
+# Per-optimizer rates beside MODELS' lr (the rest of a model's optimizers): openai/InfoGAN's MNIST run
+# trains the generator at 1e-3 and the discriminator with Q at 2e-4.
+OPTIMIZERS = {"infogan": {"generator": {"lr": 1e-3}}}
 SPEED_PARAMS = {  # image side -> DCGAN params (28: the MNIST row above; 8: params.yaml's dcgan)
     28: {"latent_dim": 64, "width": 32},
     8: {"latent_dim": 32, "width": 64, "extra_layers": 1},
@@ -186,7 +191,8 @@ def train_budgeted(name: str, spec: DataSpec, train: Batch, valid: Batch, args, 
     params, batch_size, lr, ema_decay = MODELS[name]
     torch.manual_seed(0)
     model = build_model(name, spec, params).to(device)
-    settings = Settings(epochs=10**9, batch_size=batch_size, lr=lr, patience=10**9, ema_decay=ema_decay)
+    settings = Settings(epochs=10**9, batch_size=batch_size, lr=lr, patience=10**9, ema_decay=ema_decay,
+                        optimizers=OPTIMIZERS.get(name, {}))
 
     def train_batches(epoch: int, size: int):
         shuffle = torch.Generator().manual_seed(epoch)
@@ -273,9 +279,9 @@ def quality_rows(args, device) -> tuple[list[dict], dict]:
         metrics = sample_quality(real_features.numpy(), fake_features.numpy(), fake_labels.numpy(), 10, seed=0)
         if asked is not None:
             metrics.update(conditional_accuracy(fake_labels.numpy(), asked, 10))
-        if name == "infogan":
+        if name == "infogan":   # generator side judged against the seeded test images; Q side on all 10,000
             test = Batch(torch.from_numpy(splits.images["test"]), labels=torch.from_numpy(splits.labels["test"]))
-            metrics.update(model.evaluation_metrics(test, {}))
+            metrics.update(model.evaluation_metrics(test, hook_settings))
         if name in ("cgan", "gan_cls", "progan"):   # per-class FID, caption phrasings, per-phase FID
             metrics.update({k: v for k, v in model.evaluation_metrics(hook_test, hook_settings).items()})
         if name == "gan_cls":   # the same classes in the training phrasings, for comparison
@@ -284,7 +290,7 @@ def quality_rows(args, device) -> tuple[list[dict], dict]:
         row = {"model": name, **metrics, "images_shown": result["images"], "epochs": result["epochs"],
                "train_images_per_s": result["images_per_second"], "train_seconds": result["train_seconds"],
                "eval_seconds": time.perf_counter() - tick, "params": MODELS[name][0],
-               "batch_size": MODELS[name][1], "lr": MODELS[name][2]}
+               "batch_size": MODELS[name][1], "lr": MODELS[name][2], "optimizers": OPTIMIZERS.get(name, {})}
         if name == "progan":
             row["final_resolution"] = int(4 * 2 ** int(model.level))
             row["final_alpha"] = float(model.alpha)
@@ -344,18 +350,18 @@ def main() -> None:
         print(f"\nMNIST 28x28, {args.minutes} min per model on {args.train_subset} training images; metrics of "
               f"{args.samples} samples vs {args.reference} test images in the features of the evaluation classifier "
               f"({args.classifier_epochs} epochs, test accuracy {setup['classifier_test_accuracy']:.4f})\n")
-        print("| model | FID | KID | precision | recall | class coverage | conditional acc. | code acc. "
-              "| images shown (epochs of subset) |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| model | FID | KID | precision | recall | class coverage | conditional acc. "
+              "| code acc. (generator side) | code acc. (Q on real) | images shown (epochs of subset) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         print(f"| real-data floor | {floor['fid']:.3f} | {floor['kid']:.4f} | {floor['precision']:.3f} | "
-              f"{floor['recall']:.3f} | {floor['class_coverage']:.2f} | - | - | - |")
+              f"{floor['recall']:.3f} | {floor['class_coverage']:.2f} | - | - | - | - |")
         for r in rows:
             conditional = r.get("conditional_accuracy")
-            code = r.get("categorical_code_accuracy")
+            code, q = r.get("categorical_code_accuracy"), r.get("q_accuracy_on_real")
             print(f"| {r['model']} | {r['fid']:.3f} | {r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | "
                   f"{r['class_coverage']:.2f} | {fmt(conditional)} | "
                   f"{fmt(code) + ' (paper ~0.95)' if isinstance(code, float) else '-'} | "
-                  f"{r['images_shown']} ({r['epochs']:.2f}) |")
+                  f"{fmt(q) if isinstance(q, float) else '-'} | {r['images_shown']} ({r['epochs']:.2f}) |")
         for r in rows:
             if "conditional_accuracy_train_phrasings" in r:
                 print(f"\ngan_cls conditional accuracy: held-out phrasings {r['conditional_accuracy']:.3f}, "

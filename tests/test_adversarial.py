@@ -308,7 +308,82 @@ def test_infogan_samples_unconditionally_and_draws_traversals():
     # rows = categorical values (2), columns = 9 steps, 8x8 images, 1-pixel padding, 4x scale
     assert figures["traversal_continuous_0.png"].size == ((9 * 9 + 1) * 4, (2 * 9 + 1) * 4)
     metrics = model.evaluation_metrics(halves(50, torch.Generator().manual_seed(0)), {})
-    assert 0.5 <= metrics["categorical_code_accuracy"] <= 1.0   # 2 values, 2 labels: never below 1/2
+    assert 0.5 <= metrics["q_accuracy_on_real"] <= 1.0   # 2 values, 2 labels: never below 1/2
+    assert metrics["categorical_code_accuracy"] == "not measured: no evaluation classifier"
+
+
+def test_matched_accuracy_is_the_best_one_to_one_map_of_a_confusion():
+    from components.metrics.sample_quality import matched_accuracy
+
+    # rows: code values, columns: classes. Best map 0 -> 1, 1 -> 0, 2 -> 2: (8 + 5 + 7) / 25.
+    assert matched_accuracy([[0, 8, 2], [5, 1, 0], [1, 1, 7]]) == pytest.approx(20 / 25)
+    # Each row's own best class (greedy) would take 5 + 0; one-to-one the best is 4 + 4.
+    assert matched_accuracy([[5, 4], [4, 0]]) == pytest.approx(8 / 13)
+    # More values than classes: one value per class, the rest count as wrong.
+    assert matched_accuracy([[3, 0], [3, 0], [0, 4]]) == pytest.approx(7 / 10)
+
+
+class BrightestPixel(nn.Module):
+    """A stand-in evaluation classifier: the class is the brightest of the first ten pixels."""
+    num_classes = 10
+
+    def features(self, x):
+        return x.flatten(1)[:, :10]
+
+    def head(self, features):
+        return features
+
+
+DIGITS_SPEC = DataSpec.single((1, 8, 8), 256, class_names=tuple("0123456789"), fields=("labels",))
+
+
+def one_lit_pixel(index: torch.Tensor) -> torch.Tensor:
+    images = -torch.ones(len(index), 1, 8, 8)
+    images.view(len(index), -1)[torch.arange(len(index)), index] = 1.0
+    return images
+
+
+@pytest.mark.parametrize("follows", [True, False])
+def test_infogan_code_accuracy_is_judged_by_the_evaluation_classifier_on_generated_images(follows):
+    from components.metrics.sample_quality import SampleJudge
+
+    model = build_model("infogan", DIGITS_SPEC, {**TINY_INFOGAN, "categorical": 10}).eval()
+    permutation = torch.randperm(10, generator=torch.Generator().manual_seed(3))
+
+    def generate(categorical, continuous, generator=None, z=None):
+        # follows: value v lights pixel permutation[v] (a relabelling Hungarian matching undoes);
+        # else the pixel depends on the noise only, the code is ignored.
+        lit = permutation[categorical] if follows else torch.randint(10, (len(categorical),), generator=generator)
+        return one_lit_pixel(lit)
+
+    model.generate = generate
+    images = torch.rand(40, 1, 8, 8)
+    judge = SampleJudge(BrightestPixel(), images, np.arange(40) % 10, 10)
+    test = Batch(images, labels=torch.arange(40) % 10)
+    metrics = model.evaluation_metrics(test, {"judge": judge, "num_samples": 2000, "seed": 0})
+    accuracy = metrics["categorical_code_accuracy"]
+    if follows:
+        assert accuracy == 1.0
+    else:   # chance is 1 / 10; the best map over 200 samples per value adds a little
+        assert 0.07 < accuracy < 0.16
+
+
+def test_infogan_default_entry_has_the_authors_learning_rate_per_optimizer():
+    """openai/InfoGAN's MNIST run: Adam beta1 0.5, generator 1e-3, discriminator and Q 2e-4."""
+    from components.config import architecture_params, load_params, training_settings
+    from components.training.schedules import configure_optimizers
+
+    params = load_params()
+    name, arch = architecture_params(params, "infogan")
+    settings = training_settings(params, "infogan")
+    model = build_model(name, DIGITS_SPEC, arch)
+    optimizers = configure_optimizers(model, settings["lr"], settings["optimizers"])
+    generator, discriminator = optimizers["generator"].param_groups, optimizers["discriminator"].param_groups
+    assert [g["lr"] for g in generator] == [1e-3] and [g["lr"] for g in discriminator] == [2e-4]
+    assert all(g["betas"][0] == 0.5 for g in generator + discriminator)
+    in_discriminator = {id(p) for g in discriminator for p in g["params"]}
+    assert {id(p) for p in model.q.parameters()} <= in_discriminator
+    assert {id(p) for p in model.generator.parameters()} == {id(p) for g in generator for p in g["params"]}
 
 
 def test_the_params_entries_build_on_the_digits():
@@ -321,7 +396,9 @@ def test_the_params_entries_build_on_the_digits():
         name, arch = architecture_params(params, key)
         assert pixel_format(name, params["models"][key].get("pixels")) == "grayscale"
         model = build_model(name, digits, arch)
-        assert model.family == "adversarial" and training_settings(params, key)["lr"] == 2e-4
+        assert model.family == "adversarial"
+        if key != "cgan":   # cgan: the paper's SGD (tests/test_conditional.py)
+            assert training_settings(params, key)["lr"] == 2e-4
 
 
 def test_cgan_refuses_labels_without_class_names():
