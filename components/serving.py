@@ -95,7 +95,8 @@ def whole(value, what: str, minimum: int | None = 0) -> int:
     elif isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
         number = int(value)
     else:
-        raise ServingError(f"{what} must be a whole number; got {value!r}")
+        shown = value.item() if isinstance(value, np.generic) else value
+        raise ServingError(f"{what} must be a whole number; got {shown!r}")
     if minimum is not None and number < minimum:
         raise ServingError(f"{what} must be >= {minimum}; got {number}")
     return number
@@ -158,7 +159,8 @@ def sample(model, request: pd.DataFrame, limits: Limits) -> np.ndarray:
 def image_table(model, frame, hidden: bool = False) -> np.ndarray:
     """Flattened images as float32, every pixel a finite number in [0, 1] (or NaN, when `hidden`)."""
     try:
-        x = np.asarray(frame, dtype=np.float32)
+        with np.errstate(over="ignore"):   # a value beyond float32 becomes inf, refused below
+            x = np.array(frame, dtype=np.float32)   # a copy: the frame's array may be read-only
     except (TypeError, ValueError) as error:
         raise ServingError(f"pixels must be numbers in [0, 1] ({error})") from error
     sizes = sorted({d.num_pixels for d in model.spec.domains})
@@ -202,7 +204,7 @@ def complete(model, request: pd.DataFrame, limits: Limits) -> np.ndarray:
     seed = whole(request["seed"].iloc[0], "seed") if "seed" in request.columns else 0
     x = image_table(model, request.drop(columns=[c for c in ("complete", "seed") if c in request.columns]),
                     hidden=True)
-    images = model.unflatten(torch.from_numpy(np.array(x)))   # a copy: the frame's array may be read-only
+    images = model.unflatten(torch.from_numpy(x))
     hidden = torch.isnan(images)
     observed = None if model.completes_from == "key_patches" and not hidden.any() else ~hidden
     generator = torch.Generator().manual_seed(seed)

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from mlflow.exceptions import MlflowException
 
 from components.data.batch import DataSpec
 from components.models import build_model, save_model
-from components.serving import GenzooPyfunc, ServingError, serve
+from components.serving import GenzooPyfunc, Limits, ServingError, request_signature, serve
 from tiny_models import ClassShade, Inverter, class_spec, day_night_spec, register
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,3 +120,114 @@ def test_a_logged_conditional_model_serves_conditions_after_a_registry_round_tri
     assert shades(np.asarray(samples)) == [1, 1, 3]
     with pytest.raises(Exception, match=r"cannot serve log-likelihoods.*conditional_sample, sample"):
         loaded.predict(pd.DataFrame(np.zeros((2, 4), np.float32)))
+
+
+@pytest.mark.parametrize("request_, message", [
+    ({"num_samples": [1], "condition": [2.9]}, r"condition of row 0 \(a class index or name\) must be a whole number; got 2\.9"),
+    ({"num_samples": [1, 1], "condition": [1, None]}, r"condition of row 1 .* must be a whole number; got (None|nan)"),
+    ({"num_samples": [1], "condition": [float("nan")]}, r"condition of row 0 .* must be a whole number; got nan"),
+    ({"num_samples": [1], "condition": [[1, 2]]}, r"condition of row 0 .* must be a whole number; got \[1, 2\]"),
+    ({"num_samples": [1], "condition": [True]}, r"condition of row 0 .* must be a whole number; got True"),
+    ({"num_samples": [2.5], "condition": [1]}, r"num_samples \(row 0\) must be a whole number; got 2\.5"),
+    ({"num_samples": [1, -1], "condition": [1, 1]}, r"num_samples \(row 1\) must be >= 0; got -1"),
+    ({"num_samples": [1], "seed": [float("nan")]}, r"seed must be a whole number; got nan"),
+])
+def test_bad_sample_requests_are_refused_naming_the_value(shade, request_, message):
+    with pytest.raises(ServingError, match=message):
+        serve(shade, pd.DataFrame(request_))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 1.5, -0.25, 1e300])
+def test_non_finite_or_out_of_range_pixels_are_refused(value):
+    bernoulli = build_model("bernoulli", DataSpec.single((1, 2, 2)))
+    images = np.full((3, 4), 0.5)
+    images[2, 1] = value
+    with pytest.raises(ServingError, match=r"pixel 1 of row 2 is .*: pixels must be finite numbers in \[0, 1\]"):
+        serve(bernoulli, pd.DataFrame(images).rename(columns=str))
+    with pytest.raises(ServingError, match="pixels must be numbers in"):
+        serve(bernoulli, pd.DataFrame([["a", 0, 0, 0]]).rename(columns=str))
+    assert np.isfinite(serve(bernoulli, pd.DataFrame(images[:2]).rename(columns=str))).all()
+
+
+def test_a_refusal_is_an_invalid_parameter_mlflow_error_that_the_scoring_server_answers_with_400(shade):
+    with pytest.raises(MlflowException) as refused:
+        serve(shade, pd.DataFrame({"num_samples": [1], "condition": [2.9]}))
+    assert refused.value.error_code == "INVALID_PARAMETER_VALUE" and refused.value.get_http_status_code() == 400
+
+
+class Counting:
+    """A model's `sample`, recording how many samples each call asked for."""
+    def __init__(self, model):
+        self.model, self.calls = model, []
+        self.original = model.sample
+        model.sample = self
+
+    def __call__(self, n, condition=None, generator=None):
+        self.calls.append(n)
+        return self.original(n, condition=condition, generator=generator)
+
+
+def test_samples_are_capped_per_request_and_drawn_in_batches_in_row_order(shade):
+    counting = Counting(shade)
+    with pytest.raises(ServingError, match="asks for 10001 samples; at most 10000 per request"):
+        serve(shade, pd.DataFrame({"num_samples": [10_000, 1], "condition": [0, 1]}))
+    with pytest.raises(ServingError, match=r"asks for 1000000000000 samples; at most 10000"):
+        serve(shade, pd.DataFrame({"num_samples": [10**12]}))
+    assert counting.calls == []   # refused before drawing anything
+    samples = serve(shade, pd.DataFrame({"num_samples": [2, 3, 2], "condition": [0, 1, 2]}),
+                    Limits(batch_size=3))
+    assert counting.calls == [3, 3, 1] and shades(samples) == [0, 0, 1, 1, 1, 2, 2]
+    assert len(serve(shade, pd.DataFrame({"num_samples": [10_000]}))) == 10_000
+    assert max(counting.calls[3:]) == Limits().batch_size
+    with pytest.raises(ServingError, match="asks for 6 samples; at most 5 per request"):
+        serve(shade, pd.DataFrame({"num_samples": [6]}), Limits(max_samples=5))
+
+
+def test_rows_are_capped_per_request():
+    bernoulli = build_model("bernoulli", DataSpec.single((1, 2, 2)))
+    images = pd.DataFrame(np.full((11, 4), 0.5)).rename(columns=str)
+    with pytest.raises(ServingError, match="the request has 11 rows; at most 10 per request"):
+        serve(bernoulli, images, Limits(max_rows=10))
+    assert serve(bernoulli, images, Limits(max_rows=11, batch_size=4)).shape == (11,)
+    np.testing.assert_allclose(serve(bernoulli, images, Limits(batch_size=4)), serve(bernoulli, images))
+
+
+def test_limits_come_from_the_model_config_and_bad_ones_are_named():
+    assert Limits.from_config(None) == Limits() and Limits().max_samples == 10_000
+    assert Limits.from_config({"max_samples": 5}).max_samples == 5
+    with pytest.raises(ValueError, match=r"unknown serving limit\(s\) \['max_sample'\]"):
+        Limits.from_config({"max_sample": 5})
+    with pytest.raises(ValueError, match="max_rows = 0 is not a positive integer"):
+        Limits.from_config({"max_rows": 0})
+
+
+def test_mlflow_models_serve_answers_bad_input_with_400_and_the_message(tmp_path):
+    """A real `mlflow models serve` process on a small saved model, its limit set by model_config."""
+    from tiny_pipeline import free_port, post, server
+
+    spec = DataSpec.single((1, 4, 4), 2, class_names=tuple(f"c{k}" for k in range(3)), fields=("labels",))
+    cgan = build_model("cgan", spec, {"latent_dim": 2, "noise_units": 4, "label_units": 4, "hidden_units": 4,
+                                      "discriminator_image_units": 4, "discriminator_label_units": 4,
+                                      "discriminator_hidden_units": 4, "maxout_pieces": 2})
+    save_model(cgan, tmp_path / "weights")
+    mlflow.pyfunc.save_model(tmp_path / "served", python_model=GenzooPyfunc(),
+                             artifacts={"model_dir": str(tmp_path / "weights")}, code_paths=[str(REPO / "components")],
+                             pip_requirements=["torch", "pandas"], signature=request_signature(cgan),
+                             model_config={"max_samples": 50})
+    port = free_port()
+    command = ["mlflow", "models", "serve", "-m", str(tmp_path / "served"), "--env-manager", "local",
+               "-h", "127.0.0.1", "-p", str(port)]
+    with server(command, tmp_path, port, "/ping", timeout=120) as url:
+        def ask(columns, data):
+            return post(f"{url}/invocations", {"dataframe_split": {"columns": columns, "data": data}})
+
+        status, answer = ask(["num_samples", "condition", "seed"], [[2, 1, 0], [1, "c2", 0]])
+        assert status == 200 and np.asarray(answer["predictions"]).shape == (3, 1, 4, 4)
+        for data, message in [([[1, 2.9]], "must be a whole number; got 2.9"),
+                              ([[1, None]], "must be a whole number; got None"),
+                              ([[1, [1, 2]]], "must be a whole number; got [1, 2]"),
+                              ([[1, 3]], "class index 3 is outside 0..2"),
+                              ([[51, 1]], "asks for 51 samples; at most 50 per request")]:
+            status, answer = ask(["num_samples", "condition"], data)
+            assert status == 400 and answer["error_code"] == "INVALID_PARAMETER_VALUE", (data, status, answer)
+            assert message in answer["message"], (data, answer)
