@@ -273,3 +273,27 @@ def test_bad_training_settings_are_named():
         settings(optimizers={}).check(nade)
     with pytest.raises(ConfigError, match="nade has no optimizer.s. decoder; its optimizers: model"):
         settings(ema_decay=None).check(nade)
+
+
+class EveryOther(Scripted):
+    """Reports `g` only on every second step, as a GAN whose generator trains every k-th step."""
+    name = "test_every_other"
+
+    def __init__(self, spec, params):
+        super().__init__(spec, params)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def training_step(self, batch, optimizers):
+        self.steps += 1
+        return {"d": 1.0, **({"g": float(self.steps)} if int(self.steps) % 2 == 0 else {})}
+
+
+def test_a_figure_reported_on_some_steps_is_averaged_over_those_steps():
+    model = EveryOther(DataSpec.single(SHAPE), EveryOther.Params())
+    run = fit(model, train_batches(split()), eval_batches(split(16, 1), 16), settings(epochs=1, ema_decay=None,
+                                                                                      optimizers={}))
+    record = run.state["history"][0]
+    steps = int(model.steps)
+    assert steps >= 4 and record["train_d"] == 1.0
+    reported = [float(s) for s in range(2, steps + 1, 2)]
+    assert record["train_g"] == pytest.approx(sum(reported) / len(reported))   # not diluted by the other steps

@@ -192,6 +192,7 @@ def fit(model: GenerativeModel, train_data: TrainData, valid_data: ValidData, se
         model.train()
         model.on_epoch_start()
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}   # images of the steps that reported each figure (a GAN's G trains every k-th)
         seen, started = 0, time.perf_counter()
         for batch in train_data(epoch, run.phase.batch_size or settings.batch_size):
             with precision:
@@ -202,13 +203,14 @@ def fit(model: GenerativeModel, train_data: TrainData, valid_data: ValidData, se
             model.on_step(run.state["step"])
             for key, value in step.items():
                 sums[key] = sums.get(key, 0.0) + value * len(batch)
+                counts[key] = counts.get(key, 0) + len(batch)
             seen += len(batch)
             for callback in callbacks:
                 callback.on_step_end(run)
             if run.stop:
                 break
         seconds = time.perf_counter() - started
-        record = {"epoch": epoch, **{f"train_{k}": v / max(seen, 1) for k, v in sums.items()}}
+        record = {"epoch": epoch, **{f"train_{k}": v / counts[k] for k, v in sums.items()}}
         with run.averaged():
             record.update({f"val_{k}": v for k, v in validate(model, valid_data(), run.device).items()})
             if run.should_measure_quality(epoch):
