@@ -21,6 +21,9 @@ components/losses/information.py.
 L_I is maximized by both players' updates: the discriminator's optimizer
 (trunk, D head and Q) minimizes L_D - lambda L_I on the generated batch, the
 generator's minimizes L_G - lambda L_I.
+The authors' MNIST run (openai/InfoGAN) trains them with Adam, beta1 0.5, at
+different rates: 1e-3 for the generator, 2e-4 for the discriminator and Q
+(params.yaml's `training.optimizers`).
 
 Evaluation (`evaluation_metrics`): `categorical_code_accuracy` classifies G's samples for each
 categorical value with the evaluation classifier and matches values to classes one-to-one;
