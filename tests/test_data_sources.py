@@ -1,7 +1,11 @@
 """The new sources, domains, captions, attributes and uint8 storage, through the prepare stage."""
 
+import hashlib
 import json
 import pickle
+import shutil
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -12,7 +16,9 @@ from components.config import ConfigError
 from components.data.batch import DataSpec
 from components.data.captions import TEMPLATES, phrasings
 from components.data.prepared import read_spec, read_split, write_split
-from components.data.sources import DataSourceError, load_source
+from components.data import image_sources
+from components.data.formats import DataFormatError
+from components.data.sources import DataSourceError, SourceFile, load_source
 from test_data import run_prepare
 
 
@@ -85,20 +91,26 @@ def test_image_folder_errors_name_the_file_and_leave_no_output(tmp_path, problem
     assert not list((tmp_path / "data").glob(".prepared*"))
 
 
-def fake_cifar(folder, per_batch=6):
+def fake_cifar(folder, monkeypatch, per_batch=6) -> Path:
+    """CIFAR-10's extracted folder with random batches (pickled as numpy arrays, lists and bytes, like
+    the real ones), their md5s made the published ones for the test."""
     rng = np.random.default_rng(0)
-    (folder / "cifar-10-batches-py").mkdir(parents=True)
+    batches = folder / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 b"labels": rng.integers(0, 10, per_batch).tolist()}
-        (folder / "cifar-10-batches-py" / name).write_bytes(pickle.dumps(batch))
+                 b"labels": rng.integers(0, 10, per_batch).tolist(), b"batch_label": name.encode()}
+        (batches / name).write_bytes(pickle.dumps(batch, protocol=4))
     names = [n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer",
                                   "dog", "frog", "horse", "ship", "truck")]
-    (folder / "cifar-10-batches-py" / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}))
+    (batches / "batches.meta").write_bytes(pickle.dumps({b"label_names": names, b"num_vis": 3072}, protocol=4))
+    monkeypatch.setattr(image_sources, "CIFAR10_MEMBERS",
+                        {n: hashlib.md5((batches / n).read_bytes()).hexdigest() for n in image_sources.CIFAR10_MEMBERS})
+    return batches
 
 
-def test_cifar10_from_a_local_extracted_folder(tmp_path):
-    fake_cifar(tmp_path / "raw")
+def test_cifar10_from_a_local_extracted_folder(tmp_path, monkeypatch):
+    fake_cifar(tmp_path / "raw", monkeypatch)
     splits = load_source("cifar10", path=str(tmp_path / "raw"))
     assert {k: v.shape for k, v in splits.images.items()} == {
         "train": (25, 3, 32, 32), "valid": (5, 3, 32, 32), "test": (6, 3, 32, 32)}
@@ -107,8 +119,87 @@ def test_cifar10_from_a_local_extracted_folder(tmp_path):
     np.testing.assert_array_equal(np.round(splits.images["train"][0] * 255), batch[b"data"][0].reshape(3, 32, 32))
     assert splits.labels["train"][:6].tolist() == batch[b"labels"]
     (tmp_path / "raw/cifar-10-batches-py/test_batch").write_bytes(b"garbage")
-    with pytest.raises(Exception, match="test_batch: not a CIFAR-10 python batch"):
+    with pytest.raises(DataFormatError, match=r"test_batch: md5 \w+ is not the published \w+ of CIFAR-10's test_batch"):
         load_source("cifar10", path=str(tmp_path / "raw"))
+
+
+def test_the_published_cifar10_checksums_are_torchvisions():
+    assert image_sources.CIFAR10.md5 == "c58f30108f718f92721af3b95e74349a"
+    assert image_sources.CIFAR10_MEMBERS["batches.meta"] == "5ff9c542aee3614f3951f8cda6e48888"
+    assert image_sources.CIFAR10_MEMBERS["test_batch"] == "40351d587109b95175f43aff81a1287e"
+
+
+class Planted:
+    """Unpickling it opens (creates) a file: any code a pickle may run."""
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def tar_of(batches: Path, archive: Path) -> Path:
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(batches, arcname="cifar-10-batches-py")
+    return archive
+
+
+@pytest.mark.parametrize("where", ["folder", "archive", "cache"])
+def test_a_planted_cifar10_batches_meta_is_refused_by_its_md5_not_executed(tmp_path, monkeypatch, where):
+    batches = fake_cifar(tmp_path / "raw", monkeypatch)
+    marker = tmp_path / "ran"
+    (batches / "batches.meta").write_bytes(pickle.dumps(Planted(marker)))
+    options = {"path": str(tmp_path / "raw")}
+    expected = f"{batches / 'batches.meta'}: md5 "
+    if where != "folder":   # an archive that passes as the published one, holding the planted file
+        archive = tar_of(batches, tmp_path / ("raw" if where == "archive" else "cache/cifar10") / "cifar-10-python.tar.gz")
+        monkeypatch.setattr(image_sources, "CIFAR10", SourceFile(archive.name, hashlib.md5(archive.read_bytes()).hexdigest()))
+        shutil.rmtree(batches)
+        options = {"path": str(tmp_path / "raw")} if where == "archive" else {"cache_dir": tmp_path / "cache"}
+        expected = f"{archive}:cifar-10-batches-py/batches.meta: md5 "
+    with pytest.raises(DataFormatError) as refused:
+        load_source("cifar10", **options)
+    assert str(refused.value).startswith(expected) and "\n" not in str(refused.value)
+    assert "is not the published" in str(refused.value) and not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["archive", "cache"])
+def test_the_prepare_stage_refuses_a_cifar10_archive_that_is_not_the_published_one_in_one_line(tmp_path, where):
+    batches = fake_cifar(tmp_path / "raw", pytest.MonkeyPatch())   # the stage's checksums are the real ones
+    marker = tmp_path / "ran"
+    (batches / "batches.meta").write_bytes(pickle.dumps(Planted(marker)))
+    archive = tar_of(batches, tmp_path / ("raw" if where == "archive" else "data/raw/cifar10") / "cifar-10-python.tar.gz")
+    shutil.rmtree(batches)
+    result = run_prepare(tmp_path, {"source": "cifar10", **({"path": str(tmp_path / "raw")} if where == "archive" else {})})
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert f"{archive}: md5 " in result.stderr and "is not the published c58f30108f718f92721af3b95e74349a" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not marker.exists() and not (tmp_path / "data/prepared").exists()
+
+
+def test_the_cifar10_unpickler_refuses_everything_but_arrays_lists_dicts_str_bytes_and_int(tmp_path, monkeypatch):
+    """Even a file that passed its checksum (here: one whose md5 the test declares published)."""
+    batches = fake_cifar(tmp_path / "raw", monkeypatch)
+    marker = tmp_path / "ran"
+    (batches / "batches.meta").write_bytes(pickle.dumps({b"label_names": Planted(marker)}))
+    published = dict(image_sources.CIFAR10_MEMBERS,
+                     **{"batches.meta": hashlib.md5((batches / "batches.meta").read_bytes()).hexdigest()})
+    monkeypatch.setattr(image_sources, "CIFAR10_MEMBERS", published)
+    with pytest.raises(DataFormatError, match=r"batches.meta: not a CIFAR-10 python batch \(io.open is not "
+                                              r"allowed in a CIFAR-10 batch \(numpy arrays, lists, dicts"):
+        load_source("cifar10", path=str(tmp_path / "raw"))
+    assert not marker.exists()
+    pickle.loads((batches / "batches.meta").read_bytes())   # what the plant does when trusted
+    assert marker.exists()
+    meta = {b"label_names": [b"a"] * 10, b"n": 3, b"s": "text", b"array": np.arange(3)}
+    assert image_sources._unpickle(pickle.dumps(meta, protocol=4), "x")[b"s"] == "text"
+    # the real batches were pickled by numpy 1, as numpy.core.multiarray._reconstruct
+    numpy1 = pickle.dumps(meta, protocol=3).replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    assert b"numpy.core.multiarray" in numpy1
+    np.testing.assert_array_equal(image_sources._unpickle(numpy1, "x")[b"array"], np.arange(3))
+    with pytest.raises(DataFormatError, match=r"x: not a CIFAR-10 python batch \(numpy.*scalar is not allowed"):
+        image_sources._unpickle(pickle.dumps({b"n": np.int64(3)}, protocol=4), "x")
 
 
 def test_photo_patches_are_rgb_seeded_and_labelled_by_photo():

@@ -6,6 +6,7 @@ Each registers itself in the source registry (components/data/sources.py).
 from __future__ import annotations
 
 import dataclasses
+import io
 import pickle
 import tarfile
 from pathlib import Path
@@ -15,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from components.data.formats import DataFormatError
 from components.data.photos import PHOTO_NAMES, crop_patches
-from components.data.sources import (DataSourceError, SourceFile, SourceOptions, Splits, download,
+from components.data.sources import (DataSourceError, SourceFile, SourceOptions, Splits, check_md5, download,
                                      register_source, split_by_fractions)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -23,6 +24,12 @@ GRAYSCALE_MODES = ("L", "1")
 CIFAR10 = SourceFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")
 CIFAR10_MIRRORS = ["https://www.cs.toronto.edu/~kriz/"]
 CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_MEMBERS = {   # the published md5 of each file in CIFAR10_FOLDER
+    "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}
 CIFAR10_VALID = 5000   # the last 5,000 training images validate
 
 
@@ -78,11 +85,24 @@ def image_folder(options: SourceOptions) -> Splits:
     return dataclasses.replace(splits, levels=256, class_names=[p.name for p in classes])
 
 
+class BatchUnpickler(pickle.Unpickler):
+    """Unpickles what a CIFAR-10 batch holds and nothing else: numpy arrays, lists, dicts, str, bytes
+    and int (the containers and scalars need no global; an array needs these three). Any other global,
+    the way a pickle runs code, is refused."""
+
+    ARRAY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                     ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ARRAY_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch (numpy arrays, "
+                                     "lists, dicts, str, bytes and int only)")
+
+
 def _unpickle(data: bytes, name: str) -> dict:
-    # The CIFAR batches are pickles by design; they come checksum-verified from the official tarball
-    # or from a folder the user named.
     try:
-        batch = pickle.loads(data, encoding="bytes")
+        batch = BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as error:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise DataFormatError(f"{name}: not a CIFAR-10 python batch ({error})") from error
     if not isinstance(batch, dict):
@@ -90,9 +110,9 @@ def _unpickle(data: bytes, name: str) -> dict:
     return batch
 
 
-def _cifar_members(options: SourceOptions) -> dict[str, tuple[bytes, str]]:
+def _cifar_files(options: SourceOptions) -> dict[str, tuple[bytes, str]]:
     """Name -> (content, where it came from) of the CIFAR-10 batch files, from a folder or the tarball."""
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+    names = list(CIFAR10_MEMBERS)
     if options.path:
         root = Path(options.path).expanduser()
         if not root.is_dir():
@@ -104,6 +124,7 @@ def _cifar_members(options: SourceOptions) -> dict[str, tuple[bytes, str]]:
         if not archive.is_file():
             raise DataSourceError(f"{root}: neither {CIFAR10.name} nor the extracted {CIFAR10_FOLDER}/ "
                                   f"({', '.join(names)})")
+        check_md5(archive.read_bytes(), CIFAR10.md5, archive, CIFAR10.name)
     else:
         archive = download(CIFAR10, options.mirrors or CIFAR10_MIRRORS, options.cache_dir / "cifar10")
     try:
@@ -117,6 +138,14 @@ def _cifar_members(options: SourceOptions) -> dict[str, tuple[bytes, str]]:
             return found
     except (tarfile.TarError, KeyError, EOFError, OSError) as error:
         raise DataFormatError(f"{archive}: not a complete CIFAR-10 archive ({error})") from error
+
+
+def _cifar_members(options: SourceOptions) -> dict[str, tuple[bytes, str]]:
+    """The CIFAR-10 batch files, each checked against its published md5 before anything unpickles it."""
+    found = _cifar_files(options)
+    for name, (content, where) in found.items():
+        check_md5(content, CIFAR10_MEMBERS[name], where, f"CIFAR-10's {name}")
+    return found
 
 
 @register_source("cifar10")

@@ -91,6 +91,15 @@ def _check_content(path: Path, spec: SourceFile) -> None:
         )
 
 
+def check_md5(data: bytes, expected: str | None, where: str | Path, what: str) -> None:
+    """Refuse content whose md5 is not the published one: what is read (and, for pickles, unpickled)
+    is exactly the published file, whether downloaded, cached or the user's own copy."""
+    found = _digest(data, "md5")
+    if expected and found != expected:
+        raise DataFormatError(f"{where}: md5 {found} is not the published {expected} of {what} "
+                              "(corrupt, truncated or a different file); not read")
+
+
 def _find_local(folder: Path, spec: SourceFile) -> Path:
     """The file in `folder` under its served name, with or without `.gz`."""
     stem = spec.name.removesuffix(".gz")
@@ -107,6 +116,7 @@ def download(spec: SourceFile, mirrors: list[str], cache_dir: Path) -> Path:
     """Download `spec` from the first mirror that serves it with the right checksum."""
     target = cache_dir / spec.name
     if target.is_file():
+        check_md5(target.read_bytes(), spec.md5, target, f"{spec.name} (delete it to download it again)")
         _check_content(target, spec)
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)

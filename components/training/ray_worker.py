@@ -32,10 +32,10 @@ CHECKPOINT_FILE = "state.pt"
 def plain(value, where: str = "state"):
     """`value` as tensors and plain Python values only, so `read_state` can load it with
     `weights_only=True`: a checkpoint in shared storage must not be able to run code when read."""
+    if isinstance(value, np.generic):   # before float: np.float64 is one
+        return value.item()
     if isinstance(value, torch.Tensor) or value is None or isinstance(value, (bool, int, float, str, bytes)):
         return value
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value)
     if isinstance(value, dict):
