@@ -495,3 +495,23 @@ def test_cgan_per_class_fid_measures_each_class_against_its_own_test_images():
     assert set(wrong.evaluation_figures(test, settings)) == {"per_class_fid.png"}
     assert right.evaluation_metrics(test, {"seed": 0, "num_samples": 8}) == {
         "per_class_fid": "not measured: no evaluation classifier or no test labels"}
+
+
+def test_gan_default_entry_trains_with_the_authors_sgd_and_momentum_schedule():
+    """goodfeli/adversarial's mnist.yaml: SGD lr 0.1, momentum 0.5 rising to 0.7 by epoch 250."""
+    from components.config import architecture_params, load_params, training_settings
+    from components.training.schedules import configure_optimizers
+
+    params = load_params()
+    name, arch = architecture_params(params, "gan")
+    settings = training_settings(params, "gan")
+    model = build_model(name, DataSpec.single((1, 8, 8), 17), arch)
+    model.on_epoch_start()
+    optimizers = configure_optimizers(model, settings["lr"], settings["optimizers"])
+    groups = [g for o in optimizers.values() for g in o.param_groups]
+    assert all(isinstance(o, torch.optim.SGD) for o in optimizers.values())
+    assert [g["lr"] for g in groups] == [0.1, 0.1] and [g["momentum"] for g in groups] == [0.5, 0.5]
+    for _ in range(125):
+        model.on_epoch_start()
+    model.training_step(Batch(torch.rand(4, 1, 8, 8)), optimizers)
+    assert [g["momentum"] for g in groups] == pytest.approx([0.6, 0.6])
