@@ -2,8 +2,11 @@
 
 import hashlib
 import json
+import os
 import pickle
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -20,6 +23,8 @@ from components.data import image_sources
 from components.data.formats import DataFormatError
 from components.data.sources import DataSourceError, SourceFile, load_source
 from test_data import run_prepare
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write_folder(root, images_per_class: dict, mode: str, sizes=((12, 12),), seed=0):
@@ -78,7 +83,7 @@ def test_image_folder_errors_name_the_file_and_leave_no_output(tmp_path, problem
     data = {"source": "image_folder", "path": str(raw), "image_size": 8}
     if problem == "corrupt":
         bad.write_bytes(bad.read_bytes()[:60])   # a truncated PNG
-        expected = f"{bad}: not a readable image"
+        expected = f"{bad}: not a readable PNG or JPEG image"
     elif problem == "empty":
         (raw / "c").mkdir()
         expected = f"{raw / 'c'}: empty class folder"
@@ -89,6 +94,77 @@ def test_image_folder_errors_name_the_file_and_leave_no_output(tmp_path, problem
     assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "data" / "prepared").exists()
     assert not list((tmp_path / "data").glob(".prepared*"))
+
+
+def test_image_folder_memory_follows_the_output_size_not_the_files(tmp_path):
+    """12 PNGs of 3000x3000 (27 MB each decoded): each is resized to 16x16 as soon as it is decoded."""
+    ramp = (np.add.outer(np.arange(3000), np.arange(3000)) % 256).astype(np.uint8)
+    (tmp_path / "raw/a").mkdir(parents=True)
+    Image.fromarray(np.stack([ramp, ramp.T, 255 - ramp], -1)).save(tmp_path / "raw/a/000.png")
+    for i in range(1, 12):
+        folder = tmp_path / "raw" / "ab"[i % 2]
+        folder.mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "raw/a/000.png", folder / f"{i:03d}.png")
+    script = ("import resource, sys\n"
+              "from components.data.sources import load_source\n"
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "splits = load_source('image_folder', path=sys.argv[1], image_size=16, valid_fraction=0.2,"
+              " test_fraction=0.2)\n"
+              "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+              "print(grown // 1024, sum(len(v) for v in splits.images.values()))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "raw")], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    grown_mb, count = map(int, done.stdout.split())
+    # measured: 36 MB (one decoded image); 452 MB when every image was decoded before resizing
+    assert count == 12 and grown_mb < 100, f"peak memory grew by {grown_mb} MB"
+
+
+def bomb(path: Path) -> Path:
+    """A PNG of 13400x13400 one-bit pixels (22 KB on disk): over twice PIL's MAX_IMAGE_PIXELS."""
+    Image.new("1", (13400, 13400)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("problem", ["bomb", "gif_named_png", "bmp_named_jpg"])
+def test_image_folder_refuses_bombs_and_other_formats_in_one_line_naming_the_file(tmp_path, problem):
+    raw = tmp_path / "raw"
+    write_folder(raw, {"a": 4, "b": 4}, "RGB")
+    if problem == "bomb":
+        bad = bomb(raw / "b" / "big.png")
+        expected = f"{bad}: refused as a possible decompression bomb (Image size (179560000 pixels) exceeds limit"
+    else:
+        bad = raw / "a" / ("odd.png" if problem == "gif_named_png" else "odd.jpg")
+        Image.new("RGB", (8, 8)).save(bad, format="GIF" if problem == "gif_named_png" else "BMP")
+        expected = f"{bad}: not a readable PNG or JPEG image"
+    result = run_prepare(tmp_path, {"source": "image_folder", "path": str(raw), "image_size": 8})
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "data" / "prepared").exists()
+    assert not [p for p in (tmp_path / "data").rglob("*") if p.name != "raw"]
+
+
+def test_an_image_over_pils_warning_limit_is_refused_too(tmp_path, monkeypatch):
+    """Between MAX_IMAGE_PIXELS and twice it PIL only warns; a dataset refuses it all the same."""
+    write_folder(tmp_path / "raw", {"a": 3, "b": 3}, "L", sizes=((12, 12),))
+    Image.new("L", (30, 30)).save(tmp_path / "raw/a/big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 600)   # 900 pixels: over the limit, under twice it
+    with pytest.raises(DataFormatError, match=r"big.png: refused as a possible decompression bomb"):
+        load_source("image_folder", path=str(tmp_path / "raw"), image_size=8, valid_fraction=0.2, test_fraction=0.2)
+
+
+def test_a_large_jpeg_decodes_at_a_reduced_scale_to_its_colour(tmp_path):
+    for name, colour in (("red", (200, 30, 40)), ("blue", (20, 40, 220))):
+        (tmp_path / "raw" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (2400, 1600), colour).save(tmp_path / "raw" / name / f"{i}.jpg", quality=95)
+    splits = load_source("image_folder", path=str(tmp_path / "raw"), image_size=8, valid_fraction=0.2,
+                         test_fraction=0.2)
+    images = np.concatenate([splits.images[k] for k in ("train", "valid", "test")])
+    labels = np.concatenate([splits.labels[k] for k in ("train", "valid", "test")])
+    for label, colour in enumerate(((200, 30, 40), (20, 40, 220))):   # classes sorted: blue, red
+        expected = np.array(((20, 40, 220), (200, 30, 40))[label]) / 255
+        assert np.abs(images[labels == label].mean(axis=(2, 3)) - expected).max() < 3 / 255
 
 
 def fake_cifar(folder, monkeypatch, per_batch=6) -> Path:

@@ -9,6 +9,7 @@ import dataclasses
 import io
 import pickle
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,26 @@ def _image_size(options: SourceOptions, source: str, default: int | None = None)
     return size
 
 
+def _read_image(path: Path, size: int) -> Image.Image:
+    """A PNG or JPEG file as a size x size "L" (grayscale sources) or "RGB" image, resized as soon as
+    it is decoded: memory follows the output size, not the file's (a JPEG decodes at a reduced scale).
+    A file over PIL's decompression-bomb limit is refused before it is decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=["PNG", "JPEG"]) as image:
+                image.draft(None, (size, size))
+                mode = "L" if image.mode in GRAYSCALE_MODES else "RGB"
+                kept = image if image.mode == mode else image.convert(mode)
+                if kept.size != (size, size):
+                    return kept.resize((size, size), Image.LANCZOS, reducing_gap=None)
+                return kept.copy()   # closing the file's image frees its pixels
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DataFormatError(f"{path}: refused as a possible decompression bomb ({error})") from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataFormatError(f"{path}: not a readable PNG or JPEG image ({error})") from error
+
+
 @register_source("image_folder")
 def image_folder(options: SourceOptions) -> Splits:
     """`data.path`: one subfolder per class of PNG/JPEG images, resized to `image_size` squares.
@@ -65,21 +86,11 @@ def image_folder(options: SourceOptions) -> Splits:
             raise DataSourceError(f"{folder}: empty class folder (no {'/'.join(IMAGE_SUFFIXES)} images)")
         files += found
         labels += [index] * len(found)
-    opened = []
-    for path in files:
-        try:
-            with Image.open(path) as image:
-                image.load()   # decode now: a truncated or corrupt file fails here, named
-                opened.append(image.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            raise DataFormatError(f"{path}: not a readable image ({error})") from error
-    mode = "L" if all(image.mode in GRAYSCALE_MODES for image in opened) else "RGB"
-    images = np.empty((len(opened), 1 if mode == "L" else 3, size, size), dtype=np.float32)
-    for i, image in enumerate(opened):
-        image = image.convert(mode)
-        if image.size != (size, size):
-            image = image.resize((size, size), Image.LANCZOS, reducing_gap=None)
-        pixels = np.asarray(image, dtype=np.float32) / 255.0
+    resized = [_read_image(path, size) for path in files]
+    mode = "L" if all(image.mode == "L" for image in resized) else "RGB"
+    images = np.empty((len(resized), 1 if mode == "L" else 3, size, size), dtype=np.float32)
+    for i, image in enumerate(resized):
+        pixels = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
         images[i] = pixels[None] if mode == "L" else pixels.transpose(2, 0, 1)
     splits = split_by_fractions(images, np.asarray(labels, dtype=np.int64), options)
     return dataclasses.replace(splits, levels=256, class_names=[p.name for p in classes])
