@@ -122,7 +122,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint_and_finishes(cluster, works
         time.sleep(0.2)
     assert registered_checkpoints(), f"no checkpoint registered within 420 s:\n{log.read_text()[-4000:]}"
     checkpoint = max(registered_checkpoints(), key=lambda p: p.stat().st_mtime)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     assert state["epoch"] < 40, "the run ended before the worker could be killed"
     victim = next(w for w in state["workers"] if w["rank"] == 1)
     os.kill(victim["pid"], signal.SIGKILL)  # a worker process dies mid-run; the driver lives on
