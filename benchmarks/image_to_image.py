@@ -64,7 +64,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from components.classifier import accuracy_of, predict, train_classifier  # noqa: E402
-from components.config import architecture_params, load_params, model_entry, training_settings  # noqa: E402
+from components.config import load_params  # noqa: E402
+from components.schema import architecture_params, model_entry, training_settings  # noqa: E402
 from components.data.batch import Batch  # noqa: E402
 from components.data.domains import domain_view_folder  # noqa: E402
 from components.data.prepared import SPLITS, read_spec, read_split, write_split  # noqa: E402

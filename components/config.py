@@ -1,5 +1,4 @@
-"""`params.yaml`: reading it, turning a schema's complaints into one line per bad key, and the
-training settings a model entry resolves to.
+"""`params.yaml`: reading it, and turning a schema's complaints into one line per bad key.
 
 The schema itself is components/schema.py (each model declares its own parameters' types and
 ranges in its `Params`). Every mapping of params.yaml is a `Section`: a strict pydantic model, so
@@ -20,14 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-
-class ConfigError(ValueError):
-    """params.yaml asks for something that does not exist or has the wrong type."""
-
-
-def repo_path(relative: str) -> Path:
-    """A path in the repository. DVC runs every stage from the repository root."""
-    return Path.cwd() / relative
+from components.errors import ConfigError, repo_path
 
 
 def load_params(path: Path | str | None = None) -> dict:
@@ -270,42 +262,3 @@ def _describe(hint) -> str:
         left, right = "[" if low_op == ">=" else "(", "]" if high_op == "<=" else ")"
         return f"{name} in {left}{low}, {high}{right}"
     return " ".join([name] + [f"{op} {value}" for op, value in limits])
-
-
-# --- a model entry of params.yaml ----------------------------------------------------------------
-
-def model_entry(params: dict, key: str) -> dict:
-    """The entry `models.<key>`, with a clear error listing the configured models."""
-    models = params.get("models") or {}
-    if key not in models:
-        raise ConfigError(f"no model {key!r} in params.yaml models; configured: {', '.join(models) or 'none'}")
-    entry = dict(models[key])
-    if "model" not in entry:
-        raise ConfigError(f"models.{key} needs a `model:` naming its model type")
-    return entry
-
-
-def training_settings(params: dict, key: str) -> dict:
-    """The shared `train` defaults overridden by `models.<key>.training`."""
-    settings = dict(params.get("train") or {})
-    overrides = model_entry(params, key).get("training") or {}
-    unknown = set(overrides) - set(settings)
-    if unknown:
-        raise ConfigError(
-            f"models.{key}.training: unknown setting(s) {', '.join(sorted(unknown))}; "
-            f"valid: {', '.join(sorted(settings))}"
-        )
-    settings.update(overrides)
-    return settings
-
-
-def architecture_params(params: dict, key: str) -> tuple[str, dict]:
-    """(model type name, its constructor parameters) of the entry `models.<key>`: every key but
-    the entry keys every model has (components.schema.ModelEntry: `training`, `pixels`, `sweep`, ...)."""
-    from components.schema import ENTRY_KEYS
-
-    entry = model_entry(params, key)
-    name = entry.pop("model")
-    for other in ENTRY_KEYS:
-        entry.pop(other, None)
-    return name, entry

@@ -17,8 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, create_model
 
-from components.config import (KEY, MISSING, ConfigError, Section, checked, describe, display_name, field_hint,
-                               hint_at, line, load_params, optional, repo_path, section_class, unwrap, value_text)
+from components.config import KEY, MISSING, Section, checked, describe, display_name, field_hint, hint_at, line, load_params, optional, section_class, unwrap, value_text
+from components.errors import ConfigError, repo_path
 
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -253,7 +253,7 @@ def _domain_view():
 
 
 # The keys every model entry may have beside its model's own parameters: name -> its annotation
-# (built when first needed). A new such key is one line here; components.config.architecture_params
+# (built when first needed). A new such key is one line here; architecture_params (below)
 # keeps these out of the model's constructor parameters.
 ENTRY = {
     "model": _model_names,                          # the model type (components/models/<model>.py)
@@ -290,6 +290,43 @@ def entry_problems(key: str, entry) -> list[tuple]:
         return found
     schema = entry_schema(model)
     return checked(entry, schema, where) + sweep_problems(where + ("sweep",), entry.get("sweep"), schema)
+
+
+# --- a model entry of params.yaml ----------------------------------------------------------------
+
+def model_entry(params: dict, key: str) -> dict:
+    """The entry `models.<key>`, with a clear error listing the configured models."""
+    models = params.get("models") or {}
+    if key not in models:
+        raise ConfigError(f"no model {key!r} in params.yaml models; configured: {', '.join(models) or 'none'}")
+    entry = dict(models[key])
+    if "model" not in entry:
+        raise ConfigError(f"models.{key} needs a `model:` naming its model type")
+    return entry
+
+
+def training_settings(params: dict, key: str) -> dict:
+    """The shared `train` defaults overridden by `models.<key>.training`."""
+    settings = dict(params.get("train") or {})
+    overrides = model_entry(params, key).get("training") or {}
+    unknown = set(overrides) - set(settings)
+    if unknown:
+        raise ConfigError(
+            f"models.{key}.training: unknown setting(s) {', '.join(sorted(unknown))}; "
+            f"valid: {', '.join(sorted(settings))}"
+        )
+    settings.update(overrides)
+    return settings
+
+
+def architecture_params(params: dict, key: str) -> tuple[str, dict]:
+    """(model type name, its constructor parameters) of the entry `models.<key>`: every key but
+    the entry keys every model has (ENTRY: `training`, `pixels`, `sweep`, ...)."""
+    entry = model_entry(params, key)
+    name = entry.pop("model")
+    for other in ENTRY_KEYS:
+        entry.pop(other, None)
+    return name, entry
 
 
 # --- the whole file -------------------------------------------------------------------------------

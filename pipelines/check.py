@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from components.config import ConfigError, display_name
+from components.config import display_name
+from components.errors import ConfigError
 from components.schema import checked_params, markdown
 
 

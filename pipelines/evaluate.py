@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from components.atomic import atomic_directory, write_text_atomically  # noqa: E402
 from components.classifier import load_classifier, predict  # noqa: E402
 from components.completion import lower_half_hidden  # noqa: E402
-from components.config import ConfigError, repo_path  # noqa: E402
+from components.errors import ConfigError, repo_path  # noqa: E402
 from components.data.domains import domain_view_folder  # noqa: E402
 from components.data.prepared import draw_binary, read_split  # noqa: E402
 from components.data.batch import Batch  # noqa: E402

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from components.atomic import atomic_directory
-from components.config import ConfigError, repo_path
+from components.errors import ConfigError, repo_path
 from components.data.captions import caption_length, make_captions, vocabulary
 from components.data.domains import Dataset, assemble, domain_entries
 from components.data.formats import DataFormatError

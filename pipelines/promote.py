@@ -37,7 +37,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 
 from components import report  # noqa: E402
 from components.atomic import atomic_directory  # noqa: E402
-from components.config import ConfigError, repo_path  # noqa: E402
+from components.errors import ConfigError, repo_path  # noqa: E402
 from pipelines import tracking  # noqa: E402
 
 ALIAS = "champion"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.config import repo_path
+from components.errors import repo_path
 from components.training.ray_worker import read_state, train_loop
 from pipelines.ray_session import gpus_available, worker_cpus
 

@@ -43,7 +43,7 @@ from components.schema import checked_params, exit_on_bad_params
 if __name__ == "__main__":  # the whole params.yaml, before the imports below (DVC, MLflow) and any stage
     exit_on_bad_params()
 
-from components.config import ConfigError  # noqa: E402
+from components.errors import ConfigError  # noqa: E402
 from pipelines import tracking  # noqa: E402
 from pipelines.local_cluster import end_with_parent, local_cluster  # noqa: E402
 from pipelines.ray_session import STAGES_AT_ONCE, ClusterUnavailable, cluster_address  # noqa: E402

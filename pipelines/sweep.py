@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.schema import DISTRIBUTIONS, SEARCHABLE_SETTINGS, SPEC_KEYS
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import yaml
 
-from components.config import repo_path
+from components.errors import repo_path
 
 EXPERIMENT = "genzoo"
 # The experiment tag MLflow's UI reads for an experiment's kind (its values: "genai_development",

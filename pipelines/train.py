@@ -28,8 +28,8 @@ if __name__ == "__main__" and len(sys.argv) == 2:  # before the imports below (M
 import mlflow  # noqa: E402
 
 from components.atomic import atomic_directory  # noqa: E402
-from components.config import (ConfigError, architecture_params, model_entry, repo_path,  # noqa: E402
-                               training_settings)
+from components.errors import ConfigError, repo_path  # noqa: E402
+from components.schema import architecture_params, model_entry, training_settings  # noqa: E402
 from components.data.domains import domain_view_folder  # noqa: E402
 from components.data.prepared import read_spec  # noqa: E402
 from components.models import build_model, pixel_format, save_model  # noqa: E402

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 from components.atomic import atomic_directory  # noqa: E402
 from components.classifier import accuracy_of, save_classifier, train_classifier  # noqa: E402
-from components.config import repo_path  # noqa: E402
+from components.errors import repo_path  # noqa: E402
 from components.data.prepared import PIXEL_FORMATS, draw_binary, read_split  # noqa: E402
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.batch import Batch, DataSpec
 from components.losses.adversarial import (LOSSES, LossName, LeastSquares, NonSaturating, WassersteinGP,
                                            adversarial_loss, gradient_penalty)
@@ -370,7 +370,8 @@ def test_infogan_code_accuracy_is_judged_by_the_evaluation_classifier_on_generat
 
 def test_infogan_default_entry_has_the_authors_learning_rate_per_optimizer():
     """openai/InfoGAN's MNIST run: Adam beta1 0.5, generator 1e-3, discriminator and Q 2e-4."""
-    from components.config import architecture_params, load_params, training_settings
+    from components.config import load_params
+    from components.schema import architecture_params, training_settings
     from components.training.schedules import configure_optimizers
 
     params = load_params()
@@ -387,7 +388,8 @@ def test_infogan_default_entry_has_the_authors_learning_rate_per_optimizer():
 
 
 def test_the_params_entries_build_on_the_digits():
-    from components.config import architecture_params, load_params, training_settings
+    from components.config import load_params
+    from components.schema import architecture_params, training_settings
     from components.models import pixel_format
 
     params = load_params()
@@ -499,7 +501,8 @@ def test_cgan_per_class_fid_measures_each_class_against_its_own_test_images():
 
 def test_gan_default_entry_trains_with_the_authors_sgd_and_momentum_schedule():
     """goodfeli/adversarial's mnist.yaml: SGD lr 0.1, momentum 0.5 rising to 0.7 by epoch 250."""
-    from components.config import architecture_params, load_params, training_settings
+    from components.config import load_params
+    from components.schema import architecture_params, training_settings
     from components.training.schedules import configure_optimizers
 
     params = load_params()

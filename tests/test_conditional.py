@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from components.classifier import predict, train_classifier
-from components.config import training_settings
+from components.schema import training_settings
 from components.data.batch import Batch, DataSpec, DomainSpec
 from components.metrics.translation import round_trip_metrics
 from components.models import build_model

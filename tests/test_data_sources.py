@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.batch import DataSpec
 from components.data.captions import TEMPLATES, phrasings
 from components.data.prepared import read_spec, read_split, write_split
-from components.data import image_sources
+from components.data.sources import images as image_sources
 from components.data.formats import DataFormatError
 from components.data.sources import DataSourceError, SourceFile, load_source
 from test_data import run_prepare

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.batch import Batch, DataSpec, DomainSpec
 from components.models import build_model
 from components.models.cyclegan import ImagePool
@@ -129,7 +129,8 @@ def test_translate_goes_both_ways_and_refuses_a_third_domain():
 
 
 def test_the_params_schedule_is_constant_then_linear_decay_over_the_second_half():
-    from components.config import load_params, training_settings
+    from components.config import load_params
+    from components.schema import training_settings
     from components.training.fit import Settings, fit
 
     settings = training_settings(load_params(), "cyclegan")
@@ -345,7 +346,8 @@ def test_completion_reads_only_the_observed_pixels():
 
 
 def test_the_params_entries_build():
-    from components.config import architecture_params, load_params
+    from components.config import load_params
+    from components.schema import architecture_params
 
     from components.data.domains import view_entries
 

@@ -4,7 +4,7 @@ IWAE objective) and the adversarial autoencoder."""
 import pytest
 import torch
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.batch import Batch, DataSpec
 from components.models import NotSupported, build_model, load_model, save_model
 from components.models.aae import rbf_mmd2

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.batch import Batch, DataSpec
 from components.models import NotSupported, available_models, build_model, load_model, save_model
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.batch import Batch, DataSpec
 from components.models import build_model
 from components.training import Callback, Settings, fit

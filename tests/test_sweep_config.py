@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.batch import Batch, DataSpec
 from components.models import build_model
 from components.training import autocast

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.batch import DataSpec
 from components.data.prepared import Split
 from components.models.base import GenerativeModel, Phase

@@ -11,7 +11,7 @@ import yaml
 from torch import nn
 
 from components.classifier import predict, train_classifier
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.batch import DataSpec
 from components.data.prepared import Split, write_split
 from components.models import build_model

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from components.config import ConfigError
+from components.errors import ConfigError
 
 FIELDS = ("labels", "attributes", "captions", "domains")
 PAD, UNKNOWN = "<pad>", "<unk>"   # token ids 0 and 1 of every caption vocabulary

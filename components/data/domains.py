@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.prepared import SPLITS, Split, quantize, read_split, split_meta, write_split
 from components.data.sources import REGISTRY, SourceOptions, Splits, available_sources, load_source
 

@@ -26,7 +26,7 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
-from components.config import ConfigError
+from components.errors import ConfigError
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
 LossName = Literal["nonsaturating", "lsgan", "wgan_gp"]   # the names of LOSSES, for typed params

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.batch import DataSpec
 from components.models.base import REGISTRY, GenerativeModel, NotSupported, parse_params
 

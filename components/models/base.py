@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.batch import FIELDS, Batch, DataSpec
 
 REGISTRY: dict[str, type["GenerativeModel"]] = {}

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pydantic import Field
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.losses.adversarial import LossName
 from components.models.families.adversarial import (AdversarialModel, per_class_fid, per_class_fid_figure,
                                                     per_class_fid_metrics)

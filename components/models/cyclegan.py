@@ -38,7 +38,7 @@ from typing import Annotated, Literal
 import torch
 
 from pydantic import Field
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.batch import Batch
 from components.data.domains import TRANSFORMS
 from components.layers.norm_blocks import PatchDiscriminator, ResnetGenerator

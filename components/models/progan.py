@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pydantic import Field
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.losses.adversarial import KARRAS_DRIFT, adversarial_loss
 from components.models.base import Phase
 from components.models.families.adversarial import AdversarialModel, to_signed, to_unit

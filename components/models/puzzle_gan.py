@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pydantic import Field
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.losses.adversarial import LossName, adversarial_loss
 from components.models.base import GenerativeModel
 from components.models.families.adversarial import DCGANDiscriminator, DCGANGenerator, to_signed, to_unit

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pydantic import Field
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.layers.norm_blocks import PatchDiscriminator, ResnetGenerator
 from components.losses.adversarial import WassersteinGP
 from components.models.base import GenerativeModel

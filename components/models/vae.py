@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 import torch
 
 from pydantic import Field
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.models.families.autoencoder import Autoencoder
 
 

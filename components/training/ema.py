@@ -25,7 +25,7 @@ import contextlib
 import torch
 from torch import nn
 
-from components.config import ConfigError
+from components.errors import ConfigError
 
 
 class EMA:

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.batch import Batch
 from components.models.base import GenerativeModel, Phase
 from components.training.ema import EMA

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from components.config import ConfigError
+from components.errors import ConfigError
 
 SCHEDULES = ("constant", "linear_decay", "step", "cosine")
 OPTIMIZER_KEYS = ("lr", "betas")

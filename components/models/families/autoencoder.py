@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.models.base import GenerativeModel
 from components.layers.pixel_likelihood import pixel_likelihood
 

@@ -1,6 +1,6 @@
 """Sources of colour and folder images: `image_folder`, `cifar10`, `photo_patches`.
 
-Each registers itself in the source registry (components/data/sources.py).
+Each registers itself in the source registry (components/data/sources/registry.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from components.data.formats import DataFormatError
 from components.data.photos import PHOTO_NAMES, crop_patches
-from components.data.sources import (DataSourceError, SourceFile, SourceOptions, Splits, check_md5, download,
+from components.data.sources.registry import (DataSourceError, SourceFile, SourceOptions, Splits, check_md5, download,
                                      register_source, split_by_fractions)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
