@@ -23,3 +23,13 @@ def tiny_pipeline(tmp_path_factory):
     from tiny_pipeline import first_repro
 
     return first_repro(tmp_path_factory.mktemp("tiny-pipeline"))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks: thread hand-offs cost more than the arithmetic (and the CI machine has 2 cores);
+    the thread count is restored afterwards. Modules use it with `pytestmark = pytest.mark.usefixtures`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,13 +17,7 @@ from components.losses.information import information_lower_bound
 from components.metrics.clustering import unsupervised_accuracy
 from components.models import NotSupported, build_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- losses -------------------------------------------------------------------------------

@@ -15,14 +15,7 @@ from components.models.progan import EqualizedConv2d, MinibatchStddev, PixelNorm
 from components.training import Settings, fit
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is faster than two on a shared machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- the shared non-saturating loss is the BCE gan and aae used to write -------------------------

@@ -21,13 +21,7 @@ TINY_CGAN = {"latent_dim": 4, "noise_units": 16, "label_units": 16, "hidden_unit
              "discriminator_image_units": 16, "discriminator_label_units": 8, "discriminator_hidden_units": 16,
              "maxout_pieces": 3}
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

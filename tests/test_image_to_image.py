@@ -17,13 +17,7 @@ from components.models.cyclegan import ImagePool
 from components.models.families.adversarial import to_signed, to_unit
 from components.models.puzzle_gan import appearance_loss, key_patches, select_windows, spatial_loss
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def params_with_overlays(params: dict) -> dict:

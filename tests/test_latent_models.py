@@ -10,14 +10,7 @@ from components.models import NotSupported, build_model, load_model, save_model
 from components.models.aae import rbf_mmd2
 from components.layers.pixel_likelihood import DiscretizedLogisticPixels
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: thread hand-offs cost more than the arithmetic (and the CI machine has 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 7, 5), (3, 6, 6)])

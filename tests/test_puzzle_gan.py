@@ -15,13 +15,7 @@ from components.models.puzzle_gan import appearance_loss, mismatched, patch_l1, 
 
 TINY = {"width": 8, "code_dim": 16}
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def puzzle(channels=1, **params):
