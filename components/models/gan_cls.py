@@ -22,18 +22,35 @@ which D must also judge real: the embedding manifold between captions is
 covered although no image has such a caption. (The paper adds the term to
 "the generator objective"; D sees no real image for h_int.)
 
-Text encoder (a departure: the paper uses a char-CNN-RNN pretrained with the
-structured joint embedding of Reed et al. 2016b; no pretrained weights can be
-downloaded here). A word embedding and a bidirectional GRU over the caption's
-tokens, trained jointly with the discriminator on the matching-aware loss,
-whose s_w term forces the embedding to carry what distinguishes captions
-that fit an image from those that do not. The generator receives phi(t)
-detached, so it cannot move the embedding towards captions that are easy to
-draw. The structured joint embedding would need an image encoder and class
-labels (the model requires captions only); with template captions from a
-small vocabulary the discriminator's signal is enough to learn the classes'
-words (tests/test_adversarial_more.py checks the embedding separates
-captions and that samples follow them).
+Text encoder. The paper's char-CNN-RNN was pretrained with the deep structured
+joint embedding of Reed et al. 2016a ("Learning Deep Representations of
+Fine-Grained Visual Descriptions") and kept fixed while the GAN trained; no
+pretrained weights can be downloaded here, so the model pretrains its own in
+its first `text_pretraining_steps` steps. Encoder (a departure in form, not in
+role): a word embedding and a bidirectional GRU over the caption's tokens.
+Joint embedding: an image encoder theta (a DCGAN discriminator trunk with
+`text_features` outputs, used only for this) and the compatibility
+F(v, t) = theta(v) . phi(t); Reed et al. 2016a's symmetric structured loss
+
+    L = 1/N sum_n [ max_y (Delta(y_n, y) + F_t(v_n, y) - F_t(v_n, y_n))
+                  + max_y (Delta(y_n, y) + F_v(t_n, y) - F_v(t_n, y_n)) ]
+
+with Delta the 0-1 loss, F_t(v, y) the mean of F(v, t) over the batch's
+captions of class y and F_v(t, y) that over the batch's images of class y
+(the paper's expectations over a class's texts and images, taken within the
+batch). Classes are the batch's labels; without labels, identical captions
+form a class. The encoder and theta have their own optimizer, `text_encoder`
+(`training.optimizers.text_encoder.lr` sets its rate). During pretraining the
+GAN trains alongside on the (detached) embeddings of the encoder as it stands;
+afterwards the encoder is frozen, as the paper's was.
+`text_finetune: true` keeps training the encoder after pretraining, by the
+discriminator's matching-aware loss at the `text_encoder` optimizer's rate.
+`text_pretraining_steps: 0` (the class default, kept for callers with a few
+unlabelled captions; params.yaml's entry pretrains): no joint embedding, the
+encoder trained by the discriminator's matching-aware loss throughout (through
+the `text_encoder` optimizer, stepped with D's), whose s_w term forces the
+embedding to carry what distinguishes captions that fit an image from those
+that do not.
 
 Mismatching captions are another image's caption in the batch (the batch
 rolled by one): as in the paper, such a caption can happen to describe the
@@ -106,6 +123,42 @@ def matching_aware_discriminator_loss(loss: AdversarialLoss, s_real: torch.Tenso
     return 0.5 * (loss.discriminator(s_real, s_wrong) + loss.discriminator(s_real, s_fake))
 
 
+class MultiOptimizer:
+    """Several optimizers stepped on one loss (what `optimize` needs of an optimizer)."""
+
+    def __init__(self, *optimizers):
+        self.optimizers = optimizers
+        self.param_groups = [g for o in optimizers for g in o.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+
+def structured_hinge(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mean_n max_y (Delta(y_n, y) + scores[n, y] - scores[n, y_n]), Delta the 0-1 loss (0 at y = y_n)."""
+    true = scores.gather(1, target[:, None])
+    margins = 1 + scores - true
+    margins = margins.scatter(1, target[:, None], 0.0)
+    return margins.max(1).values.clamp(min=0).mean()
+
+
+def joint_embedding_loss(images: torch.Tensor, texts: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Reed et al. 2016a's symmetric structured loss on image features theta(v) (B, D), text features
+    phi(t) (B, D) and class labels (B,): each image classified by the mean compatibility with each
+    class's captions, each caption by that with each class's images (classes present in the batch)."""
+    classes, index = labels.unique(return_inverse=True)
+    members = F.one_hot(index, len(classes)).to(images.dtype)          # (B, C)
+    counts = members.sum(0)[:, None]
+    text_means, image_means = members.T @ texts / counts, members.T @ images / counts
+    # mean_t F(v, t) over class y's captions = theta(v) . mean phi(t): F is linear in each argument
+    return structured_hinge(images @ text_means.T, index) + structured_hinge(texts @ image_means.T, index)
+
+
 class TextEncoder(nn.Module):
     """Token ids (B, T), 0-padded -> phi(t) (B, 2 * hidden): the last states of a bidirectional GRU."""
 
@@ -173,6 +226,11 @@ class GANCLS(AdversarialModel):
         # weight of the GAN-INT term in G's loss (0: GAN-CLS alone)
         interpolation_weight: Annotated[float, Field(ge=0)] = 1.0
         caption_bank: Annotated[int, Field(ge=1)] = 512        # training captions kept for unconditional sampling
+        # steps of joint-embedding pretraining of the text encoder (Reed et al. 2016a), then frozen or
+        # fine-tuned; 0: no pretraining, the encoder trained by the discriminator's loss throughout
+        text_pretraining_steps: Annotated[int, Field(ge=0)] = 0
+        # after pretraining: the encoder fixed (the paper) or fine-tuned by D's loss at its optimizer's rate
+        text_finetune: bool = False
         loss: LossName = "nonsaturating"
         beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
 
@@ -191,12 +249,37 @@ class GANCLS(AdversarialModel):
                                                   self.image_shape, p.width, p.extra_layers)
         self.discriminator = TextConditionalDiscriminator(self.text_encoder.features, p.embedding_dim,
                                                           self.image_shape, p.width, p.extra_layers)
+        # theta(v) of the joint embedding: used for the text encoder's pretraining only
+        self.image_encoder = DCGANDiscriminator(self.image_shape, p.width, p.extra_layers,
+                                                outputs=self.text_encoder.features)
+        self.register_buffer("text_steps", torch.zeros((), dtype=torch.int64))   # pretraining steps done
         self.register_buffer("bank", torch.zeros(p.caption_bank, spec.caption_length, dtype=torch.int64))
         self.register_buffer("banked", torch.zeros((), dtype=torch.int64))   # captions ever put in the bank
 
-    def discriminator_parameters(self):
-        # The text encoder learns from the discriminator's matching-aware loss.
-        return [*self.discriminator.parameters(), *self.text_encoder.parameters()]
+    def configure_optimizers(self, lr):
+        betas = (self.params.beta1, 0.999)
+        return {**super().configure_optimizers(lr),
+                "text_encoder": torch.optim.Adam([*self.text_encoder.parameters(), *self.image_encoder.parameters()],
+                                                 lr=lr, betas=betas)}
+
+    @property
+    def pretraining(self) -> bool:
+        """Whether the text encoder is still in its joint-embedding pretraining."""
+        return int(self.text_steps) < self.params.text_pretraining_steps
+
+    def class_labels(self, batch, tokens: torch.Tensor) -> torch.Tensor:
+        """The batch's labels, or (without them) one class per distinct caption."""
+        if batch.labels is not None:
+            return batch.labels.to(tokens.device)
+        return tokens.unique(dim=0, return_inverse=True)[1]
+
+    def pretraining_step(self, real, tokens, labels, optimizer) -> float:
+        # theta(v) on the unit sphere: Reed et al. 2016a's image features were a fixed CNN's, so only phi
+        # could meet the margins; a trained theta would meet them by growing and leave phi's classes close
+        loss = joint_embedding_loss(F.normalize(self.image_encoder(real), dim=1), self.embed(tokens), labels)
+        self.optimize(optimizer, loss)
+        self.text_steps += 1
+        return loss.item()
 
     def tokens(self, captions: list[str]) -> torch.Tensor:
         length = self.spec.caption_length
@@ -218,19 +301,28 @@ class GANCLS(AdversarialModel):
         real = to_signed(batch.images)
         tokens = batch.caption_tokens if batch.caption_tokens is not None else self.tokens(batch.captions)
         self.remember(tokens.detach())
-        phi = self.embed(tokens)
+        terms = {}
+        if self.pretraining:
+            terms["text_loss"] = self.pretraining_step(real, tokens, self.class_labels(batch, tokens),
+                                                       optimizers["text_encoder"])
+        # the encoder learns from D's loss: without pretraining, or after it when fine-tuned
+        joint = self.params.text_pretraining_steps == 0 or (self.params.text_finetune and not self.pretraining)
+        phi = self.embed(tokens) if joint else self.embed(tokens).detach()
         wrong = phi.roll(1, 0)                      # another image's caption
         z = self.noise(len(real))
         fake = self.generator(z, phi.detach())
         s_real, s_wrong = self.discriminator(real, phi), self.discriminator(real, wrong)
         s_fake = self.discriminator(fake.detach(), phi)
         d_loss = matching_aware_discriminator_loss(self.loss, s_real, s_wrong, s_fake)
-        self.optimize(optimizers["discriminator"], d_loss)
+        if joint:   # one loss, two optimizers: D's and the text encoder's, each at its own rate
+            self.optimize(MultiOptimizer(optimizers["discriminator"], optimizers["text_encoder"]), d_loss)
+        else:
+            self.optimize(optimizers["discriminator"], d_loss)
 
-        g_loss, terms = self.generator_loss(z, phi.detach())
+        g_loss, g_terms = self.generator_loss(z, phi.detach())
         self.optimize(optimizers["generator"], g_loss)
-        return {"loss": d_loss.item() + g_loss.item(), "d_loss": d_loss.item(), "g_loss": g_loss.item(),
-                **{k: v.item() for k, v in terms.items()}, **self.beliefs(s_real, s_fake),
+        return {"loss": d_loss.item() + g_loss.item(), "d_loss": d_loss.item(), "g_loss": g_loss.item(), **terms,
+                **{k: v.item() for k, v in g_terms.items()}, **self.beliefs(s_real, s_fake),
                 "d_wrong": self.belief(s_wrong)}
 
     def belief(self, s: torch.Tensor) -> float:
