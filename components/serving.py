@@ -221,7 +221,10 @@ def log_likelihood(model, frame, limits: Limits) -> np.ndarray:
 
 def serve(model, model_input, limits: Limits = Limits()) -> np.ndarray:
     """Answer one request (see the module docstring) from the model's declared capabilities."""
-    rows = len(model_input) if hasattr(model_input, "__len__") else 0
+    try:
+        rows = len(model_input)
+    except TypeError:   # not a table at all: image_table refuses it below
+        rows = 0
     if rows > limits.max_rows:
         raise ServingError(f"the request has {rows} rows; at most {limits.max_rows} per request")
     if isinstance(model_input, pd.DataFrame):
