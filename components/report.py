@@ -9,8 +9,11 @@ is shown, captioned by what it is.
 from __future__ import annotations
 
 import html
+import json
 import shutil
 from pathlib import Path
+
+from components.atomic import write_text_atomically
 
 # Known figures, in the order shown after the sample grid: file name -> caption.
 CAPTIONS = {
@@ -54,6 +57,34 @@ COLUMNS = ["pixels", "parameters", "test_nll", "test_bits_per_dim", "test_elbo",
 # shows the reason recorded under the use's own key.
 USES = {"anomaly_auroc_ood": "anomaly_detection", "anomaly_auroc_holdout": "anomaly_detection",
         "linear_probe_accuracy": "representation", "knn_accuracy": "representation"}
+
+
+# --- what evaluate records: reports/<key>/metrics.json (numbers, what `dvc metrics show` shows) and
+# reports/<key>/evaluation.json (what the model is and, under "not_measured", why a figure is missing) --
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_reason(value) -> bool:
+    return isinstance(value, str) and value.startswith(("not supported", "not measured", "not available"))
+
+
+def write_evaluation(folder: Path, recorded: dict) -> None:
+    """Split what evaluation recorded into the numbers and the rest, and write both files."""
+    numbers = {k: v for k, v in recorded.items() if is_number(v)}
+    described = {k: v for k, v in recorded.items() if not is_number(v) and not is_reason(v)}
+    described["not_measured"] = {k: v for k, v in recorded.items() if is_reason(v)}
+    write_text_atomically(Path(folder) / "evaluation.json", json.dumps(described, indent=2) + "\n")
+    write_text_atomically(Path(folder) / "metrics.json", json.dumps(numbers, indent=2) + "\n")
+
+
+def read_evaluation(folder: Path) -> dict:
+    """Both files as one record (numbers, descriptions, and each reason under its figure's name)."""
+    folder = Path(folder)
+    described = json.loads((folder / "evaluation.json").read_text()) if (folder / "evaluation.json").exists() else {}
+    reasons = described.pop("not_measured", {})
+    return {**json.loads((folder / "metrics.json").read_text()), **described, **reasons}
 
 
 def figures(reports: Path, key: str) -> list[Path]:

@@ -2,8 +2,9 @@
 
     python -m pipelines.evaluate <key>
 
-Writes `reports/<key>/metrics.json` (read by `dvc metrics show`) and
-`reports/<key>/figures/`, and adds both to the model's MLflow run. What is
+Writes `reports/<key>/metrics.json` (numbers only: what `dvc metrics show` shows),
+`reports/<key>/evaluation.json` (what the model is, and why a figure was not measured) and
+`reports/<key>/figures/`, and adds them to the model's MLflow run (reasons as tags). What is
 measured and drawn follows the model's declared capabilities (sampling,
 conditional sampling, likelihood, encoding, completion, translation) and its
 evaluation hooks; a capability the model lacks is recorded as such, with the
@@ -24,7 +25,7 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from components.atomic import atomic_directory, write_text_atomically  # noqa: E402
+from components.atomic import atomic_directory  # noqa: E402
 from components.classifier import load_classifier, predict  # noqa: E402
 from components.completion import lower_half_hidden  # noqa: E402
 from components.errors import ConfigError, repo_path  # noqa: E402
@@ -39,6 +40,7 @@ from components.metrics.sample_quality import SampleJudge, conditional_accuracy,
 from components.metrics.translation import translation_metrics  # noqa: E402
 from components.models import load_model  # noqa: E402
 from components.plots import image_grid, plt  # noqa: E402
+from components.report import is_reason, write_evaluation  # noqa: E402
 from pipelines import tracking  # noqa: E402
 
 # The number each family is ranked by (lower is better) when promoting; models without a likelihood
@@ -255,15 +257,18 @@ SETTINGS = {"levels", "parameters", "iwae_samples", "num_samples", "anomaly_hold
             "conditional_accuracy_chance"}
 
 
-def split_for_mlflow(metrics: dict) -> tuple[dict, dict]:
-    """(measurements, descriptions): the numbers to compare, and everything else as param strings."""
-    measured, described = {}, {}
+def split_for_mlflow(metrics: dict) -> tuple[dict, dict, dict]:
+    """(measurements, descriptions, reasons): the numbers to compare, what describes the evaluation as
+    param strings, and why a figure is missing as tags."""
+    measured, described, reasons = {}, {}, {}
     for name, value in metrics.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and name not in SETTINGS:
             measured[name] = float(value)
+        elif is_reason(value):
+            reasons[f"genzoo.not_measured.{name}"] = value[:5000]
         else:
             described[f"eval.{name}"] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-    return measured, described
+    return measured, described, reasons
 
 
 def log_evaluation(key: str, metrics: dict, figures: dict, cfg: dict) -> None:
@@ -274,10 +279,10 @@ def log_evaluation(key: str, metrics: dict, figures: dict, cfg: dict) -> None:
     logged = json.loads(repo_path(f"models/{key}/mlflow.json").read_text())
     card = json.loads(repo_path("data/prepared/card.json").read_text())
     dataset = tracking.prepared_dataset(card)
-    measured, described = split_for_mlflow(metrics)
+    measured, described, reasons = split_for_mlflow(metrics)
     with mlflow.start_run(run_name=f"evaluate-{key}", parent_run_id=logged["run_id"],
                           tags={"genzoo.key": key, "genzoo.model": metrics["model"],
-                                "genzoo.family": metrics["family"], "genzoo.stage": "evaluate"}):
+                                "genzoo.family": metrics["family"], "genzoo.stage": "evaluate", **reasons}):
         mlflow.log_input(dataset, context="evaluation", model=mlflow.entities.LoggedModelInput(logged["model_id"]))
         mlflow.log_params({**described, **{f"evaluate.{k}": v for k, v in cfg.items()}})
         mlflow.log_metrics(measured, model_id=logged["model_id"], dataset=dataset)
@@ -359,7 +364,7 @@ def evaluate(cfg: dict, key: str, folder) -> None:
                 plt.close(picture)
             else:
                 picture.save(written / name)
-    write_text_atomically(report_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_evaluation(report_dir, metrics)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
     print(f"[{key}] {shown}")
 

@@ -123,7 +123,7 @@ def champion_set_by_person(client: MlflowClient, name: str, champion) -> bool:
 
 def plan_model(client: MlflowClient, key: str, config: dict) -> dict:
     """Register the model's version (once) and decide which alias it gets; moves nothing."""
-    metrics = json.loads(repo_path(f"reports/{key}/metrics.json").read_text())
+    metrics = report.read_evaluation(repo_path(f"reports/{key}"))
     logged = json.loads(repo_path(f"models/{key}/mlflow.json").read_text())
     name = tracking.registered_name(key)
     metric = metrics["promotion_metric"]

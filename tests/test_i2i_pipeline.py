@@ -7,6 +7,8 @@ import json
 import pytest
 import yaml
 
+from components.report import read_evaluation
+
 from tiny_pipeline import REPO, checkout, run, tiny_params as tiny_pipeline_params
 
 pytestmark = pytest.mark.integration
@@ -40,7 +42,7 @@ def test_all_three_are_trained_evaluated_and_registered_with_a_champion(repo):
                        "puzzle_gan": "patch_l1"}
     for key in KEYS:
         champion = client.get_model_version_by_alias(f"genzoo-{key}", "champion")
-        metrics = json.loads((repo / f"reports/{key}/metrics.json").read_text())
+        metrics = read_evaluation(repo / f"reports/{key}")
         assert metrics["promotion_metric"] == expected_metric[key]
         assert champion.tags["genzoo.metric"] == expected_metric[key]
         assert float(champion.tags["genzoo.metric_value"]) == pytest.approx(metrics[expected_metric[key]])

@@ -1,6 +1,7 @@
 """The comparison page's leaderboard, grouped by family, on hand-made results: which group each model
 is in, which columns each group shows, and where the champion is."""
 
+import json
 import html
 import re
 
@@ -84,3 +85,19 @@ def test_a_group_always_shows_the_metric_its_models_are_promoted_on():
                     {"promotion_metric": "wasserstein_distance", "wasserstein_distance": 0.5, "fid": 3.0})
     assert report.leaderboard([latent]) == [
         ("latent variable", ["pixels", "parameters", "fid", "wasserstein_distance"], [latent])]
+
+
+def test_metrics_json_holds_numbers_only_and_the_reasons_go_beside_it(tmp_path):
+    from components.report import read_evaluation, write_evaluation
+
+    recorded = {"model": "gan", "family": "adversarial", "capabilities": ["sample"], "fid": 12.5, "parameters": 9,
+                "log_prob": "not supported: gan defines no likelihood",
+                "anomaly_auroc_holdout": "not measured: data.holdout_class is not set", "early": True}
+    write_evaluation(tmp_path, recorded)
+    numbers = json.loads((tmp_path / "metrics.json").read_text())
+    assert numbers == {"fid": 12.5, "parameters": 9}   # what `dvc metrics show` shows: no sentences
+    described = json.loads((tmp_path / "evaluation.json").read_text())
+    assert described["not_measured"] == {"log_prob": "not supported: gan defines no likelihood",
+                                         "anomaly_auroc_holdout": "not measured: data.holdout_class is not set"}
+    assert described["model"] == "gan" and described["early"] is True
+    assert read_evaluation(tmp_path) == recorded   # the page and promote see the whole record
