@@ -84,7 +84,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pydantic import Field
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.data.captions import NOUNS, TEMPLATES, class_words
 from components.losses.adversarial import AdversarialLoss, LossName
 from components.models.base import NotSupported
