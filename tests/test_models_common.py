@@ -76,3 +76,19 @@ def test_gan_alternates_two_optimizers_with_the_non_saturating_loss():
     assert {"d_loss", "g_loss"} <= set(out)
     assert any(not torch.equal(a, b) for a, b in zip(g_before, model.generator.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(d_before, model.discriminator.parameters()))
+
+
+def test_registration_is_explicit_and_a_name_is_taken_once():
+    from components.models import available_models
+    from components.models.base import GenerativeModel, register
+
+    before = available_models()
+
+    class Unregistered(GenerativeModel):   # a subclass alone, as a test's toy model, stays out
+        name = "test_unregistered"
+        family = "explicit"
+
+    assert available_models() == before
+    with pytest.raises(TypeError, match="registered twice"):
+        register(type("AnotherNade", (GenerativeModel,), {"name": "nade", "family": "explicit"}))
+    assert available_models() == before

@@ -74,9 +74,12 @@ def settings(**changes):
     return Settings.from_dict({"epochs": 5, "batch_size": 64, "lr": 0.1, "patience": 5, **changes})
 
 
-def test_samples_asked_for_class_k_are_classified_as_k(digits):
+def test_samples_asked_for_class_k_are_classified_as_k(digits, monkeypatch):
+    from tiny_models import register
+
     train, valid, classifier, spec = digits
     torch.manual_seed(0)
+    register(monkeypatch, ConditionalBernoulli)
     model = build_model("test_conditional_bernoulli", spec)
     run = fit(model, train_batches(train), eval_batches(valid, 256), settings())
     model.load_state_dict(final_weights(run.checkpoint()))
@@ -86,10 +89,13 @@ def test_samples_asked_for_class_k_are_classified_as_k(digits):
     assert accuracy >= 0.7, accuracy    # chance: 0.1
 
 
-def test_a_model_needing_labels_is_refused_on_unlabeled_data_before_ray_starts(tmp_path, digits):
+def test_a_model_needing_labels_is_refused_on_unlabeled_data_before_ray_starts(tmp_path, digits, monkeypatch):
     import ray
+    from tiny_models import register
 
     from pipelines.train import preflight
+
+    register(monkeypatch, ConditionalBernoulli)
 
     train, *_ = digits
     meta = {"source": "natural_image_patches", "image_shape": [1, 8, 8], "levels": 2, "binarization": "static",

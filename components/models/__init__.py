@@ -1,5 +1,5 @@
-"""Model registry: every module in this package that defines a `GenerativeModel`
-subclass with a `name` adds it here, so a new model is one new file."""
+"""Model registry: every module in this package is imported, and each registers its model with the
+`register` decorator (components/models/base.py), so a new model is one new file."""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from torch import nn
 from pydantic import Field
 from components.losses.adversarial import NonSaturating
 from components.models.families.autoencoder import Autoencoder, mlp
+from components.models.base import register
 
 MIXTURE_COMPONENTS, MIXTURE_RADIUS, MIXTURE_STD = 10, 4.0, 0.5
 
@@ -45,6 +46,7 @@ def rbf_mmd2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             - 2 * kxy.mean())
 
 
+@register
 class AAE(Autoencoder):
     name = "aae"
     likelihood = None

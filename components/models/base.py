@@ -90,7 +90,6 @@ class GenerativeModel(nn.Module):
                 raise TypeError(f"{cls.__name__} declares {missing} but does not implement them")
             if "conditional_sample" in cls.capabilities and cls.condition is None:
                 raise TypeError(f"{cls.__name__}: a conditional sampler names its `condition` field")
-            REGISTRY[cls.name] = cls
 
     def __init__(self, spec: DataSpec, params: "GenerativeModel.Params"):
         super().__init__()
@@ -303,3 +302,14 @@ def parse_params(cls: type[GenerativeModel], values: dict) -> GenerativeModel.Pa
         _check_type(f"model {cls.name!r} parameter {key!r}", value, hints[key])
     coerced = {k: float(v) if hints[k] is float else v for k, v in values.items()}
     return cls.Params(**coerced)
+
+
+def register(cls: type[GenerativeModel]) -> type[GenerativeModel]:
+    """Class decorator: the model joins the registry under its `name`, the name params.yaml uses.
+    Registration is explicit, so a subclass defined elsewhere (a test's toy model) stays out of it."""
+    if "name" not in cls.__dict__:
+        raise TypeError(f"{cls.__name__}: a registered model declares its own `name`")
+    if REGISTRY.get(cls.name, cls) is not cls:
+        raise TypeError(f"model name {cls.name!r} is registered twice ({REGISTRY[cls.name].__name__}, {cls.__name__})")
+    REGISTRY[cls.name] = cls
+    return cls

@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from pydantic import Field
-from components.models.base import GenerativeModel
+from components.models.base import GenerativeModel, register
 
 
+@register
 class IndependentBernoulli(GenerativeModel):
     name = "bernoulli"
     family = "explicit"

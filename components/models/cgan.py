@@ -50,6 +50,7 @@ from torch import nn
 from pydantic import Field
 from components.errors import ConfigError
 from components.losses.adversarial import LossName
+from components.models.base import register
 from components.models.families.adversarial import (AdversarialModel, per_class_fid, per_class_fid_figure,
                                                     per_class_fid_metrics)
 
@@ -92,6 +93,7 @@ class ConditionalDiscriminator(nn.Module):
         return self.joint(torch.cat([self.image(x.flatten(1)), self.label(y_onehot)], 1))
 
 
+@register
 class ConditionalGAN(AdversarialModel):
     name = "cgan"
     capabilities = {"sample", "conditional_sample"}

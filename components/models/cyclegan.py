@@ -43,7 +43,7 @@ from components.data.batch import Batch
 from components.data.domains import TRANSFORMS
 from components.layers.norm_blocks import PatchDiscriminator, ResnetGenerator
 from components.losses.adversarial import adversarial_loss
-from components.models.base import GenerativeModel
+from components.models.base import GenerativeModel, register
 from components.models.families.adversarial import to_signed, to_unit
 
 
@@ -79,6 +79,7 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).abs().mean()
 
 
+@register
 class CycleGAN(GenerativeModel):
     name = "cyclegan"
     family = "adversarial"

@@ -24,10 +24,12 @@ import torch
 
 from pydantic import Field
 from components.losses.adversarial import LossName
+from components.models.base import register
 from components.models.families.adversarial import (AdversarialModel, DCGANDiscriminator, DCGANGenerator,
                                                     to_signed, to_unit)
 
 
+@register
 class DCGAN(AdversarialModel):
     name = "dcgan"
     capabilities = {"sample"}

@@ -25,8 +25,10 @@ from pydantic import Field
 
 from components.layers.pixelrnn import DiagonalBiLSTMLayer
 from components.models.families.autoregressive import RasterConvAutoregressive
+from components.models.base import register
 
 
+@register
 class DiagonalBiLSTM(RasterConvAutoregressive):
     name = "diagonal_bilstm"
 

@@ -20,9 +20,10 @@ from torch import nn
 
 from pydantic import Field
 from components.losses.adversarial import NonSaturating
-from components.models.base import GenerativeModel
+from components.models.base import GenerativeModel, register
 
 
+@register
 class GAN(GenerativeModel):
     name = "gan"
     family = "adversarial"

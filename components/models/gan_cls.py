@@ -87,7 +87,7 @@ from pydantic import Field
 from components.errors import ConfigError
 from components.data.captions import NOUNS, TEMPLATES, class_words
 from components.losses.adversarial import AdversarialLoss, LossName
-from components.models.base import NotSupported
+from components.models.base import NotSupported, register
 from components.models.families.adversarial import (AdversarialModel, DCGANDiscriminator, DCGANGenerator,
                                                     dcgan_init, per_class_fid, per_class_fid_figure,
                                                     per_class_fid_metrics, to_signed, to_unit)
@@ -208,6 +208,7 @@ class TextConditionalDiscriminator(nn.Module):
         return self.joint(torch.cat([features, text], 1)).flatten(1)
 
 
+@register
 class GANCLS(AdversarialModel):
     name = "gan_cls"
     capabilities = {"sample", "conditional_sample"}

@@ -47,10 +47,12 @@ from torch import nn
 from pydantic import Field
 from components.losses.adversarial import LossName
 from components.losses.information import information_lower_bound
+from components.models.base import register
 from components.models.families.adversarial import (AdversarialModel, DCGANDiscriminator, DCGANGenerator,
                                                     dcgan_init, to_signed, to_unit)
 
 
+@register
 class InfoGAN(AdversarialModel):
     name = "infogan"
     capabilities = {"sample", "encode"}

@@ -22,8 +22,10 @@ from torch import nn
 
 from pydantic import Field
 from components.models.families.autoregressive import Autoregressive
+from components.models.base import register
 
 
+@register
 class MarkovAR(Autoregressive):
     name = "markov_ar"
 

@@ -23,6 +23,7 @@ from torch import nn
 from pydantic import Field
 from components.layers.nade import tied_log_prob
 from components.models.families.autoregressive import Autoregressive
+from components.models.base import register
 
 
 def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,6 +32,7 @@ def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.Ten
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none"), (x - torch.sigmoid(logits))[..., None]
 
 
+@register
 class NADE(Autoregressive):
     name = "nade"
     pixels = "binary"    # RNADE (rnade.py) is NADE for intensities

@@ -21,6 +21,7 @@ from torch import nn
 from pydantic import Field
 from components.layers.masked import MaskedConv2d, PositionStep, step_at
 from components.models.families.autoregressive import RasterConvAutoregressive
+from components.models.base import register
 
 
 class ResidualBlock(nn.Module, PositionStep):
@@ -39,6 +40,7 @@ class ResidualBlock(nn.Module, PositionStep):
         return x_at + step_at(self.body, x_at, r, c, cache)
 
 
+@register
 class PixelCNN(RasterConvAutoregressive):
     name = "pixelcnn"
 

@@ -74,7 +74,7 @@ from torch import nn
 from pydantic import Field
 from components.errors import ConfigError
 from components.losses.adversarial import KARRAS_DRIFT, adversarial_loss
-from components.models.base import Phase
+from components.models.base import Phase, register
 from components.models.families.adversarial import AdversarialModel, to_signed, to_unit
 
 HE_GAIN = math.sqrt(2.0)
@@ -207,6 +207,7 @@ class ProDiscriminator(nn.Module):
         return self.out(leaky(self.last_dense(h.flatten(1))))
 
 
+@register
 class ProGAN(AdversarialModel):
     name = "progan"
     capabilities = {"sample"}

@@ -57,7 +57,7 @@ from torch import nn
 from pydantic import Field
 from components.errors import ConfigError
 from components.losses.adversarial import LossName, adversarial_loss
-from components.models.base import GenerativeModel
+from components.models.base import GenerativeModel, register
 from components.models.families.adversarial import DCGANDiscriminator, DCGANGenerator, to_signed, to_unit
 
 SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
@@ -163,6 +163,7 @@ class PartEncoder(nn.Module):
         return self.net(x)
 
 
+@register
 class PuzzleGAN(GenerativeModel):
     name = "puzzle_gan"
     family = "adversarial"

@@ -28,7 +28,7 @@ from torch import nn
 from pydantic import Field
 from components.completion import complete
 from components.layers.nade import tied_log_prob
-from components.models.base import GenerativeModel
+from components.models.base import GenerativeModel, register
 
 
 def mixture_log_density(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -48,6 +48,7 @@ def mixture_log_prob(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, 
     return log_p.detach(), grad
 
 
+@register
 class RNADE(GenerativeModel):
     name = "rnade"
     family = "explicit"

@@ -24,8 +24,10 @@ from pydantic import Field
 
 from components.layers.pixelrnn import RowLSTMLayer
 from components.models.families.autoregressive import RasterConvAutoregressive
+from components.models.base import register
 
 
+@register
 class RowLSTM(RasterConvAutoregressive):
     name = "row_lstm"
 

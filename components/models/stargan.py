@@ -41,7 +41,7 @@ from pydantic import Field
 from components.errors import ConfigError
 from components.layers.norm_blocks import PatchDiscriminator, ResnetGenerator
 from components.losses.adversarial import WassersteinGP
-from components.models.base import GenerativeModel
+from components.models.base import GenerativeModel, register
 from components.models.families.adversarial import to_signed, to_unit
 
 
@@ -57,6 +57,7 @@ class Discriminator(PatchDiscriminator):
         return self.patch(features), self.cls(features).flatten(1)
 
 
+@register
 class StarGAN(GenerativeModel):
     name = "stargan"
     family = "adversarial"

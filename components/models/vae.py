@@ -25,8 +25,10 @@ import torch
 from pydantic import Field
 from components.errors import ConfigError
 from components.models.families.autoencoder import Autoencoder
+from components.models.base import register
 
 
+@register
 class VAE(Autoencoder):
     name = "vae"
     likelihood = "iwae"
