@@ -307,7 +307,7 @@ def test_infogan_samples_unconditionally_and_draws_traversals():
 
 
 def test_matched_accuracy_is_the_best_one_to_one_map_of_a_confusion():
-    from components.metrics.sample_quality import matched_accuracy
+    from components.metrics.clustering import matched_accuracy
 
     # rows: code values, columns: classes. Best map 0 -> 1, 1 -> 0, 2 -> 2: (8 + 5 + 7) / 25.
     assert matched_accuracy([[0, 8, 2], [5, 1, 0], [1, 1, 7]]) == pytest.approx(20 / 25)

@@ -12,5 +12,15 @@ def unsupervised_accuracy(assigned: np.ndarray, labels: np.ndarray) -> float:
     assigned, labels = np.asarray(assigned, dtype=int), np.asarray(labels, dtype=int)
     counts = np.zeros((assigned.max() + 1, labels.max() + 1), dtype=np.int64)
     np.add.at(counts, (assigned, labels), 1)
-    rows, cols = linear_sum_assignment(counts, maximize=True)
-    return float(counts[rows, cols].sum() / len(labels))
+    return matched_accuracy(counts)
+
+
+def matched_accuracy(confusion: np.ndarray) -> float:
+    """confusion[v, k]: how many items of assigned value v have label k. The share of items whose
+    label is the one their value is mapped to, under the one-to-one map of values to labels that
+    makes it largest (an assignment that ignores the labels scores about 1 / labels)."""
+    confusion = np.asarray(confusion)
+    if confusion.ndim != 2 or confusion.sum() <= 0:
+        raise ValueError(f"matched accuracy: expected a non-empty 2-D count matrix, got shape {confusion.shape}")
+    rows, cols = linear_sum_assignment(confusion, maximize=True)
+    return float(confusion[rows, cols].sum() / confusion.sum())

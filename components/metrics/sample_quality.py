@@ -13,7 +13,7 @@
   for class k against the real images of class k, for every k;
 * matched accuracy: for samples drawn with an unsupervised code value (InfoGAN's
   categorical code), the classifier's accuracy under the best one-to-one map of
-  code values to classes (the Hungarian algorithm on their confusion counts).
+  code values to classes (`SampleJudge.matched_accuracy`, components/metrics/clustering.py).
 
 `SampleJudge` holds the evaluation classifier and the real test images' features,
 so a model's evaluation hooks can measure the samples only they know how to ask for.
@@ -26,9 +26,9 @@ import warnings
 import numpy as np
 import torch
 from scipy import linalg
-from scipy.optimize import linear_sum_assignment
 
 from components.classifier import predict
+from components.metrics.clustering import unsupervised_accuracy
 
 
 def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
@@ -112,17 +112,6 @@ def conditional_accuracy(predicted: np.ndarray, asked: np.ndarray, num_classes: 
             "conditional_accuracy_chance": 1.0 / num_classes}
 
 
-def matched_accuracy(confusion: np.ndarray) -> float:
-    """confusion[v, k]: how many samples drawn with code value v the classifier put in class k. The
-    share of samples in the class their value is mapped to, under the one-to-one map of values to
-    classes that makes it largest (a code that ignores the classes scores about 1 / classes)."""
-    confusion = np.asarray(confusion)
-    if confusion.ndim != 2 or confusion.sum() <= 0:
-        raise ValueError(f"matched accuracy: expected a non-empty 2-D count matrix, got shape {confusion.shape}")
-    rows, cols = linear_sum_assignment(confusion, maximize=True)
-    return float(confusion[rows, cols].sum() / confusion.sum())
-
-
 def per_class_fid(real_features: np.ndarray, real_labels: np.ndarray, fake_features: np.ndarray,
                   asked: np.ndarray, num_classes: int) -> np.ndarray:
     """(num_classes,) FID of the samples asked for class k against the real images of class k; NaN
@@ -168,11 +157,10 @@ class SampleJudge:
         """The share of samples the classifier puts in the class they were asked for."""
         return conditional_accuracy(self.features(samples)[1], asked, self.num_classes)["conditional_accuracy"]
 
-    def matched_accuracy(self, samples, values, num_values: int) -> float:
-        """`matched_accuracy` of samples drawn with code values `values` (N,) in range(num_values)."""
-        confusion = np.zeros((num_values, self.num_classes), dtype=np.int64)
-        np.add.at(confusion, (np.asarray(values, dtype=int), self.features(samples)[1]), 1)
-        return matched_accuracy(confusion)
+    def matched_accuracy(self, samples, values) -> float:
+        """How often the classifier's class of a sample is the one its code value (N,) maps to, under
+        the best one-to-one map of values to classes (components/metrics/clustering.py)."""
+        return unsupervised_accuracy(values, self.features(samples)[1])
 
     def per_class_fid(self, samples, asked) -> np.ndarray:
         if self.real_labels is None:

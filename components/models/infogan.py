@@ -185,7 +185,7 @@ class InfoGAN(AdversarialModel):
         if judge is not None:
             per_value = max(2, int(settings.get("num_samples", 500)) // k)
             samples, values = self.code_samples(per_value, torch.Generator().manual_seed(int(settings.get("seed", 0))))
-            metrics["categorical_code_accuracy"] = judge.matched_accuracy(samples.cpu(), values.numpy(), k)
+            metrics["categorical_code_accuracy"] = judge.matched_accuracy(samples.cpu(), values.numpy())
         if test.labels is None:
             metrics["q_accuracy_on_real"] = "not measured: the data has no labels"
         else:
