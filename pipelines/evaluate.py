@@ -40,7 +40,7 @@ from components.metrics.sample_quality import SampleJudge, conditional_accuracy,
 from components.metrics.translation import translation_metrics  # noqa: E402
 from components.models import load_model  # noqa: E402
 from components.plots import image_grid, plt  # noqa: E402
-from components.report import is_reason, write_evaluation  # noqa: E402
+from components.report import is_number, is_reason, write_evaluation  # noqa: E402
 from pipelines import tracking  # noqa: E402
 
 # The number each family is ranked by (lower is better) when promoting; models without a likelihood
@@ -262,7 +262,7 @@ def split_for_mlflow(metrics: dict) -> tuple[dict, dict, dict]:
     param strings, and why a figure is missing as tags."""
     measured, described, reasons = {}, {}, {}
     for name, value in metrics.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and name not in SETTINGS:
+        if is_number(value) and name not in SETTINGS:
             measured[name] = float(value)
         elif is_reason(value):
             reasons[f"genzoo.not_measured.{name}"] = value[:5000]

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from components.classifier import load_classifier, predict
-from components.metrics.sample_quality import frechet_distance, per_class_fid
+from components.metrics.sample_quality import conditional_accuracy, frechet_distance, per_class_fid
 
 SAMPLE_QUALITY = ("fid", "intra_fid")
 
@@ -101,7 +101,8 @@ class SampleQuality:
             asked = condition.numpy()
             per_class = per_class_fid(self.reference, self.reference_labels, features, asked, model.spec.num_classes)
             measured["intra_fid"] = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else math.inf
-            measured["conditional_accuracy"] = float((predicted.numpy() == asked).mean())
+            accuracy = conditional_accuracy(predicted.numpy(), asked, model.spec.num_classes)
+            measured["conditional_accuracy"] = accuracy["conditional_accuracy"]
         return measured
 
 
