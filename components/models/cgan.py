@@ -52,7 +52,8 @@ from components.errors import ConfigError
 from components.losses.adversarial import LossName
 from components.models.base import register
 from components.models.families.adversarial import (AdversarialModel, per_class_fid, per_class_fid_figure,
-                                                    per_class_fid_metrics)
+                                                    per_class_fid_metrics, ramped_momentum, set_momentum,
+                                                    sgd_optimizers)
 
 
 class Maxout(nn.Module):
@@ -138,13 +139,11 @@ class ConditionalGAN(AdversarialModel):
     def configure_optimizers(self, lr):
         if self.params.optimizer == "adam":
             return super().configure_optimizers(lr)
-        return {"discriminator": torch.optim.SGD(self.discriminator.parameters(), lr=lr, momentum=self.momentum()),
-                "generator": torch.optim.SGD(self.generator.parameters(), lr=lr, momentum=self.momentum())}
+        return sgd_optimizers({"discriminator": self.discriminator, "generator": self.generator}, lr, self.momentum())
 
     def momentum(self) -> float:
         p = self.params
-        rise = min(1.0, float(self.steps) / p.momentum_saturate)
-        return p.momentum + (p.final_momentum - p.momentum) * rise
+        return ramped_momentum(p.momentum, p.final_momentum, float(self.steps) / p.momentum_saturate)
 
     def one_hot(self, labels: torch.Tensor) -> torch.Tensor:
         return F.one_hot(labels.long(), self.classes).float()
@@ -154,8 +153,7 @@ class ConditionalGAN(AdversarialModel):
 
     def training_step(self, batch, optimizers):
         if self.params.optimizer == "sgd":
-            for group in (g for o in optimizers.values() for g in o.param_groups):
-                group["momentum"] = self.momentum()
+            set_momentum(optimizers, self.momentum())
         self.steps += 1
         real, y = batch.images, self.one_hot(batch.labels)
         critic = lambda x: self.discriminator(x, y)  # noqa: E731  (D given this batch's labels)

@@ -21,6 +21,7 @@ from torch import nn
 from pydantic import Field
 from components.losses.adversarial import NonSaturating
 from components.models.base import GenerativeModel, register
+from components.models.families.adversarial import ramped_momentum, set_momentum, sgd_optimizers
 
 
 @register
@@ -65,14 +66,13 @@ class GAN(GenerativeModel):
             betas = (self.params.beta1, 0.999)
             return {"discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas),
                     "generator": torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)}
-        return {"discriminator": torch.optim.SGD(self.discriminator.parameters(), lr=lr, momentum=self.momentum()),
-                "generator": torch.optim.SGD(self.generator.parameters(), lr=lr, momentum=self.momentum())}
+        return sgd_optimizers({"discriminator": self.discriminator, "generator": self.generator}, lr, self.momentum())
 
     def momentum(self) -> float:
         """The authors' MomentumAdjustor: linear from `momentum` to `final_momentum` over the epochs."""
         p = self.params
-        rise = min(1.0, max(0.0, float(self.epochs_started) - 1) / p.momentum_saturate)   # epoch 1: `momentum`
-        return p.momentum + (p.final_momentum - p.momentum) * rise
+        return ramped_momentum(p.momentum, p.final_momentum,
+                               (float(self.epochs_started) - 1) / p.momentum_saturate)   # epoch 1: `momentum`
 
     def on_epoch_start(self):
         self.epochs_started += 1
@@ -83,9 +83,7 @@ class GAN(GenerativeModel):
 
     def training_step(self, batch, optimizers):
         if self.params.optimizer == "sgd":
-            for optimizer in optimizers.values():
-                for group in optimizer.param_groups:
-                    group["momentum"] = self.momentum()
+            set_momentum(optimizers, self.momentum())
         x = batch.images
         real = self.flatten(x)
         for _ in range(self.params.discriminator_steps):

@@ -68,6 +68,23 @@ class AdversarialModel(GenerativeModel):
         return {"d_real": p_real.mean().item(), "d_fake": p_fake.mean().item()}
 
 
+def sgd_optimizers(networks: dict[str, nn.Module], lr: float, momentum: float) -> dict[str, torch.optim.SGD]:
+    """Plain SGD with momentum per named network, as Goodfellow et al.'s and Mirza & Osindero's MNIST runs."""
+    return {name: torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum) for name, net in networks.items()}
+
+
+def ramped_momentum(start: float, end: float, progress: float) -> float:
+    """Momentum rising linearly from `start` to `end` as `progress` goes from 0 to 1 (pylearn2's
+    MomentumAdjustor, which both papers' runs use), `end` after."""
+    return start + (end - start) * min(1.0, max(0.0, progress))
+
+
+def set_momentum(optimizers: dict[str, torch.optim.Optimizer], momentum: float) -> None:
+    for optimizer in optimizers.values():
+        for group in optimizer.param_groups:
+            group["momentum"] = momentum
+
+
 def to_signed(x: torch.Tensor) -> torch.Tensor:
     """Pixels in [0, 1] to the tanh range [-1, 1] the DCGAN networks work in."""
     return x * 2 - 1
