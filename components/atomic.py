@@ -92,7 +92,8 @@ def write_text_atomically(path: Path, text: str) -> None:
     """Write a file through a temporary sibling so readers never see half of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, prefix=f"{BUILD_PREFIX}{path.name}.") as handle:
+    prefix = f"{BUILD_PREFIX}{path.name}."
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, prefix=prefix) as handle:
         handle.write(text)
     try:
         os.chmod(handle.name, 0o666 & ~umask())

@@ -17,7 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, create_model
 
-from components.config import KEY, MISSING, Section, checked, describe, display_name, field_hint, hint_at, line, load_params, optional, section_class, unwrap, value_text
+from components.config import (KEY, MISSING, Section, checked, describe, display_name, field_hint, hint_at, line,
+                               load_params, optional, section_class, unwrap, value_text)
 from components.errors import ConfigError, repo_path
 
 PositiveInt = Annotated[int, Field(ge=1)]

@@ -194,9 +194,9 @@ def run(sweep: Plan, base: dict, settings: dict, selection: tuple[str, str], sto
                 # controller releases its workers); ASHA stops only the trailing ones.
                 scheduler=ASHAScheduler(time_attr="epoch", max_t=int(base["settings"]["epochs"]) + 1,
                                         grace_period=min(sweep.grace_epochs, int(base["settings"]["epochs"])))),
-            run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=int(settings.get("max_failures", 0))),
-                                      callbacks=[_release_when_stopped()]))
+            run_config=tune.RunConfig(
+                name=name, storage_path=str(storage), verbose=0, callbacks=[_release_when_stopped()],
+                failure_config=tune.FailureConfig(max_failures=int(settings.get("max_failures", 0)))))
     print(f"[{base['key']}] sweep: {sweep.trials} trial(s), {concurrent} at a time, ASHA on {monitor}",
           flush=True)
     grid = tuner.fit()

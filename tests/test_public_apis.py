@@ -26,7 +26,8 @@ def violations(source: str, where: str) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                modules[alias.asname or alias.name.split(".")[0]] = alias.asname and alias.name or alias.name.split(".")[0]
+                top = alias.name.split(".")[0]   # `import a.b` binds `a`; `import a.b as c` binds the module a.b
+                modules[alias.asname or top] = alias.name if alias.asname else top
                 if alias.name.split(".")[0] not in OURS and any(private(p) for p in alias.name.split(".")):
                     found.append(f"{where}:{node.lineno}: import {alias.name}")
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
