@@ -4,6 +4,16 @@ import pytest
 import torch
 
 
+def pytest_addoption(parser):
+    parser.addoption("--reversed", action="store_true",
+                     help="run the collected tests in reverse order: a check that no test relies on another's leftovers")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reversed"):
+        items.reverse()
+
+
 @pytest.fixture
 def all_binary_images():
     """Every binary 3x3 image: (512, 1, 3, 3)."""
