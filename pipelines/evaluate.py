@@ -31,7 +31,7 @@ from components.completion import lower_half_hidden  # noqa: E402
 from components.errors import ConfigError, repo_path  # noqa: E402
 from components.data.domains import domain_view_folder  # noqa: E402
 from components.data.prepared import draw_binary, read_split  # noqa: E402
-from components.data.batch import Batch  # noqa: E402
+from components.data.batch import Batch, to_batch  # noqa: E402
 from components.latent_figures import interpolation_grid, latent_scatter, reconstruction_grid  # noqa: E402
 from components.metrics.anomaly import anomaly_auroc  # noqa: E402
 from components.metrics.likelihood import bits_per_dim, per_image_log_prob  # noqa: E402
@@ -320,20 +320,13 @@ def evaluate(cfg: dict, key: str, folder) -> None:
                "levels": model.levels, "parameters": sum(p.numel() for p in model.parameters())}
     if model.condition:
         metrics["condition"] = model.condition
-    def tensor(values):
-        return None if values is None else torch.from_numpy(values)
-
-    def batch(split):
-        return Batch(torch.from_numpy(split.images), labels=tensor(split.labels), attributes=tensor(split.attributes),
-                     captions=split.captions, domains=tensor(split.domains))
-
-    test_batch = batch(test)
+    test_batch = to_batch(test)
     hooks = hook_settings(model, cfg, test, folder)
     metrics.update(model.evaluation_metrics(test_batch, hooks))
     if model.can("translate"):
         train = read_split(folder, "train", model.data_pixels)
         classifier, config = load_classifier(repo_path("models/classifier"))
-        metrics.update(translation_metrics(model, test_batch, batch(valid), batch(train), cfg["seed"], classifier,
+        metrics.update(translation_metrics(model, test_batch, to_batch(valid), to_batch(train), cfg["seed"], classifier,
                                            config.get("reason", "")))
     if model.can("complete"):
         metrics.update(completion_metrics(model, test_images, test.images, valid.images, cfg["seed"]))

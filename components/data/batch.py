@@ -1,4 +1,5 @@
-"""What a model is given: a `DataSpec` (the shape of the data, once) and `Batch`es (the data).
+"""What a model is given: a `DataSpec` (the shape of the data, once) and `Batch`es (the data), made
+from `Split`s (the arrays of a split, or of part of one) by `to_batch`.
 
 The spec describes every domain of the prepared dataset (image shape C, H, W
 with 1 or 3 channels, intensity levels), its class names, attribute names and
@@ -10,6 +11,11 @@ where the data has them, labels, binary attributes, captions (text and token
 ids) and the domain index of each image. A model declares the fields it needs
 (`GenerativeModel.requires`); asking for a field the data lacks fails before
 training (`require`).
+
+A `Split` holds the same fields as numpy arrays, row-aligned, with the split's
+metadata: what a source loads, what prepare writes and what a reader reads
+(components/data/prepared.py, streaming.py). `to_batch` is the one way a split,
+or a part of one (`Split.select`), becomes a Batch.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from components.errors import ConfigError
@@ -82,11 +89,7 @@ class DataSpec:
 
     def tokenize(self, text: str, length: int | None = None) -> list[int]:
         """Token ids of a caption; words outside the vocabulary map to UNKNOWN, so any text gets ids."""
-        index = {word: i for i, word in enumerate(self.vocabulary)}
-        ids = [index.get(word, 1) for word in words(text)]
-        if length is not None:
-            ids = (ids + [0] * length)[:length]
-        return ids
+        return tokenize(self.vocabulary, text, length)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -103,6 +106,15 @@ class DataSpec:
 
 def words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def tokenize(vocabulary, text: str, length: int | None = None) -> list[int]:
+    """Token ids of `text` in `vocabulary` (0 = PAD, 1 = UNKNOWN), padded or cut to `length`."""
+    index = {word: i for i, word in enumerate(vocabulary)}
+    ids = [index.get(word, 1) for word in words(text)]
+    if length is not None:
+        ids = (ids + [0] * length)[:length]
+    return ids
 
 
 @dataclass
@@ -141,3 +153,50 @@ class Batch:
         if self.domains is None:
             raise ValueError("this batch has no domains")
         return [self.select(self.domains == d) for d in range(count)]
+
+
+@dataclass
+class Split:
+    """The rows of one split (or a part of one) as numpy arrays, each field row-aligned with `images`."""
+
+    images: np.ndarray                    # float32 (N, C, H, W) in [0, 1]
+    labels: np.ndarray | None = None      # int64 (N,) class index
+    meta: dict = field(default_factory=dict)   # levels, class/attribute/domain names, vocabulary, ... (prepared.py)
+    attributes: np.ndarray | None = None  # float32 (N, A) in {0, 1}
+    captions: list[str] | None = None     # (N,) text
+    domains: np.ndarray | None = None     # int64 (N,) index into meta["domains"]
+    rows: np.ndarray | None = None        # int64 (N,) each image's row in its split file (a streamed part)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.meta["image_shape"])
+
+    def select(self, index) -> "Split":
+        """The rows at `index` (a slice, a bool mask or indices) with their fields; the same meta."""
+        def pick(values):
+            if values is None:
+                return None
+            if isinstance(values, list):
+                return np.asarray(values, dtype=object)[index].tolist()
+            return values[index]
+        return Split(self.images[index], pick(self.labels), self.meta, pick(self.attributes), pick(self.captions),
+                     pick(self.domains), pick(self.rows))
+
+
+def to_batch(split: Split) -> Batch:
+    """A split's rows as one Batch: images shared with the split, the other fields copied; captions also as
+    token ids of the split's vocabulary (meta `vocabulary`, `caption_length`); `rows` in `extra`."""
+    def tensor(values, dtype):
+        return None if values is None else torch.from_numpy(np.array(values, dtype=dtype))
+    tokens = None
+    if split.captions is not None:
+        vocabulary, length = split.meta.get("vocabulary") or (), int(split.meta.get("caption_length") or 0)
+        tokens = torch.tensor([tokenize(vocabulary, c, length) for c in split.captions], dtype=torch.int64)
+    return Batch(images=torch.from_numpy(np.ascontiguousarray(split.images, dtype=np.float32)),
+                 labels=tensor(split.labels, np.int64), attributes=tensor(split.attributes, np.float32),
+                 captions=None if split.captions is None else list(split.captions), caption_tokens=tokens,
+                 domains=tensor(split.domains, np.int64),
+                 extra={} if split.rows is None else {"rows": tensor(split.rows, np.int64)})

@@ -19,15 +19,15 @@ side from one prepared dataset.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.data.batch import DataSpec, DomainSpec
+from components.data.batch import DataSpec, DomainSpec, Split
 from components.data.binarization import BINARIZATIONS, PIXEL_FORMATS, binarize, draw_key
 from components.data.formats import DataFormatError
 
@@ -35,23 +35,9 @@ SPLITS = ("train", "valid", "test")
 ANOMALY_SPLITS = ("holdout", "ood")   # scored against the test split (see pipelines/prepare.py)
 ROW_GROUP = 2048                      # rows per Parquet row group: the unit a streaming reader loads
 
-__all__ = ["ANOMALY_SPLITS", "BINARIZATIONS", "PIXEL_FORMATS", "ROW_GROUP", "SPLITS", "Split", "data_card",
+__all__ = ["ANOMALY_SPLITS", "BINARIZATIONS", "PIXEL_FORMATS", "ROW_GROUP", "SPLITS", "data_card",
            "decode", "draw_binary", "encode", "in_pixel_format", "quantize", "read_spec", "read_split", "spec_of",
            "split_meta", "write_split"]
-
-
-@dataclass
-class Split:
-    images: np.ndarray                    # float32 (N, C, H, W) in [0, 1]
-    labels: np.ndarray | None             # int64 (N,) or None
-    meta: dict
-    attributes: np.ndarray | None = None  # float32 (N, A) in {0, 1}
-    captions: list[str] | None = None
-    domains: np.ndarray | None = None     # int64 (N,) index into meta["domains"]
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.meta["image_shape"])
 
 
 def stores_uint8(levels: int) -> bool:
@@ -168,7 +154,7 @@ def read_split(folder: Path, split: str, pixels: str | None = None) -> Split:
 
 
 def _with(split: Split, images: np.ndarray, meta: dict) -> Split:
-    return Split(images, split.labels, meta, split.attributes, split.captions, split.domains)
+    return dataclasses.replace(split, images=images, meta=meta)
 
 
 def in_pixel_format(split: Split, pixels: str) -> Split:

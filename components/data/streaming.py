@@ -19,9 +19,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
 
-from components.data.batch import Batch, DataSpec
+from components.data.batch import Batch, Split, to_batch
 from components.data.binarization import binarize, draw_key
 from components.data.prepared import binary_mode, columns_of, decode, spec_of, split_meta, split_path
 
@@ -120,19 +119,13 @@ def _cycle(reader: _Reader, ranges, seed_key, shuffle_buffer: int) -> Iterator[B
         yield from reader.blocks(ranges, np.random.default_rng([*seed_key, rounds]), shuffle_buffer)
 
 
-def _to_batch(block: Block, meta: dict, spec: DataSpec, key) -> Batch:
+def _to_batch(block: Block, meta: dict, pixels: str, key) -> Batch:
+    """The block's rows in the pixel format `pixels` (dynamic binarization: the draw of `key` and each row)."""
     images = decode(block["image"], meta["levels"]).reshape(-1, *meta["image_shape"])
-    if spec.pixels == "binary" and meta["levels"] > 2:
+    if pixels == "binary" and meta["levels"] > 2:
         images = binarize(images, binary_mode(meta), meta.get("threshold", 0.5), key, block["row"])
-    tokens = None
-    if block["caption"] is not None:
-        tokens = torch.tensor([spec.tokenize(c, spec.caption_length) for c in block["caption"]], dtype=torch.int64)
-    return Batch(images=torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)),
-                 labels=None if block["label"] is None else torch.from_numpy(block["label"].astype(np.int64)),
-                 attributes=None if block["attributes"] is None else torch.from_numpy(block["attributes"]),
-                 captions=None if block["caption"] is None else list(block["caption"]),
-                 caption_tokens=tokens, domains=torch.from_numpy(block["domain"]),
-                 extra={"rows": torch.from_numpy(block["row"])})
+    captions = None if block["caption"] is None else list(block["caption"])
+    return to_batch(Split(images, block["label"], meta, block["attributes"], captions, block["domain"], block["row"]))
 
 
 def _domain_rows(meta: dict, total: int) -> list[tuple[int, int]]:
@@ -150,13 +143,13 @@ def stream_batches(folder, split: str, pixels: str, batch_size: int, rank: int =
     fresh shuffled pass when they run out. Every rank yields
     `count_batches(...)` batches."""
     reader = _Reader(folder, split)
-    spec = spec_of(reader.meta, pixels)
+    spec_of(reader.meta, pixels)   # an unknown pixel format fails here, before any row is read
     key = draw_key(seed, split, epoch, draw) if split == "train" else draw_key(reader.meta.get("seed", 0), split)
     if not per_domain:
         ranges = shard_ranges(0, reader.rows, rank, world, epoch)
         rng = np.random.default_rng([seed, epoch, rank])
         for block in _rebatch(reader.blocks(ranges, rng, shuffle_buffer), batch_size):
-            yield _to_batch(block, reader.meta, spec, key)
+            yield _to_batch(block, reader.meta, pixels, key)
         return
     domains = _domain_rows(reader.meta, reader.rows)
     per, batches = _per_domain_sizes(domains, batch_size, world, split)
@@ -164,7 +157,7 @@ def stream_batches(folder, split: str, pixels: str, batch_size: int, rank: int =
                                shuffle_buffer), per)
                for d, (a, b) in enumerate(domains)]
     for _ in range(batches):
-        yield _to_batch(_concat([next(s) for s in streams]), reader.meta, spec, key)
+        yield _to_batch(_concat([next(s) for s in streams]), reader.meta, pixels, key)
 
 
 def _per_domain_sizes(domains, batch_size: int, world: int, split: str) -> tuple[int, int]:
@@ -194,8 +187,8 @@ def eval_batches(folder, split: str, pixels: str, batch_size: int, rank: int = 0
     counts differ by at most one image, so sum per rank and all-reduce once at
     the end rather than per batch. Dynamic binarization uses the split's fixed draw."""
     reader = _Reader(folder, split)
-    spec = spec_of(reader.meta, pixels)
+    spec_of(reader.meta, pixels)   # an unknown pixel format fails here, before any row is read
     ranges = [(rank * reader.rows // world, (rank + 1) * reader.rows // world)]
     key = draw_key(reader.meta.get("seed", 0), split)
     for block in _rebatch(reader.blocks(ranges, None, 0), batch_size):
-        yield _to_batch(block, reader.meta, spec, key)
+        yield _to_batch(block, reader.meta, pixels, key)
