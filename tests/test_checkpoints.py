@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from components.training import fit
-from components.training.memory import eval_batches, train_batches
 from components.training.ray_worker import CHECKPOINT_FILE, read_state, save_state
-from test_training import phased, settings, split
+from test_training import fit_prepared, phased, prepared, settings
 
 
 class NumpyMetric:
@@ -23,7 +21,8 @@ class NumpyMetric:
 
 
 def test_a_checkpoint_is_read_with_weights_only_and_resumes_the_run(tmp_path):
-    run = fit(phased(), train_batches(split()), eval_batches(split(16, 1), 16), settings(epochs=2), [NumpyMetric()])
+    folder = prepared(tmp_path / "prepared")
+    run = fit_prepared(phased(), folder, settings(epochs=2), [NumpyMetric()])
     save_state(run.checkpoint(), tmp_path)
     with open(tmp_path / CHECKPOINT_FILE, "rb") as handle:
         assert torch.serialization.get_unsafe_globals_in_checkpoint(handle) == []
@@ -33,8 +32,7 @@ def test_a_checkpoint_is_read_with_weights_only_and_resumes_the_run(tmp_path):
     last = state["history"][-1]
     assert type(last["val_numpy"]) is float and type(last["val_count"]) is int
     assert torch.equal(last["val_curve"], torch.arange(3.0, dtype=torch.float64))
-    resumed = fit(phased(seed=7), train_batches(split()), eval_batches(split(16, 1), 16), settings(epochs=3),
-                  state=state)
+    resumed = fit_prepared(phased(seed=7), folder, settings(epochs=3), state=state)
     assert resumed.state["resumed_at_epochs"] == [2] and resumed.state["epoch"] == 3
 
 

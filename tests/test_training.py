@@ -12,11 +12,12 @@ from torch import nn
 
 from components.errors import ConfigError
 from components.data.batch import DataSpec
-from components.data.prepared import Split
+from components.data.prepared import write_split
+from components.data.streaming import eval_batches
 from components.models.base import GenerativeModel, Phase
 from components.training import Settings, final_weights, fit
 from components.training.ema import EMA
-from components.training.memory import eval_batches, train_batches
+from components.training.ray_worker import batch_factories
 from components.training.schedules import configure_optimizers, lr_factor
 from components.training.selection import Selection
 
@@ -67,9 +68,23 @@ class Phased(GenerativeModel):
         return {"loss": loss.item()}
 
 
-def split(n=64, seed=0, labels=None) -> Split:
-    images = (np.random.default_rng(seed).random((n, *SHAPE)) < 0.4).astype(np.float32)
-    return Split(images, labels, {"stochastic_binarization": False})
+def images(n=64, seed=0) -> np.ndarray:
+    return (np.random.default_rng(seed).random((n, *SHAPE)) < 0.4).astype(np.float32)
+
+
+def prepared(folder: Path) -> Path:
+    """A tiny prepared dataset as the prepare stage writes one: 64 binary train images, 16 valid."""
+    meta = {"source": "synthetic", "image_shape": list(SHAPE), "levels": 2, "binarization": "static",
+            "threshold": 0.5, "seed": 0}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, count, seed in (("train", 64, 0), ("valid", 16, 1)):
+        write_split(folder / f"{name}.parquet", images(count, seed), None, {**meta, "split": name})
+    return folder
+
+
+def fit_prepared(model, folder: Path, settings: Settings, callbacks=(), **kwargs):
+    """`fit` on a prepared folder through the Ray worker's own batch factories (stream and eval readers)."""
+    return fit(model, *batch_factories(folder, "binary", settings), settings, callbacks, **kwargs)
 
 
 def settings(**changes) -> Settings:
@@ -111,7 +126,7 @@ def test_linear_decay_follows_cyclegans_rule_and_the_others_their_formulas():
     assert lr_factor({"kind": "cosine"}, 6, 10) == pytest.approx(0.5)
 
 
-def test_per_optimizer_settings_apply_and_unknown_names_are_listed():
+def test_per_optimizer_settings_apply_and_unknown_names_are_listed(tmp_path):
     model = phased()
     optimizers = configure_optimizers(model, 0.01, {"decoder": {"lr": 0.02, "betas": [0.5, 0.9]}})
     assert optimizers["decoder"].param_groups[0]["lr"] == 0.02
@@ -119,12 +134,12 @@ def test_per_optimizer_settings_apply_and_unknown_names_are_listed():
     assert optimizers["encoder"].param_groups[0]["lr"] == 0.01
     with pytest.raises(ConfigError, match="test_phased has no optimizer.s. generator; its optimizers: encoder, decoder"):
         configure_optimizers(model, 0.01, {"generator": {"lr": 1e-3}})
-    run = fit(model, train_batches(split()), eval_batches(split(16, 1), 16), settings())
+    run = fit_prepared(model, prepared(tmp_path), settings())
     rates = [r["lr_decoder"] for r in run.state["history"]]
     assert rates == pytest.approx([0.02 * lr_factor(settings().schedule, e, 6) for e in range(1, 7)])
 
 
-def test_ema_equals_its_formula_and_is_what_is_validated_and_saved():
+def test_ema_equals_its_formula_and_is_what_is_validated_and_saved(tmp_path):
     layer = nn.Linear(1, 1, bias=False)
     w0, w1, w2 = torch.tensor([[1.0]]), torch.tensor([[3.0]]), torch.tensor([[-2.0]])
     with torch.no_grad():
@@ -147,40 +162,41 @@ def test_ema_equals_its_formula_and_is_what_is_validated_and_saved():
             shadows[record["epoch"]] = run.ema.shadow["decoder.weight"].clone()
             lives[record["epoch"]] = run.model.decoder.weight.detach().clone()
 
-    run = fit(phased(), train_batches(split()), eval_batches(split(16, 1), 16), settings(), [Watch(0)])
+    folder = prepared(tmp_path)
+    run = fit_prepared(phased(), folder, settings(), [Watch(0)])
     best = run.selection.best_epoch
     kept = final_weights(run.checkpoint())["decoder.weight"]
     assert torch.equal(kept, shadows[best]) and not torch.equal(kept, lives[best])
     # Validation saw the averaged decoder: its NLL at the best epoch is the averaged model's.
     model = phased()
     model.load_state_dict(final_weights(run.checkpoint()))
-    valid = torch.from_numpy(split(16, 1).images)
+    valid = torch.cat([b.images for b in eval_batches(folder, "valid", "binary", 16)])
     with torch.no_grad():
         assert run.selection.best == pytest.approx(float(-model.log_prob(valid).mean()), rel=1e-6)
 
 
-def test_phases_change_the_batch_size_and_call_their_hook():
+def test_phases_change_the_batch_size_and_call_their_hook(tmp_path):
     sizes = []
-    data = train_batches(split())
+    data, valid = batch_factories(prepared(tmp_path), "binary", settings(epochs=4))
 
     def recorded(epoch, batch_size):
         sizes.append(batch_size)
         return data(epoch, batch_size)
 
     model = phased()
-    run = fit(model, recorded, eval_batches(split(16, 1), 16), settings(epochs=4))
+    run = fit(model, recorded, valid, settings(epochs=4))
     assert sizes == [8, 8, 32, 32]      # 64 images an epoch: the first phase shows 128
     assert model.entered == ["small", "large"] and run.state["phase"] == 1
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one():
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    folder = prepared(tmp_path)
     snapshot = Snapshot(epoch=1)        # mid-phase: the first phase lasts two epochs
-    whole = fit(phased(), train_batches(split()), eval_batches(split(16, 1), 16), settings(), [snapshot])
+    whole = fit_prepared(phased(), folder, settings(), [snapshot])
     assert snapshot.saved["phase"] == 0 and snapshot.saved["phase_images"] == 64
     torch.manual_seed(123)              # a restart's random state differs until the checkpoint restores it
     model = phased(seed=7)
-    resumed = fit(model, train_batches(split()), eval_batches(split(16, 1), 16), settings(),
-                  state=snapshot.saved)
+    resumed = fit_prepared(model, folder, settings(), state=snapshot.saved)
     assert model.entered == ["small", "large"]   # re-entered the phase it was killed in
     assert resumed.state["resumed_at_epochs"] == [1]
     for name, value in whole.model.state_dict().items():
@@ -224,11 +240,11 @@ class Scripted(GenerativeModel):
 
 
 @pytest.mark.parametrize("direction, stopped_at, best_epoch", [("max", 5, 4), ("min", 3, 1)])
-def test_selection_keeps_the_best_epoch_in_the_declared_direction(monkeypatch, direction, stopped_at, best_epoch):
+def test_selection_keeps_the_best_epoch_in_the_declared_direction(monkeypatch, tmp_path, direction, stopped_at,
+                                                                  best_epoch):
     monkeypatch.setattr(Scripted, "selection", ("score", direction))
     model = Scripted(DataSpec.single(SHAPE), Scripted.Params())
-    run = fit(model, train_batches(split()), eval_batches(split(16, 1), 16), settings(epochs=5, patience=2,
-                                                                                      ema_decay=None, optimizers={}))
+    run = fit_prepared(model, prepared(tmp_path), settings(epochs=5, patience=2, ema_decay=None, optimizers={}))
     assert run.state["epoch"] == stopped_at and run.state["stopped"] == (stopped_at < 5)
     assert int(final_weights(run.checkpoint())["epochs_started"]) == best_epoch
     assert run.selection.best == Scripted.script[best_epoch - 1]
@@ -253,8 +269,8 @@ def test_the_budget_benchmark_trains_with_fit(monkeypatch):
     calls = []
     real = budget.fit
     monkeypatch.setattr(budget, "fit", lambda *args, **kwargs: calls.append(args) or real(*args, **kwargs))
-    images = torch.from_numpy(split(256).images)
-    result = budget.train_within("nade", {"hidden_units": 4}, images[:192], images[192:], seconds=0.5,
+    data = torch.from_numpy(images(256))
+    result = budget.train_within("nade", {"hidden_units": 4}, data[:192], data[192:], seconds=0.5,
                                  batch_size=16, lr=0.01, device="cpu")
     assert len(calls) == 1 and result["run"].state["history"]
     assert 0 < result["epochs"] and result["run"].state["stopped"]
@@ -288,10 +304,9 @@ class EveryOther(Scripted):
         return {"d": 1.0, **({"g": float(self.steps)} if int(self.steps) % 2 == 0 else {})}
 
 
-def test_a_figure_reported_on_some_steps_is_averaged_over_those_steps():
+def test_a_figure_reported_on_some_steps_is_averaged_over_those_steps(tmp_path):
     model = EveryOther(DataSpec.single(SHAPE), EveryOther.Params())
-    run = fit(model, train_batches(split()), eval_batches(split(16, 1), 16), settings(epochs=1, ema_decay=None,
-                                                                                      optimizers={}))
+    run = fit_prepared(model, prepared(tmp_path), settings(epochs=1, ema_decay=None, optimizers={}))
     record = run.state["history"][0]
     steps = int(model.steps)
     assert steps >= 4 and record["train_d"] == 1.0

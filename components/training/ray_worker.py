@@ -140,13 +140,21 @@ def train_loop(config: dict) -> None:
             state = read_state(folder)
 
     callbacks = ([Progress(config["key"])] if rank == 0 else []) + [RayReport(rank, world)]
-    # Each worker streams its own shard (dynamic binarization drawn per epoch inside the reader).
+    train_data, valid_data = batch_factories(data_dir, pixels, settings, rank, world, model.unpaired_domains)
+    fit(model, train_data, valid_data, settings, callbacks, state=state, device=device, world=world,
+        quality=quality)
+
+
+def batch_factories(data_dir: Path, pixels: str, settings: Settings, rank: int = 0, world: int = 1,
+                    per_domain: bool = False):
+    """`fit`'s two batch factories over a prepared folder: (epoch, batch_size) -> this rank's shard of
+    the train split, streamed (dynamic binarization drawn per epoch inside the reader), and () -> its
+    part of the valid split, in order."""
     def train_data(epoch: int, batch_size: int):
         return stream_batches(data_dir, "train", pixels, batch_size, rank, world, seed=settings.seed, epoch=epoch,
-                              per_domain=model.unpaired_domains)
+                              per_domain=per_domain)
 
     def valid_data():
         return eval_batches(data_dir, "valid", pixels, settings.batch_size, rank, world)
 
-    fit(model, train_data, valid_data, settings, callbacks, state=state, device=device, world=world,
-        quality=quality)
+    return train_data, valid_data
