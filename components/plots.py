@@ -93,3 +93,20 @@ def labelled_rows(images: np.ndarray, row_labels, columns: int, title: str | Non
     if title:
         fig.suptitle(title, fontsize=8, x=0.5, y=1 - 0.08 / (height + top + 0.1), va="top")
     return fig
+
+
+def picture_rows(rows, titles):
+    """A table of small pictures: `rows` of (C, H, W) arrays in [0, 1] (any size per column), one
+    column per title, the titles over the first row."""
+    figure, axes = plt.subplots(len(rows), len(titles), figsize=(1.2 * len(titles), 1.2 * len(rows)),
+                                squeeze=False)
+    for r, row in enumerate(rows):
+        for c, picture in enumerate(row):
+            array, ax = np.asarray(picture).transpose(1, 2, 0), axes[r, c]
+            ax.imshow(array[..., 0] if array.shape[2] == 1 else array, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(titles[c], fontsize=7)
+    figure.tight_layout()
+    return figure

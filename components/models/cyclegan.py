@@ -43,8 +43,8 @@ from components.data.batch import Batch
 from components.data.domains import TRANSFORMS
 from components.layers.norm_blocks import PatchDiscriminator, ResnetGenerator
 from components.losses.adversarial import adversarial_loss
-from components.models.base import GenerativeModel, register
-from components.models.families.adversarial import to_signed, to_unit
+from components.models.base import register
+from components.models.families.adversarial import AdversarialModel, to_signed, to_unit
 
 
 class ImagePool(torch.nn.Module):
@@ -80,10 +80,10 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class CycleGAN(GenerativeModel):
+class CycleGAN(AdversarialModel):
     name = "cyclegan"
-    family = "adversarial"
     capabilities = {"translate"}
+    selection = None   # no samples to measure FID of: the last epoch's weights are kept
     requires = {"domains"}
     unpaired_domains = True
     promotion_metric = "translation_fid"   # translations against the target domain's real images (pipelines/evaluate.py)
@@ -104,9 +104,6 @@ class CycleGAN(GenerativeModel):
         if len(spec.domains) != 2:
             raise ConfigError(f"model 'cyclegan' translates between exactly 2 domains; data source "
                               f"{spec.source!r} has {len(spec.domains)} ({', '.join(spec.domain_names)})")
-        if params.known_mapping and params.known_mapping not in TRANSFORMS:
-            raise ConfigError(f"model 'cyclegan' parameter 'known_mapping': {params.known_mapping!r} is not "
-                              f"one of {', '.join(TRANSFORMS)}")
         c, h, w = self.image_shape
         side = min(h, w)
         self.G = ResnetGenerator(c, c, side, params.width, params.residual_blocks)   # X -> Y
@@ -117,12 +114,11 @@ class CycleGAN(GenerativeModel):
         self.pool_Y = ImagePool(params.pool_size, self.image_shape)   # of G(x), shown to D_Y
         self.loss = adversarial_loss("lsgan")
 
-    def configure_optimizers(self, lr):
-        betas = (self.params.beta1, 0.999)
-        generators = [*self.G.parameters(), *self.F.parameters()]
-        discriminators = [*self.D_X.parameters(), *self.D_Y.parameters()]
-        return {"generator": torch.optim.Adam(generators, lr=lr, betas=betas),
-                "discriminator": torch.optim.Adam(discriminators, lr=lr, betas=betas)}
+    def generator_parameters(self):
+        return [*self.G.parameters(), *self.F.parameters()]
+
+    def discriminator_parameters(self):
+        return [*self.D_X.parameters(), *self.D_Y.parameters()]
 
     def cycle_loss(self, x, y, reconstructed_x, reconstructed_y) -> torch.Tensor:
         """lambda (||F(G(x)) - x||_1 + ||G(F(y)) - y||_1)."""
@@ -182,7 +178,7 @@ class CycleGAN(GenerativeModel):
     @torch.no_grad()
     def translate(self, images, target):
         network = self.G if self.domain_index(target) == 1 else self.F
-        return to_unit(network(to_signed(images.to(self.device).float())))
+        return to_unit(network(self.signed(images)))
 
     @torch.no_grad()
     def evaluation_metrics(self, test, settings):

@@ -1,6 +1,12 @@
-"""Generative adversarial network (Goodfellow et al., 2014) with MLP generator
-and discriminator, trained with the non-saturating generator loss
--log D(G(z)) and alternating updates (discriminator, then generator).
+"""Generative adversarial network (Goodfellow et al., 2014): a generator G and a
+discriminator D, both MLPs, play the minimax game (eq. 1)
+
+    min_G max_D  V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))],   z ~ N(0, I),
+
+by alternating updates (`discriminator_steps` of D, then one of G), G
+maximizing log D(G(z)) instead of minimizing log(1 - D(G(z))) (section 3: the
+same fixed point, strong gradients early on), i.e. the shared `nonsaturating`
+loss (components/losses/adversarial.py). Pixels in [0, 1]: G ends in a sigmoid.
 
 Training as the authors' MNIST run (goodfeli/adversarial, mnist.yaml): SGD for
 both networks, learning rate 0.1 decayed by 1.000004 per update (params.yaml's
@@ -20,16 +26,15 @@ from torch import nn
 
 from pydantic import Field
 from components.losses.adversarial import NonSaturating
-from components.models.base import GenerativeModel, register
-from components.models.families.adversarial import ramped_momentum, set_momentum, sgd_optimizers
+from components.models.base import register
+from components.models.families.adversarial import (AdversarialModel, ramped_momentum, set_momentum,
+                                                    sgd_optimizers)
 
 
 @register
-class GAN(GenerativeModel):
+class GAN(AdversarialModel):
     name = "gan"
-    family = "adversarial"
     capabilities = {"sample"}
-    selection = ("fid", "min")  # no likelihood: sample quality (see components/training/selection.py)
     ema_modules = ("generator",)
 
     @dataclasses.dataclass
@@ -63,9 +68,7 @@ class GAN(GenerativeModel):
 
     def configure_optimizers(self, lr):
         if self.params.optimizer == "adam":
-            betas = (self.params.beta1, 0.999)
-            return {"discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas),
-                    "generator": torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)}
+            return super().configure_optimizers(lr)
         return sgd_optimizers({"discriminator": self.discriminator, "generator": self.generator}, lr, self.momentum())
 
     def momentum(self) -> float:
@@ -78,33 +81,26 @@ class GAN(GenerativeModel):
         self.epochs_started += 1
 
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn(n, self.params.latent_dim, generator=generator).to(self.device)
-        return self.generator(z)
+        return self.generator(self.noise(n, generator))
 
     def training_step(self, batch, optimizers):
         if self.params.optimizer == "sgd":
             set_momentum(optimizers, self.momentum())
-        x = batch.images
-        real = self.flatten(x)
+        real = self.flatten(batch.images)
         for _ in range(self.params.discriminator_steps):
             fake = self.generate(len(real)).detach()
             d_real, d_fake = self.discriminator(real), self.discriminator(fake)
             d_loss = self.loss.discriminator(d_real, d_fake)
             self.optimize(optimizers["discriminator"], d_loss)
-        # Non-saturating: maximize log D(G(z)) instead of minimizing log(1 - D(G(z))).
         g_loss = self.loss.generator(self.discriminator(self.generate(len(real))))
         self.optimize(optimizers["generator"], g_loss)
         d_loss, g_loss = d_loss.item(), g_loss.item()
-        return {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss,
-                "d_real": torch.sigmoid(d_real).mean().item(), "d_fake": torch.sigmoid(d_fake).mean().item()}
+        return {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss, **self.beliefs(d_real, d_fake)}
 
     @torch.no_grad()
     def validation_metrics(self, batch):
-        x = batch.images
-        real = self.flatten(x)
-        d_real = torch.sigmoid(self.discriminator(real)).mean()
-        d_fake = torch.sigmoid(self.discriminator(self.generate(len(real)))).mean()
-        return {"d_real": float(d_real), "d_fake": float(d_fake)}
+        real = self.flatten(batch.images)
+        return self.beliefs(self.discriminator(real), self.discriminator(self.generate(len(real))))
 
     @torch.no_grad()
     def sample(self, n, condition=None, generator=None):

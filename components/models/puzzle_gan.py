@@ -56,11 +56,16 @@ from torch import nn
 
 from pydantic import Field
 from components.errors import ConfigError
-from components.losses.adversarial import LossName, adversarial_loss
-from components.models.base import GenerativeModel, register
-from components.models.families.adversarial import DCGANDiscriminator, DCGANGenerator, to_signed, to_unit
+from components.losses.adversarial import LossName
+from components.models.base import register
+from components.models.families.adversarial import (AdversarialModel, DCGANDiscriminator, DCGANGenerator,
+                                                    to_signed, to_unit)
 
 SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+# [first epoch's, last epoch's] value of a loss weight
+Weights = Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=2, max_length=2)]
 
 
 class KeyPatches(NamedTuple):
@@ -164,10 +169,10 @@ class PartEncoder(nn.Module):
 
 
 @register
-class PuzzleGAN(GenerativeModel):
+class PuzzleGAN(AdversarialModel):
     name = "puzzle_gan"
-    family = "adversarial"
     capabilities = {"complete"}
+    selection = None   # no samples to measure FID of: the last epoch's weights are kept
     completes_from = "key_patches"
     promotion_metric = "patch_l1"   # the patches restored where they belong: placement and appearance at once
 
@@ -180,9 +185,8 @@ class PuzzleGAN(GenerativeModel):
         width: Annotated[int, Field(ge=1)] = 32               # encoder, decoder and discriminator widths
         extra_layers: Annotated[int, Field(ge=0)] = 1  # stride-1 layers at 4x4 in decoder and discriminator (8x8 depth)
         # lambda_S and lambda_A at the first epoch and from epoch `lambda_epochs` on, log-linear between
-        lambda_spatial: list[Annotated[float, Field(ge=0)]] = dataclasses.field(default_factory=lambda: [0.64, 0.0064])
-        lambda_appearance: list[Annotated[float, Field(ge=0)]] = dataclasses.field(
-            default_factory=lambda: [0.64, 0.0064])
+        lambda_spatial: Weights = dataclasses.field(default_factory=lambda: [0.64, 0.0064])
+        lambda_appearance: Weights = dataclasses.field(default_factory=lambda: [0.64, 0.0064])
         lambda_epochs: Annotated[int, Field(ge=1)] = 25        # the authors' 25 epochs
         mismatched_fakes: bool = True                          # the composites as fakes for the discriminator
         discriminator_steps: Annotated[int, Field(ge=1)] = 2    # per generator step
@@ -193,27 +197,21 @@ class PuzzleGAN(GenerativeModel):
         super().__init__(spec, params)
         c, h, w = self.image_shape
         self.patch_size = params.patch_size or max(3, min(h, w) // 4)
-        if params.patches < 1 or self.patch_size > min(h, w):
-            raise ConfigError(f"model 'puzzle_gan': {params.patches} patches of {self.patch_size}x{self.patch_size} "
-                              f"do not fit {h}x{w} images")
-        for name in ("lambda_spatial", "lambda_appearance"):
-            if len(getattr(params, name)) != 2:
-                raise ConfigError(f"model 'puzzle_gan': {name} is [first epoch's, last epoch's], got {getattr(params, name)}")
+        if self.patch_size > min(h, w):
+            raise ConfigError(f"model 'puzzle_gan': patches of {self.patch_size}x{self.patch_size} do not fit "
+                              f"{h}x{w} images")
         self.encoder = PartEncoder(c, self.patch_size, params.width, params.code_dim)
         self.decoder = DCGANGenerator(params.code_dim + params.noise_dim, (c + 1, h, w), params.width,
                                       params.extra_layers)
         self.discriminator = DCGANDiscriminator((c, h, w), params.width, params.extra_layers,
                                                 norm="layer" if params.loss == "wgan_gp" else "batch")
-        self.loss = adversarial_loss(params.loss)
+        self.build_loss()
         self.register_buffer("epochs_started", torch.tensor(0))
         self.register_buffer("steps", torch.tensor(0))
         self.generator_losses: dict[str, float] = {}   # the last generator step's, reported until the next
 
-    def configure_optimizers(self, lr):
-        betas = (self.params.beta1, 0.999)
-        return {"generator": torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()],
-                                              lr=lr, betas=betas),
-                "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)}
+    def generator_parameters(self):
+        return [*self.encoder.parameters(), *self.decoder.parameters()]
 
     def on_epoch_start(self):
         self.epochs_started += 1
@@ -302,23 +300,11 @@ class PuzzleGAN(GenerativeModel):
     def evaluation_figures(self, test, settings):
         """Rows of: the K input patches, the generated image, its mask, the original (the completion
         figure: what the model is given, cut from the whole image, and what it makes of it)."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from components.plots import picture_rows
 
         images = test.images[:8].to(self.device)
         key = self.key_patches(images)
         generated, mask = self.generate_from_patches(key.patches, torch.Generator().manual_seed(0))
-        k = self.params.patches
-        titles = [f"patch {i + 1}" for i in range(k)] + ["generated", "mask", "original"]
-        figure, axes = plt.subplots(len(images), k + 3, figsize=(1.2 * (k + 3), 1.2 * len(images)), squeeze=False)
-        for row in range(len(images)):
-            pictures = [*key.patches[row], generated[row], mask[row], images[row]]
-            for col, picture in enumerate(pictures):
-                array = picture.cpu().permute(1, 2, 0).numpy()
-                axes[row, col].imshow(array[..., 0] if array.shape[2] == 1 else array, cmap="gray", vmin=0, vmax=1)
-                axes[row, col].set_xticks([]), axes[row, col].set_yticks([])
-                if row == 0:
-                    axes[row, col].set_title(titles[col], fontsize=7)
-        figure.tight_layout()
-        return {"completions.png": figure}
+        rows = [[*key.patches[i], generated[i], mask[i], images[i]] for i in range(len(images))]
+        titles = [f"patch {i + 1}" for i in range(self.params.patches)] + ["generated", "mask", "original"]
+        return {"completions.png": picture_rows([[p.cpu().numpy() for p in row] for row in rows], titles)}

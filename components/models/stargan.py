@@ -41,8 +41,8 @@ from pydantic import Field
 from components.errors import ConfigError
 from components.layers.norm_blocks import PatchDiscriminator, ResnetGenerator
 from components.losses.adversarial import WassersteinGP
-from components.models.base import GenerativeModel, register
-from components.models.families.adversarial import to_signed, to_unit
+from components.models.base import register
+from components.models.families.adversarial import AdversarialModel, to_signed, to_unit
 
 
 class Discriminator(PatchDiscriminator):
@@ -58,10 +58,10 @@ class Discriminator(PatchDiscriminator):
 
 
 @register
-class StarGAN(GenerativeModel):
+class StarGAN(AdversarialModel):
     name = "stargan"
-    family = "adversarial"
     capabilities = {"translate"}
+    selection = None   # no samples to measure FID of: the last epoch's weights are kept
     # The paper's measure (its RaFD experiment): the error of a classifier trained on real images of each domain
     # on images translated into it (pipelines/evaluate.py)
     promotion_metric = "target_classification_error"
@@ -98,11 +98,6 @@ class StarGAN(GenerativeModel):
         # attributes mode: each domain's attribute vector as seen in training (for translate(x, domain))
         self.register_buffer("domain_attributes", torch.zeros(len(spec.domains), n))
         self.register_buffer("domain_seen", torch.zeros(len(spec.domains), dtype=torch.bool))
-
-    def configure_optimizers(self, lr):
-        betas = (self.params.beta1, 0.999)
-        return {"generator": torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas),
-                "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)}
 
     # --- labels ---------------------------------------------------------------------------
     def real_labels(self, batch) -> torch.Tensor:
@@ -182,7 +177,7 @@ class StarGAN(GenerativeModel):
     @torch.no_grad()
     def translate(self, images, target):
         labels = self.target_labels(target, len(images)).to(self.device)
-        return to_unit(self.G(to_signed(images.to(self.device).float()), labels))
+        return to_unit(self.G(self.signed(images), labels))
 
     @torch.no_grad()
     def evaluation_metrics(self, test, settings):

@@ -1,7 +1,8 @@
 """What the adversarial models share: a generator and a discriminator trained by
 alternating Adam updates on one of the shared adversarial losses
-(components/losses/adversarial.py), and the DCGAN convolutional stacks
-(Radford et al. 2016) that DCGAN and InfoGAN are built from.
+(components/losses/adversarial.py), images in [-1, 1] inside the networks, and
+the DCGAN convolutional stacks (Radford et al. 2016) that DCGAN, InfoGAN,
+GAN-CLS and Puzzle-GAN are built from.
 
 DCGAN stacks: strided convolutions in the discriminator and fractionally
 strided (transposed) convolutions in the generator, no pooling; batch norm in
@@ -37,13 +38,18 @@ from components.models.base import GenerativeModel
 
 
 class AdversarialModel(GenerativeModel):
-    """A subclass sets `self.generator` and `self.discriminator` (nn.Modules) and `self.loss`."""
+    """A generator and a discriminator, each trained by its own optimizer, and `self.loss`, the game
+    between them. A subclass builds them as `self.generator` and `self.discriminator`; where a player is
+    several networks (CycleGAN's G and F, Puzzle-GAN's part encoder and decoder) it names its
+    parameters in `generator_parameters` / `discriminator_parameters`."""
     family = "adversarial"
-    likelihood = None
-    monitor = None   # no likelihood to validate
-    # No likelihood to select by either: the kept weights are those of the epoch with the best FID of
-    # samples against the validation split (components/training/selection.py), not the last epoch's.
+    # No likelihood to select by: the kept weights are those of the epoch with the best FID of samples
+    # against the validation split (components/training/selection.py), not the last epoch's. A model
+    # that translates or completes rather than samples has no FID of its own: it sets None (last epoch).
     selection = ("fid", "min")
+
+    def generator_parameters(self):
+        return self.generator.parameters()
 
     def discriminator_parameters(self):
         """What the discriminator's optimizer updates (InfoGAN adds its Q head)."""
@@ -52,13 +58,17 @@ class AdversarialModel(GenerativeModel):
     def configure_optimizers(self, lr):
         betas = (self.params.beta1, 0.999)
         return {"discriminator": torch.optim.Adam(self.discriminator_parameters(), lr=lr, betas=betas),
-                "generator": torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)}
+                "generator": torch.optim.Adam(self.generator_parameters(), lr=lr, betas=betas)}
 
     def build_loss(self):
         self.loss = adversarial_loss(self.params.loss)
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.params.latent_dim, generator=generator).to(self.device)
+
+    def signed(self, images: torch.Tensor) -> torch.Tensor:
+        """A caller's images in [0, 1] (any device, any number type) as the networks read them."""
+        return to_signed(images.to(self.device).float())
 
     def beliefs(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> dict[str, float]:
         """D's mean verdict on real and generated images: probabilities where the loss defines them."""
