@@ -31,19 +31,21 @@ def train(folder: Path, key: str, **env) -> tuple[subprocess.CompletedProcess, f
     return result, time.perf_counter() - started
 
 
-def test_unreachable_ray_cluster_fails_within_seconds(prepared):
-    result, seconds = train(prepared, "nade", RAY_ADDRESS="127.0.0.1:1")
+def test_unreachable_ray_cluster_is_refused_before_ray_retries(prepared):
+    # The message comes from the stage's own 5-second socket probe, made before Ray is asked to
+    # connect (Ray would retry for minutes); a wall-clock bound would measure the machine's load.
+    result, _ = train(prepared, "nade", RAY_ADDRESS="127.0.0.1:1")
     assert result.returncode != 0
     assert "no Ray cluster answers at 127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
-    assert seconds < 30
     assert not (prepared / "models" / "nade").exists()
 
 
 def test_unreachable_mlflow_server_fails_before_training(prepared):
-    result, seconds = train(prepared, "nade", MLFLOW_TRACKING_URI="http://127.0.0.1:1")
+    result, _ = train(prepared, "nade", MLFLOW_TRACKING_URI="http://127.0.0.1:1")
     assert result.returncode != 0
     assert "cannot reach the MLflow tracking store http://127.0.0.1:1" in result.stderr
-    assert "Traceback" not in result.stderr and seconds < 60
+    assert "Traceback" not in result.stderr and "epoch 1" not in result.stdout + result.stderr
+    assert not (prepared / "models" / "nade").exists()
 
 
 def test_bad_model_config_fails_before_ray_starts(prepared):
