@@ -1,7 +1,7 @@
 """Generative adversarial network (Goodfellow et al., 2014): a generator G and a
 discriminator D, both MLPs, play the minimax game (eq. 1)
 
-    min_G max_D  V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))],   z ~ N(0, I),
+    min_G max_D  V(D, G) = E_x[log D(x)] + E_{z ~ p_z}[log(1 - D(G(z)))],   here p_z = N(0, I),
 
 by alternating updates (`discriminator_steps` of D, then one of G), G
 maximizing log D(G(z)) instead of minimizing log(1 - D(G(z))) (section 3: the
