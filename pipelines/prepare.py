@@ -9,12 +9,13 @@ import numpy as np
 
 from components.atomic import atomic_directory
 from components.errors import ConfigError, repo_path
+from components.data.batch import Split
 from components.data.captions import caption_length, make_captions, vocabulary
-from components.data.domains import Dataset, assemble, domain_entries
+from components.data.domains import assemble, domain_entries
 from components.data.formats import DataFormatError
 from components.data.ood import NATURAL_IMAGE_PATCHES, out_of_distribution_images
-from components.data.prepared import SPLITS, Split, data_card, write_split
-from components.data.sources import DataSourceError, SourceOptions
+from components.data.prepared import data_card, write_split
+from components.data.sources import DataSourceError, SourceOptions, Splits
 from components.schema import checked_params, exit_on_bad_params
 
 
@@ -26,49 +27,44 @@ def source_name(cfg: dict) -> str:
                                                       != "identity" else "") for d in cfg["domains"])
 
 
-def anomaly_sets(cfg: dict, data: Dataset, splits: dict[str, Split]) -> dict[str, Split]:
+def anomaly_sets(cfg: dict, splits: Splits) -> Splits:
     """The images the anomaly-detection measurement scores against the test split.
 
     `ood`: another dataset (params `data.ood`). `holdout`: with `data.holdout_class`
     set, that class is taken out of train, valid and test (edits `splits`) and
     its test images kept here, so models never see it."""
     anomalies = {}
+    meta = splits["train"].meta
     held_out = cfg.get("holdout_class")
     if held_out is not None:
         if splits["train"].labels is None:
             raise ConfigError(f"data.holdout_class: the source {source_name(cfg)!r} has no labels")
-        if held_out not in range(len(data.class_names)):
+        if held_out not in range(len(meta["class_names"])):
             raise ConfigError(f"data.holdout_class: {held_out!r} is not a class index of {source_name(cfg)!r} "
-                              f"(0..{len(data.class_names) - 1})")
-        anomalies["holdout"] = subset(splits["test"], splits["test"].labels == held_out)
+                              f"(0..{len(meta['class_names']) - 1})")
+        anomalies["holdout"] = splits["test"].select(splits["test"].labels == held_out)
         for name, split in splits.items():
-            splits[name] = subset(split, split.labels != held_out)
+            splits[name] = split.select(split.labels != held_out)
     ood = cfg.get("ood") or {}
     images = out_of_distribution_images(ood.get("source", NATURAL_IMAGE_PATCHES), int(ood.get("count", 500)),
-                                        splits["test"].images.shape[1:], data.levels, seed=int(cfg.get("seed", 0)),
+                                        splits["test"].images.shape[1:], meta["levels"], seed=int(cfg.get("seed", 0)),
                                         path=ood.get("path"), cache_dir=repo_path("data/raw"))
-    anomalies["ood"] = Split(images, None, {}, domains=np.zeros(len(images), dtype=np.int64))
+    anomalies["ood"] = Split(images, None, meta, domains=np.zeros(len(images), dtype=np.int64))
     return anomalies
 
 
-def subset(split: Split, mask: np.ndarray) -> Split:
-    pick = lambda values: None if values is None else values[mask]  # noqa: E731
-    return Split(split.images[mask], pick(split.labels), split.meta, pick(split.attributes), None,
-                 pick(split.domains))
-
-
-def add_captions(cfg: dict, data: Dataset, splits: dict[str, Split]) -> dict:
+def add_captions(cfg: dict, splits: Splits) -> dict:
     """Caption every labelled split; the metadata a caption reader needs (vocabulary, length)."""
     if not cfg.get("captions"):
         return {}
     if splits["train"].labels is None:
         raise ConfigError(f"data.captions: the source {source_name(cfg)!r} has no labels to caption")
-    seed = int(cfg.get("seed", 0))
+    seed, meta = int(cfg.get("seed", 0)), splits["train"].meta
     for name, split in splits.items():
         if split.labels is not None:
-            sources = [data.domain_meta[d]["source"] for d in split.domains]
-            split.captions = make_captions(name, split.labels, data.class_names, sources, split.attributes,
-                                           data.attribute_names, seed)
+            sources = [meta["domains"][d]["source"] for d in split.domains]
+            split.captions = make_captions(name, split.labels, meta["class_names"], sources, split.attributes,
+                                           meta["attribute_names"], seed)
     every = [c for split in splits.values() for c in split.captions or []]
     return {"vocabulary": vocabulary(splits["train"].captions), "caption_length": caption_length(every)}
 
@@ -79,17 +75,17 @@ def main() -> None:
     base = SourceOptions(path=cfg.get("path"), mirrors=cfg.get("mirrors"), cache_dir=repo_path("data/raw"),
                          valid_fraction=cfg.get("valid_fraction", 0.1), test_fraction=cfg.get("test_fraction", 0.15),
                          seed=seed, image_size=cfg.get("image_size"), count=cfg.get("count"))
-    data = assemble(domain_entries(cfg, base), cfg.get("image_size"), cfg.get("max_examples") or {}, seed)
-    splits = {name: Split(data.images[name], data.labels[name], {}, data.attributes[name], None,
-                          data.domains[name]) for name in SPLITS}
-    anomalies = anomaly_sets(cfg, data, splits)
-    caption_meta = add_captions(cfg, data, {**splits, **anomalies})
+    splits = assemble(domain_entries(cfg, base), cfg.get("image_size"), cfg.get("max_examples") or {}, seed)
+    dataset = splits["train"].meta   # levels, class_names, attribute_names, domains
+    anomalies = anomaly_sets(cfg, splits)
+    caption_meta = add_captions(cfg, {**splits, **anomalies})
     mode = cfg.get("binarize", "none")
     # Intensities are stored as they are; binary models binarize at read time (see prepared.py).
-    meta = {"source": source_name(cfg), "image_shape": list(data.images["train"].shape[1:]),
+    meta = {"source": source_name(cfg), "image_shape": list(splits["train"].images.shape[1:]),
             "binarization": mode, "threshold": float(cfg.get("threshold", 0.5)), "seed": seed,
-            "levels": data.levels, "class_names": data.class_names, "has_labels": data.labels["train"] is not None,
-            "attribute_names": data.attribute_names, "domains": data.domain_meta,
+            "levels": dataset["levels"], "class_names": dataset["class_names"],
+            "has_labels": splits["train"].labels is not None,
+            "attribute_names": dataset["attribute_names"], "domains": dataset["domains"],
             "holdout_class": cfg.get("holdout_class"),
             "ood": (cfg.get("ood") or {}).get("source", NATURAL_IMAGE_PATCHES), **caption_meta}
     out = repo_path("data/prepared")

@@ -111,7 +111,7 @@ def test_image_folder_memory_follows_the_output_size_not_the_files(tmp_path):
               "splits = load_source('image_folder', path=sys.argv[1], image_size=16, valid_fraction=0.2,"
               " test_fraction=0.2)\n"
               "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
-              "print(grown // 1024, sum(len(v) for v in splits.images.values()))\n")
+              "print(grown // 1024, sum(len(s) for s in splits.values()))\n")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "raw")], capture_output=True, text=True,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -160,8 +160,8 @@ def test_a_large_jpeg_decodes_at_a_reduced_scale_to_its_colour(tmp_path):
             Image.new("RGB", (2400, 1600), colour).save(tmp_path / "raw" / name / f"{i}.jpg", quality=95)
     splits = load_source("image_folder", path=str(tmp_path / "raw"), image_size=8, valid_fraction=0.2,
                          test_fraction=0.2)
-    images = np.concatenate([splits.images[k] for k in ("train", "valid", "test")])
-    labels = np.concatenate([splits.labels[k] for k in ("train", "valid", "test")])
+    images = np.concatenate([splits[k].images for k in ("train", "valid", "test")])
+    labels = np.concatenate([splits[k].labels for k in ("train", "valid", "test")])
     for label, colour in enumerate(((200, 30, 40), (20, 40, 220))):   # classes sorted: blue, red
         expected = np.array(((20, 40, 220), (200, 30, 40))[label]) / 255
         assert np.abs(images[labels == label].mean(axis=(2, 3)) - expected).max() < 3 / 255
@@ -188,12 +188,13 @@ def fake_cifar(folder, monkeypatch, per_batch=6) -> Path:
 def test_cifar10_from_a_local_extracted_folder(tmp_path, monkeypatch):
     fake_cifar(tmp_path / "raw", monkeypatch)
     splits = load_source("cifar10", path=str(tmp_path / "raw"))
-    assert {k: v.shape for k, v in splits.images.items()} == {
+    assert {k: s.images.shape for k, s in splits.items()} == {
         "train": (25, 3, 32, 32), "valid": (5, 3, 32, 32), "test": (6, 3, 32, 32)}
-    assert splits.class_names[0] == "airplane" and len(splits.class_names) == 10 and splits.levels == 256
+    meta = splits["train"].meta
+    assert meta["class_names"][0] == "airplane" and len(meta["class_names"]) == 10 and meta["levels"] == 256
     batch = pickle.loads((tmp_path / "raw/cifar-10-batches-py/data_batch_1").read_bytes())
-    np.testing.assert_array_equal(np.round(splits.images["train"][0] * 255), batch[b"data"][0].reshape(3, 32, 32))
-    assert splits.labels["train"][:6].tolist() == batch[b"labels"]
+    np.testing.assert_array_equal(np.round(splits["train"].images[0] * 255), batch[b"data"][0].reshape(3, 32, 32))
+    assert splits["train"].labels[:6].tolist() == batch[b"labels"]
     (tmp_path / "raw/cifar-10-batches-py/test_batch").write_bytes(b"garbage")
     with pytest.raises(DataFormatError, match=r"test_batch: md5 \w+ is not the published \w+ of CIFAR-10's test_batch"):
         load_source("cifar10", path=str(tmp_path / "raw"))
@@ -282,13 +283,13 @@ def test_photo_patches_are_rgb_seeded_and_labelled_by_photo():
     one = load_source("photo_patches", count=60, image_size=16, seed=4)
     again = load_source("photo_patches", count=60, image_size=16, seed=4)
     other = load_source("photo_patches", count=60, image_size=16, seed=5)
-    assert one.images["train"].shape[1:] == (3, 16, 16) and one.class_names == ["china", "flower"]
-    assert sum(len(v) for v in one.images.values()) == 60
-    np.testing.assert_array_equal(one.images["test"], again.images["test"])
-    assert not np.array_equal(one.images["train"], other.images["train"])
-    assert set(np.concatenate(list(one.labels.values()))) == {0, 1}
+    assert one["train"].images.shape[1:] == (3, 16, 16) and one["train"].meta["class_names"] == ["china", "flower"]
+    assert sum(len(s) for s in one.values()) == 60
+    np.testing.assert_array_equal(one["test"].images, again["test"].images)
+    assert not np.array_equal(one["train"].images, other["train"].images)
+    assert set(np.concatenate([s.labels for s in one.values()])) == {0, 1}
     # Colour, not gray copied three times.
-    assert np.abs(one.images["train"][:, 0] - one.images["train"][:, 2]).mean() > 0.01
+    assert np.abs(one["train"].images[:, 0] - one["train"].images[:, 2]).mean() > 0.01
 
 
 def test_unknown_source_lists_the_valid_ones():
@@ -396,7 +397,8 @@ def test_the_evaluation_classifier_learns_rgb_photo_patches():
     from components.classifier import accuracy_of, train_classifier
 
     data = load_source("photo_patches", count=400, image_size=16, seed=0)
-    model, _ = train_classifier(data.images["train"], data.labels["train"], data.images["valid"],
-                                data.labels["valid"], 2, epochs=4, batch_size=32, lr=3e-3, seed=0, log=lambda _: None)
-    majority = max(np.mean(data.labels["test"]), 1 - np.mean(data.labels["test"]))
-    assert accuracy_of(model, data.images["test"], data.labels["test"]) > max(0.8, majority + 0.1)
+    train, valid, test = data["train"], data["valid"], data["test"]
+    model, _ = train_classifier(train.images, train.labels, valid.images, valid.labels, 2, epochs=4, batch_size=32,
+                                lr=3e-3, seed=0, log=lambda _: None)
+    majority = max(np.mean(test.labels), 1 - np.mean(test.labels))
+    assert accuracy_of(model, test.images, test.labels) > max(0.8, majority + 0.1)

@@ -26,6 +26,7 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from components.data.batch import Split
 from components.errors import ConfigError
-from components.data.prepared import SPLITS, Split, quantize, read_split, split_meta, write_split
+from components.data.prepared import SPLITS, quantize, read_split, split_meta, write_split
 from components.data.sources import REGISTRY, SourceOptions, Splits, available_sources, load_source
 
 
@@ -63,20 +65,6 @@ class DomainEntry:
     source: str
     transform: str
     options: SourceOptions
-
-
-@dataclass
-class Dataset:
-    """Every split of every domain, concatenated in domain order (rows of one domain are contiguous)."""
-
-    images: dict[str, np.ndarray]
-    labels: dict[str, np.ndarray | None]
-    attributes: dict[str, np.ndarray | None]
-    domains: dict[str, np.ndarray]
-    levels: int
-    class_names: list[str]
-    attribute_names: list[str]
-    domain_meta: list[dict]            # per domain: name, source, transform
 
 
 def domain_entries(cfg: dict, base: SourceOptions) -> list[DomainEntry]:
@@ -119,8 +107,12 @@ def _resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def assemble(entries: list[DomainEntry], image_size: int | None, limits: dict, seed: int) -> Dataset:
-    """Load each source once, deal its images out to the domains that use it, transform, unify shapes."""
+def assemble(entries: list[DomainEntry], image_size: int | None, limits: dict, seed: int) -> Splits:
+    """Load each source once, deal its images out to the domains that use it, transform, unify shapes.
+
+    Each split holds every domain's images concatenated in domain order (rows of one domain are
+    contiguous) with their `domains` index; its meta: levels, class_names, attribute_names and
+    `domains` (per domain: name, source, transform)."""
     loaded: dict[str, Splits] = {}
     keys = []
     for entry in entries:
@@ -132,26 +124,27 @@ def assemble(entries: list[DomainEntry], image_size: int | None, limits: dict, s
 
 
 def deal(entries: list[DomainEntry], sources: list[Splits], keys: list, image_size: int | None, limits: dict,
-         seed: int) -> Dataset:
+         seed: int) -> Splits:
     """The domains of `entries`, entry d made from `sources[d]`: entries of equal `keys` share one source
     and take disjoint images of it (each split dealt out by a permutation seeded by `seed`)."""
     loaded = dict(zip(keys, sources))
     sharing: dict = {}
     for d, key in enumerate(keys):
         sharing.setdefault(key, []).append(d)
-    same_classes = len({tuple(s.class_names) for s in loaded.values()}) == 1 and \
-        all(s.labels["train"] is not None for s in loaded.values())
-    source_attributes = sorted({a for s in loaded.values() for a in s.attribute_names})
+    same_classes = len({tuple(s["train"].meta.get("class_names") or ()) for s in loaded.values()}) == 1 and \
+        all(s["train"].labels is not None for s in loaded.values())
+    source_attributes = sorted({a for s in loaded.values() for a in s["train"].meta.get("attribute_names") or []})
     transform_attributes = sorted({TRANSFORMS[e.transform].attribute for e in entries} - {None})
     attribute_names = source_attributes + [a for a in transform_attributes if a not in source_attributes]
-    levels = {s.levels for s in loaded.values()}
+    levels = {s["train"].meta["levels"] for s in loaded.values()}
     levels = levels.pop() if len(levels) == 1 else 256
 
     parts: dict[str, list[tuple]] = {split: [] for split in SPLITS}
     for d, entry in enumerate(entries):
         source, peers = sources[d], sharing[keys[d]]
         for split in SPLITS:
-            images, labels = source.images[split], source.labels[split]
+            part = source[split]
+            images, labels = part.images, part.labels
             rows = np.arange(len(images))
             if len(peers) > 1:   # disjoint, unpaired subsets of one source
                 deal = np.random.default_rng([seed, 3, SPLITS.index(split)]).permutation(len(images))
@@ -159,20 +152,23 @@ def deal(entries: list[DomainEntry], sources: list[Splits], keys: list, image_si
             if limits.get(split):
                 rows = rows[: max(1, int(limits[split]) // len(entries))]
             attributes = np.zeros((len(rows), len(attribute_names)), dtype=np.float32)
-            if source.attributes and source.attributes.get(split) is not None:
-                for a, name in enumerate(source.attribute_names):
-                    attributes[:, attribute_names.index(name)] = source.attributes[split][rows, a]
+            if part.attributes is not None:
+                for a, name in enumerate(part.meta.get("attribute_names") or []):
+                    attributes[:, attribute_names.index(name)] = part.attributes[rows, a]
             transform = TRANSFORMS[entry.transform]
             if transform.attribute:
                 attributes[:, attribute_names.index(transform.attribute)] = 1.0
             parts[split].append((transform.apply(images[rows]), None if labels is None else labels[rows],
-                                 attributes, source.levels))
+                                 attributes, part.meta["levels"]))
 
     channels = max(p[0].shape[1] for split in parts.values() for p in split)
     height, width = (image_size, image_size) if image_size else parts["train"][0][0].shape[2:]
-    out = Dataset({}, {}, {}, {}, levels, list(next(iter(loaded.values())).class_names)
-                  if same_classes else [], attribute_names,
-                  [{"name": e.name, "source": e.source, "transform": e.transform} for e in entries])
+    meta = {"levels": levels,
+            "class_names": list(next(iter(loaded.values()))["train"].meta.get("class_names") or [])
+            if same_classes else [],
+            "attribute_names": attribute_names,
+            "domains": [{"name": e.name, "source": e.source, "transform": e.transform} for e in entries]}
+    out = {}
     for split, domain_parts in parts.items():
         images = []
         for images_d, _, _, source_levels in domain_parts:
@@ -180,11 +176,10 @@ def deal(entries: list[DomainEntry], sources: list[Splits], keys: list, image_si
             if resized is not images_d or source_levels != levels:
                 resized = quantize(resized, levels)
             images.append(np.repeat(resized, channels, axis=1) if resized.shape[1] != channels else resized)
-        out.images[split] = np.concatenate(images)
-        out.labels[split] = np.concatenate([p[1] for p in domain_parts]) if same_classes else None
-        out.attributes[split] = np.concatenate([p[2] for p in domain_parts]) if attribute_names else None
-        out.domains[split] = np.concatenate([np.full(len(p[0]), d, dtype=np.int64)
-                                             for d, p in enumerate(domain_parts)])
+        out[split] = Split(np.concatenate(images),
+                           np.concatenate([p[1] for p in domain_parts]) if same_classes else None, meta,
+                           np.concatenate([p[2] for p in domain_parts]) if attribute_names else None, None,
+                           np.concatenate([np.full(len(p[0]), d, dtype=np.int64) for d, p in enumerate(domain_parts)]))
     return out
 
 
@@ -223,21 +218,15 @@ def domain_view(folder: Path, entries: list[DomainEntry], where: str) -> dict[st
     if len(prepared) > 1:
         raise ConfigError(f"{where}: the prepared data already has domains ({', '.join(d['name'] for d in prepared)}) "
                           f"from data.domains; give domains in data.domains or in the model entry, not both")
-    splits = {split: read_split(folder, split) for split in SPLITS}
-    source = Splits({k: s.images for k, s in splits.items()}, {k: s.labels for k, s in splits.items()},
-                    int(meta["levels"]), list(meta.get("class_names") or []),
-                    {k: s.attributes for k, s in splits.items()} if meta.get("attribute_names") else None,
-                    list(meta.get("attribute_names") or []))
+    source = {split: read_split(folder, split) for split in SPLITS}   # meta: levels, class_names, attribute_names
     entries = [DomainEntry(e.name, meta["source"], e.transform, None) for e in entries]
     data = deal(entries, [source] * len(entries), [0] * len(entries), None, {}, int(meta.get("seed", 0)))
     view_meta = {k: v for k, v in meta.items() if k not in ("vocabulary", "caption_length", "split", "rows",
                                                              "domain_rows", "storage")}
     view_meta.update(source=f"{meta['source']} as " + ", ".join(
                          e.name + ("" if e.transform == "identity" else f"={e.transform}") for e in entries),
-                     levels=data.levels, class_names=data.class_names, has_labels=data.labels["train"] is not None,
-                     attribute_names=data.attribute_names, domains=data.domain_meta)
-    return {split: Split(data.images[split], data.labels[split], {**view_meta, "split": split},
-                         data.attributes[split], None, data.domains[split]) for split in SPLITS}
+                     **data["train"].meta, has_labels=data["train"].labels is not None)
+    return {split: dataclasses.replace(data[split], meta={**view_meta, "split": split}) for split in SPLITS}
 
 
 def write_view(splits: dict[str, Split], folder: Path) -> None:

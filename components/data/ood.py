@@ -29,7 +29,7 @@ def out_of_distribution_images(name: str, count: int, image_shape, levels: int, 
     if name == NATURAL_IMAGE_PATCHES:
         return natural_image_patches(count, image_shape, levels, seed)
     other = load_source(name, path=path, **({"cache_dir": cache_dir} if cache_dir else {}))
-    images = other.images["test"]
+    images = other["test"].images
     if tuple(images.shape[1:]) != tuple(image_shape):
         raise ValueError(f"OOD set {name!r} has images of shape {tuple(images.shape[1:])}, the data "
                          f"{tuple(image_shape)}; choose {NATURAL_IMAGE_PATCHES!r} or a source of the same shape")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
+from components.data.batch import Split
 from components.data.formats import DataFormatError, read_amat, read_idx
 from components.data.sources.registry import (SourceFile, SourceOptions, Splits, locate, register_source,
                                               split_by_fractions)
@@ -44,8 +43,8 @@ def digits(options: SourceOptions) -> Splits:
 
     data = load_digits()
     images = (data.images / 16.0).astype(np.float32)[:, None]
-    splits = split_by_fractions(images, data.target.astype(np.int64), options)
-    return dataclasses.replace(splits, levels=17, class_names=[str(d) for d in range(10)])
+    return split_by_fractions(images, data.target.astype(np.int64), options,
+                              {"levels": 17, "class_names": [str(d) for d in range(10)]})
 
 
 def _idx_source(source: str, files: dict[str, SourceFile], class_names: list[str], options: SourceOptions) -> Splits:
@@ -61,13 +60,10 @@ def _idx_source(source: str, files: dict[str, SourceFile], class_names: list[str
     test_images = (arrays["test_images"] / 255.0).astype(np.float32)[:, None]
     # The customary split: the last 10,000 training images validate.
     n_valid = min(10_000, len(train_images) // 6)
-    return Splits(
-        {"train": train_images[:-n_valid], "valid": train_images[-n_valid:], "test": test_images},
-        {"train": arrays["train_labels"][:-n_valid].astype(np.int64),
-         "valid": arrays["train_labels"][-n_valid:].astype(np.int64),
-         "test": arrays["test_labels"].astype(np.int64)},
-        levels=256, class_names=class_names,
-    )
+    meta = {"levels": 256, "class_names": class_names}
+    return {"train": Split(train_images[:-n_valid], arrays["train_labels"][:-n_valid].astype(np.int64), meta),
+            "valid": Split(train_images[-n_valid:], arrays["train_labels"][-n_valid:].astype(np.int64), meta),
+            "test": Split(test_images, arrays["test_labels"].astype(np.int64), meta)}
 
 
 @register_source("mnist")
@@ -84,7 +80,7 @@ def fashion_mnist(options: SourceOptions) -> Splits:
 def binarized_mnist(options: SourceOptions) -> Splits:
     paths = locate("binarized_mnist", BINARIZED_MNIST_FILES, options.path, options.mirrors, options.cache_dir)
     images = {key: read_amat(p).astype(np.float32).reshape(-1, 1, 28, 28) for key, p in paths.items()}
-    return Splits(images, {key: None for key in images}, levels=2)
+    return {key: Split(split, None, {"levels": 2, "class_names": []}) for key, split in images.items()}
 
 
 # The sources of colour and folder images register themselves on import; imported last because

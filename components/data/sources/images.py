@@ -5,7 +5,6 @@ Each registers itself in the source registry (components/data/sources/registry.p
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import pickle
 import tarfile
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from components.data.batch import Split
 from components.data.formats import DataFormatError
 from components.data.photos import PHOTO_NAMES, crop_patches
 from components.data.sources.registry import (DataSourceError, SourceFile, SourceOptions, Splits, check_md5, download,
@@ -92,8 +92,8 @@ def image_folder(options: SourceOptions) -> Splits:
     for i, image in enumerate(resized):
         pixels = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
         images[i] = pixels[None] if mode == "L" else pixels.transpose(2, 0, 1)
-    splits = split_by_fractions(images, np.asarray(labels, dtype=np.int64), options)
-    return dataclasses.replace(splits, levels=256, class_names=[p.name for p in classes])
+    return split_by_fractions(images, np.asarray(labels, dtype=np.int64), options,
+                              {"levels": 256, "class_names": [p.name for p in classes]})
 
 
 class BatchUnpickler(pickle.Unpickler):
@@ -179,9 +179,9 @@ def cifar10(options: SourceOptions) -> Splits:
     train = [parts[f"data_batch_{i}"] for i in range(1, 6)]
     images, labels = np.concatenate([p[0] for p in train]), np.concatenate([p[1] for p in train])
     n_valid = min(CIFAR10_VALID, len(images) // 6)
-    return Splits({"train": images[:-n_valid], "valid": images[-n_valid:], "test": parts["test_batch"][0]},
-                  {"train": labels[:-n_valid], "valid": labels[-n_valid:], "test": parts["test_batch"][1]},
-                  levels=256, class_names=class_names)
+    meta = {"levels": 256, "class_names": class_names}
+    return {"train": Split(images[:-n_valid], labels[:-n_valid], meta),
+            "valid": Split(images[-n_valid:], labels[-n_valid:], meta), "test": Split(*parts["test_batch"], meta)}
 
 
 @register_source("photo_patches")
@@ -192,6 +192,5 @@ def photo_patches(options: SourceOptions) -> Splits:
     if not isinstance(count, int) or isinstance(count, bool) or count < 3:
         raise DataSourceError(f"data.count: {count!r} is not a number of patches (at least 3)")
     images, which = crop_patches(count, (3, size, size), np.random.default_rng([options.seed, 1]))
-    splits = split_by_fractions(images, which, options)
-    return dataclasses.replace(splits, levels=256, class_names=list(PHOTO_NAMES))
+    return split_by_fractions(images, which, options, {"levels": 256, "class_names": list(PHOTO_NAMES)})
 

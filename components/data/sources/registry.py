@@ -1,5 +1,10 @@
 """The source registry: where each dataset comes from, and how it becomes arrays.
 
+A loader returns `Splits`: "train", "valid" and "test" -> a `Split` (components/data/batch.py)
+of images as float32 in [0, 1], shape (N, C, H, W), with labels int64 or None; every split's
+meta holds the source's `levels` (distinct intensity levels of the raw pixels) and
+`class_names`, the first keys of the prepared data's metadata.
+
 A source is read from a local folder when `data.path` is given, otherwise
 downloaded from its official mirrors into a cache folder; either way every
 file is checked (checksum where one is published, format always).
@@ -12,11 +17,12 @@ import os
 import tempfile
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from components.data.batch import Split
 from components.data.formats import DataFormatError, read_bytes
 
 
@@ -31,16 +37,7 @@ class SourceFile:
     content_sha256: str | None = None  # of the decompressed content: also checks local copies
 
 
-@dataclass(frozen=True)
-class Splits:
-    """Images as float32 in [0, 1] with shape (N, C, H, W); labels int64 or None."""
-
-    images: dict[str, np.ndarray]
-    labels: dict[str, np.ndarray | None]
-    levels: int                       # distinct intensity levels of the raw pixels
-    class_names: list[str] = field(default_factory=list)
-    attributes: dict[str, np.ndarray | None] | None = None   # float32 (N, A) in {0, 1} per split
-    attribute_names: list[str] = field(default_factory=list)
+Splits = dict[str, Split]   # "train" | "valid" | "test" -> the split; meta: levels, class_names
 
 
 MIRRORS = {
@@ -135,8 +132,9 @@ def locate(source: str, files: dict[str, SourceFile], path: str | None,
     return {key: download(spec, mirrors, cache_dir / source) for key, spec in files.items()}
 
 
-def split_by_fractions(images: np.ndarray, labels: np.ndarray | None, options: "SourceOptions") -> Splits:
-    """Seeded train/valid/test split for a source without customary splits (fractions of the whole)."""
+def split_by_fractions(images: np.ndarray, labels: np.ndarray | None, options: "SourceOptions", meta: dict) -> Splits:
+    """Seeded train/valid/test split for a source without customary splits (fractions of the whole);
+    `meta` (levels, class_names) goes to every split."""
     rng = np.random.default_rng(options.seed)
     order = rng.permutation(len(images))
     n_test = int(round(options.test_fraction * len(images)))
@@ -148,8 +146,7 @@ def split_by_fractions(images: np.ndarray, labels: np.ndarray | None, options: "
     rest = rest[rng.permutation(len(rest))]
     train, valid = rest[:-n_valid], rest[-n_valid:]
     parts = {"train": train, "valid": valid, "test": test}
-    return Splits({k: images[v] for k, v in parts.items()},
-                  {k: None if labels is None else labels[v] for k, v in parts.items()}, levels=0)
+    return {k: Split(images[v], None if labels is None else labels[v], meta) for k, v in parts.items()}
 
 
 @dataclass(frozen=True)
