@@ -1,43 +1,44 @@
 """Benchmark: the adversarial family on MNIST, and DCGAN's training speed through `fit` beside a plain loop.
 
-    python benchmarks/adversarial.py --mnist ../shared/data/mnist --minutes 1.5 --threads 1
+    python benchmarks/adversarial.py --mnist ../shared/data/mnist --classifier ../bench/classifier --epochs 2
 
 1. Speed, in one process (runs first: it is quick). DCGAN training images/s through genzoo's `fit`
    (the real loop, taking `run.checkpoint()` and `torch.save`-ing it to a temporary file after every
    epoch, as the Ray adapter does) against a plain PyTorch loop written here over the same model
    object's generator and discriminator, the same loss object, the same Adam optimizers
-   (`model.configure_optimizers`), batch size and batches. The two alternate A/B/A/B, one round of
+   (`model.configure_optimizers`), batch size and batches (read once from a prepared folder by the
+   streaming reader, the pipeline's data path). The two alternate A/B/A/B, one round of
    `--speed-epochs` epochs each, after one warm-up round of each that is not counted; the median
    round of each is reported and the ratio of the medians (genzoo / plain; above 1: genzoo faster),
    with the range of the per-round ratios. `fit` is given no validation data, so both arms do the
    same training work and the difference is the loop, its per-step metrics and the checkpoints.
    On 28x28 MNIST and on the 8x8 bundled digits (the default pipeline's data).
-2. MNIST quality (28x28, intensities in [0, 1]; ProGAN grows to 32x32, padding the digits itself).
-   dcgan, cgan, infogan, gan_cls and progan are each trained with `fit` for `--minutes` on a seeded
-   `--train-subset` of MNIST's 50,000 training images, the batches carrying labels and captions
-   (captions from components/data/captions.py, tokenized by `DataSpec.tokenize` with the training
-   captions' vocabulary). An evaluation classifier (components/classifier.py) is trained here on
-   the same subset for `--classifier-epochs` epochs; in its features FID, KID, precision/recall and
-   class coverage of `--samples` samples against `--reference` seeded MNIST test images, beside the
+2. MNIST quality (28x28, intensities in [0, 1]). Each model is its params.yaml entry (architecture,
+   optimizers and their rates, schedule, batch size, averaging), trained as the Ray worker trains it:
+   `fit` over a prepared Parquet folder of a seeded `--train-subset` of MNIST's 50,000 training
+   images (labels, and captions as pipelines/prepare.py writes them: each split its own phrasings)
+   through the streaming reader, with sample-quality selection where the model is selected by FID.
+   The budget is a number of images, not minutes, so that load from other work on a shared machine
+   changes the time, not the figures: `--epochs` of the subset, no early stopping; the CPU seconds
+   the training took are printed. Entries are for the 8x8 digits: on 28x28 ProGAN grows 4 -> 8 ->
+   16 -> 32 (it pads the digits itself), its phases shares of the budget (PROGAN_PHASES).
+   `--components DIR` trains another checkout's components and params.yaml (e.g. the commit before
+   a change), judged by this checkout's evaluation code, so before and after are measured alike.
+   The evaluation classifier (components/classifier.py; `--classifier`: trained once, then loaded,
+   the same network for every run) gives the features of FID, KID, precision/recall and class
+   coverage of `--samples` samples against `--reference` seeded MNIST test images, beside the
    real-data floor (the same test images against as many held-out training images, MNIST's last
-   10,000, never trained on), as pipelines/evaluate.py computes them. cgan: samples asked for class
-   k (every class equally often) classified as k. gan_cls: the same for captions naming class k in
-   the two phrasings held out of training (`captions.phrasings`), so the wording was never read
-   (its FID is of those samples too). infogan (its `evaluation_metrics`): generator side, `--samples`
-   / 10 samples per value of its categorical code classified by the evaluation classifier, values
-   matched to classes one-to-one (Hungarian); Q side, Q's reading of all 10,000 test digits matched
-   to their labels the same way; beside the paper's ~95% (5% error, Chen et al. 2016, section 7.1).
-   Each model trains with its authors' Adam rates per optimizer (OPTIMIZERS below). The models' own evaluation
-   hooks, as evaluate runs them (judged against the same test images, the training subset as the
-   per-class floor): cgan and gan_cls per-class FID (`--samples` / 10 per class) beside the floor;
-   gan_cls accuracy on held-out vs training phrasings with the same noise; progan FID of the samples
-   kept as each phase ended, against the test images averaged down to that resolution.
+   10,000, never trained on), as pipelines/evaluate.py computes them (components/metrics/).
+   cgan: samples asked for class k (every class equally often) classified as k, per class.
+   gan_cls: the same for captions naming class k in the phrasings held out of training
+   (`captions.phrasings`), so the wording was never read (its FID is of those samples too), beside
+   the training phrasings. infogan: generator side, `--samples` / 10 samples per value of its
+   categorical code classified by the evaluation classifier, values matched to classes one-to-one
+   (Hungarian); Q side, Q's reading of all 10,000 test digits matched to their labels the same way;
+   the paper reaches ~95% (5% error, Chen et al. 2016, section 7.1). progan: its own hook's FID of
+   the samples kept as each phase ended, against the test images averaged down to that resolution.
 
-Widths are smaller than the papers' (MODELS below) and the budgets are minutes where the papers
-train for hours: the table says how far each model got (images shown, epochs of the subset).
-An "epoch" of `fit` here is `--epoch-images` images (a fresh seeded draw from the subset each
-time), so progress lines, ProGAN's phase changes (which happen at epoch ends) and the budget
-check keep a useful cadence. Prints each row when done, then the tables and the command.
+Each run appends its rows to `--rows`; `--table before=FILE after=FILE` prints them side by side.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -55,40 +55,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from components.classifier import accuracy_of, predict, train_classifier  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# first: budget.py puts the checkout of `--components` on sys.path, before any `components` import
+from budget import (COMPONENTS, CheckpointEachEpoch, alternated_rounds, device_line, entry_lookups,  # noqa: E402
+                    evaluation_classifier, fit_rate, fmt, seeded_subset, write_prepared)
+from components.classifier import predict  # noqa: E402
+from components.config import load_params  # noqa: E402
 from components.data.batch import Batch, DataSpec  # noqa: E402
-from components.data.captions import caption_length, make_captions, phrasings, vocabulary  # noqa: E402
+from components.data.captions import caption_length, make_captions, vocabulary  # noqa: E402
+from components.data.prepared import read_spec  # noqa: E402
 from components.data.sources import load_source  # noqa: E402
+from components.data.streaming import eval_batches, stream_batches  # noqa: E402
+from components.metrics.clustering import unsupervised_accuracy  # noqa: E402
 from components.metrics.sample_quality import SampleJudge, conditional_accuracy, sample_quality  # noqa: E402
 from components.models import build_model  # noqa: E402
 from components.models.families.adversarial import to_signed  # noqa: E402
 from components.training import Settings, final_weights, fit  # noqa: E402
-from budget import CheckpointEachEpoch, alternated_rounds, fit_rate, fmt, seeded_subset  # noqa: E402
-from components.training.callbacks import Budget, Progress  # noqa: E402
-from components.training.memory import batches  # noqa: E402
+from components.training.callbacks import Progress  # noqa: E402
+from components.training.selection import SAMPLE_QUALITY, sample_quality_from  # noqa: E402
 
-# key -> (params, batch size, lr, ema_decay). Smaller than the papers' networks so that a CPU
-# budget of minutes shows them a few epochs of the subset.
-MODELS = {
-    "dcgan": ({"latent_dim": 64, "width": 32}, 64, 2e-4, None),
-    "cgan": ({"latent_dim": 64, "noise_units": 256, "label_units": 64, "hidden_units": 512,
-              "discriminator_image_units": 240, "discriminator_label_units": 50,
-              "discriminator_hidden_units": 240, "maxout_pieces": 5}, 64, 2e-4, None),
-    "infogan": ({"latent_dim": 62, "categorical": 10, "continuous": 2, "width": 32, "q_units": 128}, 64, 2e-4, None),
-    "gan_cls": ({"latent_dim": 64, "embedding_dim": 32, "word_dim": 32, "text_hidden": 32, "width": 32},
-                64, 2e-4, None),
-    # 4 -> 8 -> 16 -> 32: each new block fades in over half its phase; the last phase runs to the budget.
-    # EMA decay 0.99, not the paper's 0.999: a budget of ~700 generator steps would leave 0.999^700 =
-    # half of the average on the random initial weights (the paper averages over millions of images).
-    "progan": ({"latent_dim": 64, "width": 64, "resolutions": [4, 8, 16, 32],
-                "phase_images": [5000, 5000, 10000, 10**9], "phase_batch_sizes": [32, 32, 32, 32]},
-               32, 1e-3, 0.99),
-}
-# Per-optimizer rates beside MODELS' lr (the rest of a model's optimizers): openai/InfoGAN's MNIST run
-# trains the generator at 1e-3 and the discriminator with Q at 2e-4.
-OPTIMIZERS = {"infogan": {"generator": {"lr": 1e-3}}}
+architecture_params, model_entry, training_settings = entry_lookups()
+
+MODELS = ("gan", "dcgan", "cgan", "infogan", "gan_cls", "progan")
+# params.yaml's entries are for the 8x8 digits; on 28x28 ProGAN grows 4 -> 8 -> 16 -> 32 (it pads the
+# digits itself), each phase a share of the budget (PROGAN_PHASES of the images shown; the last runs to
+# the end), each at the entry's minibatch.
+PROGAN_RESOLUTIONS, PROGAN_PHASES = [4, 8, 16, 32], [1 / 8, 1 / 8, 1 / 4]
 SPEED_PARAMS = {  # image side -> DCGAN params (28: the MNIST row above; 8: params.yaml's dcgan)
     28: {"latent_dim": 64, "width": 32},
     8: {"latent_dim": 32, "width": 64, "extra_layers": 1},
@@ -98,12 +90,12 @@ CLASS_NAMES = tuple(str(d) for d in range(10))
 
 # --- speed -----------------------------------------------------------------------------------------
 
-def plain_epoch(model, optimizers, data: Batch, batch_size: int, epoch: int) -> int:
+def plain_epoch(model, optimizers, drawn: list) -> int:
     """One epoch of DCGAN's step written inline: the same networks, loss and optimizers, no framework."""
     G, D, loss = model.generator, model.discriminator, model.loss
     opt_d, opt_g = optimizers["discriminator"], optimizers["generator"]
     seen = 0
-    for batch in batches(data, batch_size, torch.Generator().manual_seed(epoch)):
+    for batch in drawn:
         real = to_signed(batch.images)
         fake = G(torch.randn(len(real), model.params.latent_dim))
         d_loss = loss.discriminator(D(real), D(fake.detach()))
@@ -118,18 +110,20 @@ def plain_epoch(model, optimizers, data: Batch, batch_size: int, epoch: int) -> 
     return seen
 
 
-def speed_row(size: int, images: torch.Tensor, args) -> dict:
+def speed_row(size: int, images: np.ndarray, levels: int, args) -> dict:
     torch.manual_seed(0)
     model = build_model("dcgan", DataSpec.single((1, size, size), 256, pixels="grayscale"), SPEED_PARAMS[size])
-    data = Batch(images)
     settings = Settings(epochs=args.speed_epochs, batch_size=args.speed_batch_size, lr=2e-4, patience=10**9)
     checkpoint_shares = []
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(prefix="genzoo-adversarial-") as folder:
+        prepared = write_prepared({"train": images}, {}, Path(folder) / "data", "speed", levels)
+        # the same batches for both arms, read once through the streaming reader: the comparison is of the loops
+        drawn = [list(stream_batches(prepared, "train", "grayscale", settings.batch_size, seed=0, epoch=epoch))
+                 for epoch in range(1, args.speed_epochs + 1)]
         saver = CheckpointEachEpoch(Path(folder) / "state.pt")
 
         def genzoo() -> float:
-            rate, share = fit_rate(model, lambda epoch, bs: batches(data, bs, torch.Generator().manual_seed(epoch)),
-                                   settings, saver)
+            rate, share = fit_rate(model, lambda epoch, _: iter(drawn[epoch - 1]), settings, saver)
             checkpoint_shares.append(share)
             return rate
 
@@ -137,8 +131,7 @@ def speed_row(size: int, images: torch.Tensor, args) -> dict:
             started = time.perf_counter()
             optimizers = model.configure_optimizers(settings.lr)   # fit makes fresh ones each call, too
             model.train()
-            seen = sum(plain_epoch(model, optimizers, data, settings.batch_size, e)
-                       for e in range(1, settings.epochs + 1))
+            seen = sum(plain_epoch(model, optimizers, epoch) for epoch in drawn)
             return seen / (time.perf_counter() - started)
 
         rates = alternated_rounds(genzoo, plain, args.speed_rounds, checkpoint_shares)
@@ -163,12 +156,10 @@ def speed_row(size: int, images: torch.Tensor, args) -> dict:
 def speed_rows(args) -> list[dict]:
     rows = []
     for size in args.speed_sizes:
-        if size == 28:
-            train = load_source("mnist", path=args.mnist).images["train"]
-            images = torch.from_numpy(train[seeded_subset(args.speed_images, len(train))])
-        else:
-            images = torch.from_numpy(load_source("digits").images["train"])
-        rows.append(speed_row(size, images, args))
+        source = load_source("mnist", path=args.mnist) if size == 28 else load_source("digits")
+        train = source.images["train"]
+        images = train[seeded_subset(args.speed_images, len(train))] if size == 28 else train
+        rows.append(speed_row(size, images, source.levels, args))
     return rows
 
 
@@ -179,34 +170,61 @@ def captions_of(labels: np.ndarray, split: str) -> list[str]:
     return make_captions(split, labels, CLASS_NAMES, ["mnist"] * len(labels), None, (), seed=0)
 
 
-def with_fields(images: np.ndarray, labels: np.ndarray, captions: list[str], spec: DataSpec) -> Batch:
-    tokens = torch.tensor([spec.tokenize(c, spec.caption_length) for c in captions], dtype=torch.int64)
-    return Batch(torch.from_numpy(images), labels=torch.from_numpy(labels), captions=captions,
-                 caption_tokens=tokens)
+def mnist_prepared(args, folder: Path) -> dict:
+    """The seeded training subset, `--reference` held-out training images (valid: the floor and the
+    selection's reference) and `--reference` test images, captioned as pipelines/prepare.py captions
+    (each split its own phrasings), written as a prepared folder."""
+    splits = load_source("mnist", path=args.mnist)
+    picks = {"train": seeded_subset(args.train_subset, len(splits.images["train"])),
+             "valid": seeded_subset(args.reference, len(splits.images["valid"]), seed=1),
+             "test": seeded_subset(args.reference, len(splits.images["test"]), seed=2)}
+    images = {k: splits.images[k][p] for k, p in picks.items()}
+    labels = {k: splits.labels[k][p] for k, p in picks.items()}
+    captions = {k: captions_of(labels[k], k) for k in picks}
+    every = [c for split in captions.values() for c in split]
+    meta = {"vocabulary": vocabulary(captions["train"]), "caption_length": caption_length(every)}
+    write_prepared(images, labels, folder, "mnist", splits.levels, CLASS_NAMES, captions, meta)
+    return {"images": images, "labels": labels, "splits": splits, "folder": folder}
 
 
-def train_budgeted(name: str, spec: DataSpec, train: Batch, valid: Batch, args, device) -> dict:
-    """`benchmarks/budget.py`'s `train_within` for batches with labels and captions: `fit` until the
-    budget is spent, each epoch `--epoch-images` images drawn afresh from the subset."""
-    params, batch_size, lr, ema_decay = MODELS[name]
-    torch.manual_seed(0)
-    model = build_model(name, spec, params).to(device)
-    settings = Settings(epochs=10**9, batch_size=batch_size, lr=lr, patience=10**9, ema_decay=ema_decay,
-                        optimizers=OPTIMIZERS.get(name, {}))
+def entry_of(key: str, args) -> tuple[str, dict, dict, str]:
+    """(model type, architecture params, training settings, pixels) of the checkout's params.yaml entry, with
+    the benchmark's budget (`--epochs` of the subset, no early stopping) and ProGAN's 28x28 phases."""
+    params = load_params(COMPONENTS / "params.yaml")
+    name, arch = architecture_params(params, key)
+    training = {**training_settings(params, key), "epochs": args.epochs, "patience": 10**9}
+    if name == "progan":
+        budget = args.epochs * args.train_subset
+        arch.update(resolutions=PROGAN_RESOLUTIONS, phase_images=[round(f * budget) for f in PROGAN_PHASES] + [10**9],
+                    phase_batch_sizes=[arch.get("phase_batch_sizes", [training["batch_size"]])[0]] * 4)
+    return name, arch, training, model_entry(params, key).get("pixels", "grayscale")
 
-    def train_batches(epoch: int, size: int):
-        shuffle = torch.Generator().manual_seed(epoch)
-        drawn = train.select(torch.randperm(len(train), generator=shuffle)[:args.epoch_images])
-        return batches(drawn, size)
 
-    started = time.perf_counter()
-    run = fit(model, train_batches, lambda: batches(valid, 500), settings,
-              [Budget(args.minutes * 60), Progress(name, show_total=False)], device=device)
+def train_fixed(key: str, folder: Path, args) -> dict:
+    """`fit` on the prepared folder through the streaming reader, as the Ray worker runs it, for the entry's
+    settings with `--epochs` of the subset; selection by sample quality (with the evaluation classifier) for
+    models selected by FID, as the pipeline selects them. CPU seconds are the process's own."""
+    name, arch, training, pixels = entry_of(key, args)
+    settings = Settings.from_dict(training)
+    torch.manual_seed(settings.seed)
+    model = build_model(name, read_spec(folder, pixels), arch)
+    quality = None
+    if model.selection and model.selection[0] in SAMPLE_QUALITY:
+        reference = torch.cat([b.images for b in eval_batches(folder, "valid", pixels, 512)])
+        quality, _ = sample_quality_from(args.classifier, reference, settings.select_samples, settings.seed)
+
+    def train_data(epoch: int, size: int):
+        return stream_batches(folder, "train", pixels, size, seed=settings.seed, epoch=epoch,
+                              per_domain=model.unpaired_domains)
+
+    cpu, started = time.process_time(), time.perf_counter()
+    run = fit(model, train_data, lambda: eval_batches(folder, "valid", pixels, settings.batch_size), settings,
+              [Progress(key, show_total=False)], quality=quality)
     model.load_state_dict(final_weights(run.checkpoint()))
-    busy = sum(r["epoch_seconds"] for r in run.state["history"])
-    return {"model": model.eval(), "images": run.state["images"], "epochs": run.state["images"] / len(train),
-            "images_per_second": run.state["images"] / max(busy, 1e-9),
-            "train_seconds": time.perf_counter() - started, "run": run}
+    return {"model": model.eval(), "images": run.state["images"], "epochs": run.state["epoch"],
+            "cpu_seconds": time.process_time() - cpu, "train_seconds": time.perf_counter() - started,
+            "settings": {k: v for k, v in training.items() if k not in ("patience",)}, "params": arch,
+            "pixels": pixels, "selected_epoch": (run.checkpoint().get("selection") or {}).get("best_epoch")}
 
 
 @torch.no_grad()
@@ -220,98 +238,178 @@ def draw(model, n: int, condition, seed: int) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-def held_out_captions(n: int) -> tuple[list[str], np.ndarray]:
-    """n captions, class i % 10 for the i-th, in the phrasings only the test split uses."""
-    asked = np.arange(n) % 10
-    return captions_of(asked, "test"), asked
+def per_class_accuracy(predicted: np.ndarray, asked: np.ndarray) -> dict:
+    return {f"conditional_accuracy_class_{k}": float((predicted[asked == k] == k).mean()) for k in range(10)}
 
 
-def quality_rows(args, device) -> tuple[list[dict], dict]:
-    splits = load_source("mnist", path=args.mnist)
-    chosen = seeded_subset(args.train_subset, len(splits.images["train"]))
-    train_x, train_y = splits.images["train"][chosen], splits.labels["train"][chosen]
-    valid_pick = seeded_subset(args.reference, len(splits.images["valid"]), seed=1)
-    valid_x, valid_y = splits.images["valid"][valid_pick], splits.labels["valid"][valid_pick]
-    test_pick = seeded_subset(args.reference, len(splits.images["test"]), seed=2)
-    test_x, test_y = splits.images["test"][test_pick], splits.labels["test"][test_pick]
+@torch.no_grad()
+def code_accuracy(model, judge: SampleJudge, splits, samples: int) -> dict:
+    """InfoGAN's categorical code, measured the same way for every checkout (the model's own hook reports
+    different things at different commits): generator side, `samples` / 10 samples per code value (z and
+    the continuous codes from their priors) classified by the evaluation classifier, values matched to
+    classes one-to-one (Hungarian); Q side, Q's argmax on all 10,000 test digits matched to their labels."""
+    k = model.params.categorical
+    generator = torch.Generator().manual_seed(0)
+    values = torch.arange(k).repeat_interleave(samples // k)
+    _, continuous = model.draw_codes(len(values), generator)
+    images = torch.cat([model.sample_with_codes(values[i:i + 500], continuous[i:i + 500], generator).cpu()
+                        for i in range(0, len(values), 500)])
+    test = torch.from_numpy(splits.images["test"])
+    inferred = torch.cat([model.encode(test[i:i + 500])[:, :k].argmax(1).cpu() for i in range(0, len(test), 500)])
+    return {"code_accuracy_generator": judge.matched_accuracy(images, values.numpy()),
+            "code_accuracy_q_on_real": unsupervised_accuracy(inferred.numpy(), splits.labels["test"])}
 
-    train_captions = captions_of(train_y, "train")
-    valid_captions = captions_of(valid_y, "valid")
-    vocab = vocabulary(train_captions)
-    spec = DataSpec.single((1, 28, 28), 256, pixels="grayscale", source="mnist", class_names=CLASS_NAMES,
-                           vocabulary=tuple(vocab), fields=("labels", "captions"),
-                           caption_length=caption_length(train_captions + valid_captions
-                                                          + captions_of(np.arange(10), "test")))
-    train = with_fields(train_x, train_y, train_captions, spec)
-    valid = with_fields(valid_x[:500], valid_y[:500], valid_captions[:500], spec)
 
-    print(f"evaluation classifier: {args.classifier_epochs} epochs on the {len(train_x)} training images",
-          flush=True)
-    started = time.perf_counter()
-    classifier, _ = train_classifier(train_x, train_y, valid_x, valid_y, 10, args.classifier_epochs, 128, 1e-3,
-                                     seed=0)
-    test_accuracy = accuracy_of(classifier, splits.images["test"], splits.labels["test"])
-    real_features, _ = predict(classifier, test_x)
-    held_features, held_labels = predict(classifier, valid_x)
-    floor = sample_quality(real_features.numpy(), held_features.numpy(), held_labels.numpy(), 10, seed=0)
-    setup = {"classifier_test_accuracy": test_accuracy, "classifier_epochs": args.classifier_epochs,
-             "classifier_seconds": time.perf_counter() - started, "real_data_floor": floor,
-             "held_out_phrasings": [i for i in phrasings(0)["test"]]}
-    print(f"classifier test accuracy {test_accuracy:.4f}; real-data floor: "
-          + ", ".join(f"{k}={v:.4g}" for k, v in floor.items()), flush=True)
+def quality_row(key: str, args) -> tuple[dict, dict]:
+    with tempfile.TemporaryDirectory(prefix="genzoo-adversarial-") as temporary:
+        data = mnist_prepared(args, Path(temporary) / "mnist")
+        classifier, card = evaluation_classifier(args.classifier, data["splits"], args.classifier_images,
+                                                 args.classifier_epochs)
+        test_x, test_y, valid_x = data["images"]["test"], data["labels"]["test"], data["images"]["valid"]
+        real_features, _ = predict(classifier, test_x)
+        held_features, held_labels = predict(classifier, valid_x)
+        floor = sample_quality(real_features.numpy(), held_features.numpy(), held_labels.numpy(), 10, seed=0)
+        setup = {"classifier": card, "real_data_floor": floor}
+        print(f"{key}: {args.epochs} epochs of {args.train_subset} MNIST images, components of {COMPONENTS}",
+              flush=True)
+        result = train_fixed(key, data["folder"], args)
+    model, tick = result["model"], time.perf_counter()
+    judge = SampleJudge(classifier, test_x, test_y, 10, reference=(data["images"]["train"], data["labels"]["train"]))
+    asked = condition = None
+    if key == "cgan":
+        asked = np.arange(args.samples) % 10
+        condition = torch.from_numpy(asked)
+    elif key == "gan_cls":   # captions naming class i % 10 in the phrasings only the test split uses
+        asked = np.arange(args.samples) % 10
+        condition = captions_of(asked, "test")
+    samples = draw(model, args.samples, condition, seed=0)
+    fake_features, fake_labels = predict(classifier, samples)
+    metrics = sample_quality(real_features.numpy(), fake_features.numpy(), fake_labels.numpy(), 10, seed=0)
+    if asked is not None:
+        metrics.update(conditional_accuracy(fake_labels.numpy(), asked, 10))
+        metrics.update(per_class_accuracy(fake_labels.numpy(), asked))
+    if key == "gan_cls":   # the same classes in the training phrasings, for comparison
+        _, seen = predict(classifier, draw(model, args.samples, captions_of(asked, "train"), seed=0))
+        metrics["conditional_accuracy_train_phrasings"] = float((seen.numpy() == asked).mean())
+    if key == "infogan":
+        metrics.update(code_accuracy(model, judge, data["splits"], args.samples))
+    if key == "progan":   # its own hook: FID of the samples kept as each phase ended
+        hook_test = Batch(torch.from_numpy(test_x), labels=torch.from_numpy(test_y))
+        metrics.update({k: v for k, v in model.evaluation_metrics(hook_test, {"seed": 0, "num_samples": args.samples,
+                                                                              "judge": judge}).items()
+                        if k.startswith("fid_phase_")})
+        metrics["final_resolution"] = int(4 * 2 ** int(model.level))
+    row = {"model": key, "components": str(COMPONENTS), **metrics, "images_shown": result["images"],
+           "epochs": result["epochs"], "cpu_seconds": result["cpu_seconds"], "train_seconds": result["train_seconds"],
+           "eval_seconds": time.perf_counter() - tick, "settings": result["settings"], "params": result["params"],
+           "pixels": result["pixels"], "selected_epoch": result["selected_epoch"]}
+    print("row " + json.dumps(row, default=str), flush=True)
+    if args.out:
+        from components.plots import image_grid
 
-    judge = SampleJudge(classifier, test_x, test_y, 10, reference=(train_x, train_y))
-    hook_test = Batch(torch.from_numpy(test_x), labels=torch.from_numpy(test_y), captions=captions_of(test_y, "test"))
-    hook_settings = {"seed": 0, "num_samples": args.samples, "judge": judge}
-    rows = []
-    for name in args.models:
-        print(f"MNIST: training {name} for {args.minutes} min", flush=True)
-        result = train_budgeted(name, spec, train, valid, args, device)
-        model, tick = result["model"], time.perf_counter()
-        asked = condition = None
-        if name == "cgan":
-            asked = np.arange(args.samples) % 10
-            condition = torch.from_numpy(asked)
-        elif name == "gan_cls":
-            condition, asked = held_out_captions(args.samples)
-        samples = draw(model, args.samples, condition, seed=0)
-        fake_features, fake_labels = predict(classifier, samples)
-        metrics = sample_quality(real_features.numpy(), fake_features.numpy(), fake_labels.numpy(), 10, seed=0)
-        if asked is not None:
-            metrics.update(conditional_accuracy(fake_labels.numpy(), asked, 10))
-        if name == "infogan":   # generator side judged against the seeded test images; Q side on all 10,000
-            test = Batch(torch.from_numpy(splits.images["test"]), labels=torch.from_numpy(splits.labels["test"]))
-            metrics.update(model.evaluation_metrics(test, hook_settings))
-        if name in ("cgan", "gan_cls", "progan"):   # per-class FID, caption phrasings, per-phase FID
-            metrics.update({k: v for k, v in model.evaluation_metrics(hook_test, hook_settings).items()})
-        if name == "gan_cls":   # the same classes in the training phrasings, for comparison
-            _, seen_labels = predict(classifier, draw(model, args.samples, captions_of(asked, "train"), seed=0))
-            metrics["conditional_accuracy_train_phrasings"] = float((seen_labels.numpy() == asked).mean())
-        row = {"model": name, **metrics, "images_shown": result["images"], "epochs": result["epochs"],
-               "train_images_per_s": result["images_per_second"], "train_seconds": result["train_seconds"],
-               "eval_seconds": time.perf_counter() - tick, "params": MODELS[name][0],
-               "batch_size": MODELS[name][1], "lr": MODELS[name][2], "optimizers": OPTIMIZERS.get(name, {})}
-        if name == "progan":
-            row["final_resolution"] = int(4 * 2 ** int(model.level))
-            row["final_alpha"] = float(model.alpha)
-        print("row " + json.dumps(row), flush=True)
-        rows.append(row)
-        if args.out:
-            from components.plots import image_grid
+        args.out.mkdir(parents=True, exist_ok=True)
+        image_grid(samples[:100], columns=10, scale=2).save(args.out / f"{key}_samples.png")
+    return row, setup
 
-            args.out.mkdir(parents=True, exist_ok=True)
-            image_grid(samples[:100], columns=10, scale=2).save(args.out / f"{name}_samples.png")
-    return rows, setup
+
+# --- report -----------------------------------------------------------------------------------------
+
+def quality_table(sides: dict[str, dict[str, dict]], setup: dict, args) -> list[str]:
+    """sides: side name -> model -> row. One line per model and side."""
+    floor, card = setup["real_data_floor"], setup["classifier"]
+    lines = [f"MNIST 28x28. Budget per model: the images shown below (epochs of a seeded {args.train_subset}-image "
+             "MNIST training subset), the same for every side; each side's own params.yaml entry otherwise (its "
+             "optimizers, rates, schedules, batch sizes; no early stopping); seed 0. Metrics of "
+             f"{args.samples} samples against {args.reference} seeded test images in the features of the evaluation "
+             f"classifier ({card['epochs']} epochs on {card['images']} training images, test accuracy "
+             f"{card['test_accuracy']:.4f}); CPU s: the training's CPU time in its process.", "",
+             "| model | side | FID | KID | precision | recall | class coverage | conditional acc. "
+             "| code acc. generator side | code acc. Q on real | images shown | CPU s (train) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|",
+             f"| real-data floor | - | {floor['fid']:.3f} | {floor['kid']:.4f} | {floor['precision']:.3f} | "
+             f"{floor['recall']:.3f} | {floor['class_coverage']:.2f} | - | - | - | - | - |"]
+    models = [m for m in MODELS if any(m in rows for rows in sides.values())]
+    for m in models:
+        for side, rows in sides.items():
+            r = rows.get(m)
+            if r is None:
+                continue
+            lines.append(f"| {m} | {side} | {r['fid']:.3f} | {r['kid']:.4f} | {r['precision']:.3f} | "
+                         f"{r['recall']:.3f} | {r['class_coverage']:.2f} | {fmt(r.get('conditional_accuracy'))} | "
+                         f"{fmt(r.get('code_accuracy_generator'))} | {fmt(r.get('code_accuracy_q_on_real'))} | "
+                         f"{r['images_shown']} | {r['cpu_seconds']:.0f} |")
+    conditional = [(m, side, r) for m in models for side, rows in sides.items()
+                   if (r := rows.get(m)) and "conditional_accuracy_class_0" in r]
+    if conditional:
+        lines += ["", "Conditional accuracy per class (samples asked for class k that the evaluation classifier "
+                  "reads as k; gan_cls: captions in the held-out phrasings)", "",
+                  "| model | side | " + " | ".join(str(k) for k in range(10)) + " | all | min |",
+                  "|---|---|" + "---|" * 12]
+        for m, side, r in conditional:
+            per = [r[f"conditional_accuracy_class_{k}"] for k in range(10)]
+            lines.append(f"| {m} | {side} | " + " | ".join(f"{v:.2f}" for v in per)
+                         + f" | {r['conditional_accuracy']:.3f} | {min(per):.2f} |")
+        for m, side, r in conditional:
+            if "conditional_accuracy_train_phrasings" in r:
+                lines.append(f"\ngan_cls {side}: held-out phrasings {r['conditional_accuracy']:.3f}, training "
+                             f"phrasings {r['conditional_accuracy_train_phrasings']:.3f} (chance 0.1)")
+    for side, rows in sides.items():
+        r = rows.get("progan")
+        if r:
+            phases = ", ".join(f"{k[len('fid_phase_'):]}: " + (v if isinstance(v, str) else f"{v:.1f}")
+                               for k, v in r.items() if k.startswith("fid_phase_"))
+            lines.append(f"\nprogan {side}: ended at {r['final_resolution']}x{r['final_resolution']}; FID as each phase "
+                         f"ended (against the test images averaged down to that size): {phases}")
+    lines += ["", "| model | side | settings (params.yaml entry, budget applied) | images shown | epochs "
+              "| selected epoch | train wall s | eval wall s |", "|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        for side, rows in sides.items():
+            r = rows.get(m)
+            if r:
+                shown = {k: v for k, v in r["settings"].items() if k in ("lr", "batch_size", "optimizers", "schedule",
+                                                                        "ema_decay", "ema_kimg", "ema_rampup")}
+                lines.append(f"| {m} | {side} | `{json.dumps(shown)}` | {r['images_shown']} | {r['epochs']} | "
+                             f"{fmt(r['selected_epoch'])} | {r['train_seconds']:.0f} | {r['eval_seconds']:.0f} |")
+    return lines
+
+
+def speed_table(speed: list[dict], args) -> list[str]:
+    lines = [f"DCGAN training speed, batch {args.speed_batch_size}, median of {args.speed_rounds} alternated rounds "
+             f"of {args.speed_epochs} epochs (genzoo: fit + checkpoint saved each epoch)", "",
+             "| images | genzoo fit (img/s) | plain loop (img/s) | genzoo / plain (medians) | per-round ratios "
+             "| fastest rounds' ratio | checkpoint share of genzoo's time |", "|---|---|---|---|---|---|---|"]
+    for r in speed:
+        lines.append(f"| {r['image']} | {r['genzoo_images_per_s']:.1f} | {r['plain_images_per_s']:.1f} | "
+                     f"{r['ratio']:.3f} | {r['ratio_round_min']:.3f} to {r['ratio_round_max']:.3f} | "
+                     f"{r['ratio_fastest']:.3f} | {100 * r['checkpoint_share']:.1f}% |")
+    return lines
+
+
+def read_rows(files: list[str]) -> tuple[dict[str, dict[str, dict]], dict]:
+    """`--table SIDE=FILE ...`: the rows each side's runs appended (`--rows`), the last row of a model kept."""
+    sides, setup = {}, {}
+    for item in files:
+        side, path = item.split("=", 1)
+        for line in Path(path).read_text().splitlines():
+            record = json.loads(line)
+            sides.setdefault(side, {})[record["row"]["model"]] = record["row"]
+            setup = record["setup"]
+    return sides, setup
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mnist", required=True, help="folder with the MNIST IDX files")
+    parser.add_argument("--mnist", help="folder with the MNIST IDX files")
+    parser.add_argument("--components", type=Path, default=COMPONENTS,
+                        help="checkout whose components and params.yaml are trained (default: this one); the "
+                             "evaluation (classifier, components/metrics) stays this checkout's")
     parser.add_argument("--parts", nargs="*", default=["speed", "quality"], choices=["speed", "quality"])
-    parser.add_argument("--minutes", type=float, default=1.5, help="training budget per model")
+    parser.add_argument("--epochs", type=int, default=6, help="training budget: epochs of the subset per model")
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--train-subset", type=int, default=20_000, help="seeded MNIST training images used")
-    parser.add_argument("--epoch-images", type=int, default=5_000, help="images per fit epoch (quality part)")
+    parser.add_argument("--train-subset", type=int, default=5_000, help="seeded MNIST training images trained on")
+    parser.add_argument("--classifier", type=Path, required=False,
+                        help="folder of the evaluation classifier: loaded if there, else trained and saved there")
+    parser.add_argument("--classifier-images", type=int, default=20_000)
     parser.add_argument("--classifier-epochs", type=int, default=2)
     parser.add_argument("--samples", type=int, default=2_000, help="samples per model for the metrics")
     parser.add_argument("--reference", type=int, default=2_000,
@@ -324,62 +422,35 @@ def main() -> None:
                         help="28: MNIST (--speed-images of it), 8: the bundled digits' training split")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (small networks on a shared CPU run fastest on one)")
+    parser.add_argument("--rows", type=Path, help="file to append each quality row (JSON, one a line) to")
+    parser.add_argument("--table", nargs="*", metavar="SIDE=FILE",
+                        help="print the quality table of rows appended by earlier runs (`--rows`), a line per side")
     parser.add_argument("--out", type=Path, help="folder for the sample grids")
     args = parser.parse_args()
-    device = torch.device("cpu")   # the speed part compares CPU loops; the quality part follows it
     torch.set_num_threads(args.threads)
+    threads = os.environ.get("OMP_NUM_THREADS")
+    command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python " + " ".join(sys.argv)
+    if args.table:
+        sides, setup = read_rows(args.table)
+        print("\n".join(quality_table(sides, setup, args)))
+        return
+    if not args.mnist or ("quality" in args.parts and not args.classifier):
+        parser.error("--mnist is required, and --classifier for the quality part")
     started = time.perf_counter()
     speed = speed_rows(args) if "speed" in args.parts else []
-    rows, setup = quality_rows(args, device) if "quality" in args.parts else ([], {})
-
-    print(f"\ndevice: {device} ({platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores, "
-          f"{torch.get_num_threads()} torch threads), torch {torch.__version__}, {time.perf_counter() - started:.0f} s "
-          "in all")
+    rows, setup = [], {}
+    for key in args.models if "quality" in args.parts else []:
+        row, setup = quality_row(key, args)
+        rows.append(row)
+        if args.rows:
+            with args.rows.open("a") as out:
+                out.write(json.dumps({"row": row, "setup": setup, "command": command}, default=str) + "\n")
+    report = [f"Device: {device_line()}; {time.perf_counter() - started:.0f} s in all.", ""]
     if speed:
-        print(f"\nDCGAN training speed, batch {args.speed_batch_size}, median of {args.speed_rounds} alternated "
-              f"rounds of {args.speed_epochs} epochs (genzoo: fit + checkpoint saved each epoch)\n")
-        print("| images | genzoo fit (img/s) | plain loop (img/s) | genzoo / plain (medians) | per-round ratios "
-              "| fastest rounds' ratio | checkpoint share of genzoo's time |")
-        print("|---|---|---|---|---|---|---|")
-        for r in speed:
-            print(f"| {r['image']} | {r['genzoo_images_per_s']:.1f} | {r['plain_images_per_s']:.1f} | "
-                  f"{r['ratio']:.3f} | {r['ratio_round_min']:.3f} to {r['ratio_round_max']:.3f} | "
-                  f"{r['ratio_fastest']:.3f} | {100 * r['checkpoint_share']:.1f}% |")
+        report += speed_table(speed, args) + [""]
     if rows:
-        floor = setup["real_data_floor"]
-        print(f"\nMNIST 28x28, {args.minutes} min per model on {args.train_subset} training images; metrics of "
-              f"{args.samples} samples vs {args.reference} test images in the features of the evaluation classifier "
-              f"({args.classifier_epochs} epochs, test accuracy {setup['classifier_test_accuracy']:.4f})\n")
-        print("| model | FID | KID | precision | recall | class coverage | conditional acc. "
-              "| code acc. (generator side) | code acc. (Q on real) | images shown (epochs of subset) |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        print(f"| real-data floor | {floor['fid']:.3f} | {floor['kid']:.4f} | {floor['precision']:.3f} | "
-              f"{floor['recall']:.3f} | {floor['class_coverage']:.2f} | - | - | - | - |")
-        for r in rows:
-            conditional = r.get("conditional_accuracy")
-            code, q = r.get("categorical_code_accuracy"), r.get("q_accuracy_on_real")
-            print(f"| {r['model']} | {r['fid']:.3f} | {r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | "
-                  f"{r['class_coverage']:.2f} | {fmt(conditional)} | "
-                  f"{fmt(code) + ' (paper ~0.95)' if isinstance(code, float) else '-'} | "
-                  f"{fmt(q) if isinstance(q, float) else '-'} | {r['images_shown']} ({r['epochs']:.2f}) |")
-        for r in rows:
-            if "conditional_accuracy_train_phrasings" in r:
-                print(f"\ngan_cls conditional accuracy: held-out phrasings {r['conditional_accuracy']:.3f}, "
-                      f"training phrasings {r['conditional_accuracy_train_phrasings']:.3f} (chance 0.1)")
-            if "final_resolution" in r:
-                print(f"progan ended at {r['final_resolution']}x{r['final_resolution']}, alpha {r['final_alpha']:.2f}")
-                print("progan FID as each phase ended (against the test images averaged down to that size): "
-                      + ", ".join(f"{k[len('fid_phase_'):]}x{k[len('fid_phase_'):]} "
-                                  + ("not reached" if isinstance(v, str) else f"{v:.1f}")
-                                  for k, v in r.items() if k.startswith("fid_phase_")))
-            if "per_class_fid_mean" in r:
-                per_class = " ".join(fmt(r.get(f"fid_class_{k}"), 0) for k in range(10))
-                print(f"{r['model']} per-class FID (0..9): {per_class}; mean {r['per_class_fid_mean']:.1f}, floor "
-                      f"(as many training images per class) {fmt(r.get('real_data_per_class_fid_mean'), 1)}")
-            if "heldout_caption_accuracy" in r:
-                print(f"gan_cls hook, same noise: held-out phrasings {r['heldout_caption_accuracy']:.3f}, "
-                      f"training phrasings {r['train_caption_accuracy']:.3f}")
-    print("command: python " + " ".join(sys.argv))
+        report += quality_table({COMPONENTS.name: {r["model"]: r for r in rows}}, setup, args) + [""]
+    print("\n" + "\n".join(report + [f"Command: `{command}`"]))
     print(json.dumps({"speed": speed, "quality": rows, "setup": setup}, default=str))
 
 

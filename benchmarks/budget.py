@@ -1,22 +1,70 @@
-"""Shared by the benchmarks: train a model in-process under a wall-clock budget, with the pipeline's `fit`;
+"""Shared by the benchmarks: train a model in-process under a wall-clock budget, with the pipeline's `fit`
+and its data path (a prepared Parquet folder read by the streaming reader, as the Ray worker reads it);
 what the Ray adapter adds per epoch; a seeded subset of a split; a table cell."""
 
 from __future__ import annotations
 
+import os
+import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
 
-from components.data.batch import Batch, DataSpec  # noqa: E402
+
+def components_checkout(argv: list[str]) -> Path:
+    """The checkout whose components (models, data path, training loop) and params.yaml a benchmark trains:
+    `--components DIR` on its command line (e.g. a worktree of the commit before a change), else this one.
+    What measures them, the evaluation classifier (components/classifier.py) and components/metrics/,
+    stays this checkout's, so that two checkouts are judged by the same code."""
+    chosen = Path(argv[argv.index("--components") + 1]).resolve() if "--components" in argv else ROOT
+    sys.path.insert(0, str(chosen))
+    if chosen != ROOT:
+        import importlib.util
+
+        import components
+        import components.metrics
+
+        components.metrics.__path__ = [str(ROOT / "components" / "metrics")]
+        spec = importlib.util.spec_from_file_location("components.classifier", ROOT / "components" / "classifier.py")
+        classifier = importlib.util.module_from_spec(spec)
+        sys.modules["components.classifier"] = classifier
+        spec.loader.exec_module(classifier)
+        components.classifier = classifier
+    return chosen
+
+
+COMPONENTS = components_checkout(sys.argv)   # before any other `components` import
+
+from components.classifier import accuracy_of, load_classifier, save_classifier, train_classifier  # noqa: E402
+from components.data.batch import DataSpec  # noqa: E402
+from components.data.prepared import write_split  # noqa: E402
+from components.data.streaming import eval_batches, stream_batches  # noqa: E402
 from components.models import build_model  # noqa: E402
 from components.training import Callback, Settings, final_weights, fit  # noqa: E402
 from components.training.callbacks import Budget, Progress  # noqa: E402
-from components.training.memory import batches  # noqa: E402
+
+
+def write_prepared(images: dict, labels: dict, folder: Path, source: str, levels: int, class_names=(),
+                   captions: dict | None = None, caption_meta: dict | None = None) -> Path:
+    """Splits (name -> images (N, C, H, W) in [0, 1], labels or None, captions or None) as a single-domain
+    prepared folder with the metadata pipelines/prepare.py writes, intensities kept (no binarization):
+    what `stream_batches` / `eval_batches` and a domain view read (of the splits given)."""
+    first = next(iter(images.values()))
+    meta = {"source": source, "image_shape": list(first.shape[1:]), "binarization": "none", "threshold": 0.5,
+            "seed": 0, "levels": levels, "class_names": list(class_names),
+            "has_labels": labels.get("train") is not None, "attribute_names": [],
+            "domains": [{"name": source, "source": source, "transform": "identity"}], **(caption_meta or {})}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, split in images.items():
+        write_split(folder / f"{name}.parquet", split, labels.get(name), {**meta, "split": name},
+                    captions=None if captions is None else captions[name])
+    return folder
 
 
 def train_within(name: str, params: dict, train: torch.Tensor, valid: torch.Tensor, seconds: float,
@@ -27,23 +75,65 @@ def train_within(name: str, params: dict, train: torch.Tensor, valid: torch.Tens
     time only), the best validation value of the selection metric and `fit`'s run.
     """
     torch.manual_seed(0)
-    model = build_model(name, DataSpec.single(tuple(train.shape[1:])), params).to(device)
-    train_data, valid_data = Batch(train), Batch(valid)
+    spec = DataSpec.single(tuple(train.shape[1:]))
+    model = build_model(name, spec, params).to(device)
+    binary = bool(((train == 0) | (train == 1)).all() and ((valid == 0) | (valid == 1)).all())
     # Epochs and patience without limit: the budget ends training, as it did before `fit` took over.
     settings = Settings(epochs=10**9, batch_size=batch_size, lr=lr, patience=10**9)
+    with tempfile.TemporaryDirectory(prefix="genzoo-budget-") as temporary:
+        folder = write_prepared({"train": train.numpy(), "valid": valid.numpy()}, {}, Path(temporary), "benchmark",
+                                2 if binary else 256)
 
-    def train_batches(epoch: int, size: int):
-        return batches(train_data, size, torch.Generator().manual_seed(epoch))
+        def train_batches(epoch: int, size: int):
+            return stream_batches(folder, "train", spec.pixels, size, seed=0, epoch=epoch)
 
-    started = time.perf_counter()
-    run = fit(model, train_batches, lambda: batches(valid_data, 500), settings,
-              [Budget(seconds), Progress(name, show_total=False)], device=device)
+        started = time.perf_counter()
+        run = fit(model, train_batches, lambda: eval_batches(folder, "valid", spec.pixels, 500), settings,
+                  [Budget(seconds), Progress(name, show_total=False)], device=device)
     model.load_state_dict(final_weights(run.checkpoint()))
     busy = sum(r["epoch_seconds"] for r in run.state["history"])
     return {"model": model.eval(), "epochs": run.state["images"] / len(train),
             "images_per_second": run.state["images"] / max(busy, 1e-9),
             "best_val": run.selection.best if run.selection else None,
             "seconds": time.perf_counter() - started, "run": run}
+
+
+def evaluation_classifier(folder: Path, splits, count: int, epochs: int):
+    """(the judge, its card): kept in `folder`, loaded from there when present, so that every run of every
+    checkout is judged by the same network; else trained on `count` of the source's training images
+    (seeded), validated on its valid split, and saved there."""
+    if (folder / "config.json").is_file():
+        return load_classifier(folder)
+    chosen = seeded_subset(count, len(splits.images["train"]), seed=3)
+    print(f"evaluation classifier: {epochs} epochs on {len(chosen)} training images", flush=True)
+    started = time.perf_counter()
+    classifier, _ = train_classifier(splits.images["train"][chosen], splits.labels["train"][chosen],
+                                     splits.images["valid"], splits.labels["valid"], len(splits.class_names), epochs,
+                                     128, 1e-3, seed=0)
+    card = {"test_accuracy": accuracy_of(classifier, splits.images["test"], splits.labels["test"]),
+            "images": len(chosen), "epochs": epochs, "seconds": time.perf_counter() - started}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_classifier(classifier, folder, card)
+    return classifier, card
+
+
+def entry_lookups():
+    """(architecture_params, model_entry, training_settings) of the checkout in use: components/schema.py
+    holds them since the layers were reordered; a checkout from before keeps them in components/config.py."""
+    try:
+        from components.schema import architecture_params, model_entry, training_settings
+    except ImportError:   # a checkout older than components/schema.py's lookups (--components)
+        from components.config import architecture_params, model_entry, training_settings
+    return architecture_params, model_entry, training_settings
+
+
+def device_line(threads_note: str = "") -> str:
+    """The CPU, its cores, the load average now and torch's threads: how the figures were made."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or platform.machine())
+    load = " / ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return (f"{cpu}, {os.cpu_count()} cores, load average {load} (1 / 5 / 15 min); {torch.get_num_threads()} "
+            f"torch thread(s){threads_note}, torch {torch.__version__}")
 
 
 class CheckpointEachEpoch(Callback):
