@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from components.data.batch import to_batch
 from components.data.binarization import bernoulli_draw
 from components.data.prepared import draw_binary, read_split, write_split
 from components.data.streaming import count_batches, eval_batches, shard_ranges, stream_batches
@@ -116,6 +117,30 @@ def test_bernoulli_draw_depends_on_the_row_not_the_batch():
     np.testing.assert_array_equal(bernoulli_draw(p[4:7], ("k", 1), rows=[4, 5, 6]), whole[4:7])
     assert torch.equal(bernoulli_draw(torch.from_numpy(p), ("k", 1)), torch.from_numpy(whole))
     assert not np.array_equal(bernoulli_draw(p, ("k", 2)), whole)
+
+
+
+def test_a_streamed_batch_is_to_batch_of_the_same_rows_of_the_read_split(tmp_path):
+    """Reader and evaluation make Batches one way: every field equal, captions tokenized in the split's
+    vocabulary (a word outside it is UNKNOWN = 1, a short caption padded with PAD = 0)."""
+    rng = np.random.default_rng(0)
+    captions = ["a red two", "a blue one", "a red zebra"] * 20
+    vocabulary = ["<pad>", "<unk>", "a", "red", "blue", "two", "one"]
+    meta = {"source": "synthetic", "image_shape": [1, 2, 2], "levels": 256, "binarization": "dynamic",
+            "threshold": 0.5, "seed": 0, "class_names": ["a", "b"], "attribute_names": ["x", "y"],
+            "domains": [{"name": "p"}, {"name": "q"}], "vocabulary": vocabulary, "caption_length": 4, "split": "test"}
+    write_split(tmp_path / "test.parquet", rng.integers(0, 256, (60, 1, 2, 2), dtype=np.uint8),
+                rng.integers(0, 2, 60), meta, (rng.random((60, 2)) < 0.5).astype(np.float32), captions,
+                np.repeat([0, 1], 30), row_group=16)
+    streamed = list(eval_batches(tmp_path, "test", "binary", 25))
+    whole = read_split(tmp_path, "test", "binary")
+    for start, batch in zip(range(0, 60, 25), streamed):
+        made = to_batch(whole.select(slice(start, start + 25)))
+        for name in ("images", "labels", "attributes", "caption_tokens", "domains"):
+            assert torch.equal(getattr(batch, name), getattr(made, name)), name
+        assert batch.captions == made.captions == captions[start:start + 25]
+        assert batch.extra["rows"].tolist() == list(range(start, min(start + 25, 60)))
+    assert streamed[0].caption_tokens[:3].tolist() == [[2, 3, 5, 0], [2, 4, 6, 0], [2, 3, 1, 0]]
 
 
 def test_eval_batches_cover_every_row_in_order(tmp_path):
