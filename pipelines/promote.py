@@ -26,7 +26,7 @@ import json
 import math
 import sys
 
-from components.schema import checked_params, exit_on_bad_params
+from components.schema import Promote, checked_params, exit_on_bad_params
 
 if __name__ == "__main__":  # before the imports below load MLflow: a bad value fails at once
     exit_on_bad_params(["promote", "models"], entries=[])
@@ -51,8 +51,8 @@ KEY_METRICS = ["test_nll", "test_bits_per_dim", "test_elbo", "fid", "kid", "prec
 
 
 def settings(params: dict) -> dict:
-    """`promote` with its defaults (components.schema.Promote checks its values)."""
-    return {"mode": "auto", "respect_manual": True, **(params.get("promote") or {})}
+    """`promote`, checked already (components.schema.Promote), with that section's defaults filled in."""
+    return Promote.model_construct(**(params.get("promote") or {})).model_dump()
 
 
 def does_not_exist(error: MlflowException) -> bool:

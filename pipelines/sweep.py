@@ -21,8 +21,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from components.errors import ConfigError
-from components.schema import DISTRIBUTIONS, SEARCHABLE_SETTINGS, SPEC_KEYS
+from components.schema import Sweep
 
 
 @dataclasses.dataclass
@@ -42,56 +41,28 @@ class Trial:
     error: str | None = None
 
 
-def _domain(where: str, spec):
+def _domain(spec: dict):
+    """A checked distribution (components.schema.Distribution) as Tune's search domain."""
     from ray import tune
 
-    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
-        raise ConfigError(f"{where}: expected one of {{{', '.join(f'{d}: ...' for d in DISTRIBUTIONS)}}}, "
-                          f"got {spec!r}")
     (kind, values), = spec.items()
     if kind == "choice":
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: choice takes a non-empty list of values, got {values!r}")
         return tune.choice(values)
-    if not (isinstance(values, list) and len(values) == 2 and all(isinstance(v, (int, float)) for v in values)
-            and values[0] < values[1]):
-        raise ConfigError(f"{where}: {kind} takes [low, high] with low < high, got {values!r}")
     return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[kind](*values)
 
 
-def plan(key: str, spec, build) -> Plan:
-    """Check a model's `sweep` entry before Ray starts. `build(params)` builds the model (or raises
-    ConfigError), so a space that names a parameter the model lacks, or a wrong type, fails here."""
-    where = f"models.{key}.sweep"
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a mapping with {', '.join(SPEC_KEYS)}")
-    unknown = set(spec) - set(SPEC_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(SPEC_KEYS)}")
+def plan(spec: dict) -> Plan:
+    """A model's `sweep` entry, as the schema checked it (components.schema: Sweep and sweep_problems,
+    which hold every value of the space against the parameter or setting it searches), with the
+    space split into model parameters and training settings."""
     space = {"params": {}, "settings": {}}
-    for name, value in (spec.get("space") or {}).items():
+    for name, value in spec["space"].items():
         if name.startswith("training."):
-            setting = name.removeprefix("training.")
-            if setting not in SEARCHABLE_SETTINGS:
-                raise ConfigError(f"{where}.space: {name} cannot be searched; training settings that can: "
-                                  f"{', '.join('training.' + s for s in SEARCHABLE_SETTINGS)}")
-            space["settings"][setting] = value
+            space["settings"][name.removeprefix("training.")] = value
         else:
             space["params"][name] = value
-        _domain(f"{where}.space.{name}", value)
-    if not space["params"] and not space["settings"]:
-        raise ConfigError(f"{where}: `space` names nothing to search")
-    for name, value in space["params"].items():  # every value of a choice, the low end of a range
-        (kind, values), = value.items()
-        for candidate in (values if kind == "choice" else values[:1]):
-            build({name: candidate})
-    numbers = {}
-    for field, default in (("trials", 4), ("grace_epochs", 1), ("concurrent", None)):
-        number = spec.get(field, default)
-        if number is not None and (not isinstance(number, int) or isinstance(number, bool) or number < 1):
-            raise ConfigError(f"{where}.{field}: expected a positive integer, got {number!r}")
-        numbers[field] = number
-    return Plan(space=space, **numbers)
+    checked = Sweep.model_construct(**spec)   # checked already: its defaults filled in
+    return Plan(space=space, trials=checked.trials, concurrent=checked.concurrent, grace_epochs=checked.grace_epochs)
 
 
 def _run_trial(trial: dict, base: dict, settings: dict, storage: str) -> None:
@@ -185,7 +156,7 @@ def run(sweep: Plan, base: dict, settings: dict, selection: tuple[str, str], sto
         print(f"[{base['key']}] resuming the sweep in {path}", flush=True)
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     else:
-        space = {part: {k: _domain(k, v) for k, v in sweep.space[part].items()} for part in ("params", "settings")}
+        space = {part: {k: _domain(v) for k, v in sweep.space[part].items()} for part in ("params", "settings")}
         tuner = tune.Tuner(
             trainable, param_space=space,
             tune_config=tune.TuneConfig(

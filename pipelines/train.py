@@ -116,8 +116,7 @@ def main(key: str) -> None:
 def train(params: dict, key: str, card: dict, data_dir: Path, domains: list | None) -> None:
     name, arch, settings, pixels, spec, model = preflight(params, key, card, data_dir)
     sweep_spec = model_entry(params, key).get("sweep")
-    plan = sweep_spec and sweep.plan(key, sweep_spec, lambda overrides: build_model(
-        name, spec, {**arch, **overrides}))
+    plan = sweep_spec and sweep.plan(sweep_spec)
     if plan and not model.selection:
         raise ConfigError(f"models.{key}.sweep: {name} declares no selection metric to compare trials by")
     tracking.configure()
