@@ -1,4 +1,5 @@
-"""`params.yaml`: reading it, and turning a schema's complaints into one line per bad key.
+"""`params.yaml`: reading it, turning a schema's complaints into one line per bad key, and building
+a `Params` dataclass (a model's, the training settings) from checked values (`typed`).
 
 The schema itself is components/schema.py (each model declares its own parameters' types and
 ranges in its `Params`). Every mapping of params.yaml is a `Section`: a strict pydantic model, so
@@ -16,7 +17,7 @@ from typing import Annotated, Literal
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from components.errors import ConfigError, repo_path
@@ -58,6 +59,11 @@ def display_name(path: Path) -> str:
 
 # --- the schema's building blocks ---------------------------------------------------------------
 
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Seed = Annotated[int, Field(ge=0)]           # numpy's generators take no negative seed
+
+
 class Section(BaseModel):
     """A mapping of params.yaml: strict types, no unknown keys. Fields left out keep the code's default."""
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -89,18 +95,86 @@ def adapter(hint) -> TypeAdapter:
 
 @functools.cache
 def strict_model(params_class: type) -> type[Section]:
-    """A model's `Params` dataclass as a `Section` (its annotations, ranges included); the dataclass
-    itself stays plain, as saved models and the trainer use it."""
+    """A `Params` dataclass (a model's, the training settings') as a `Section`: its annotations,
+    ranges included, with any dataclass among them a `Section` too, and its cross-field rules (what
+    its `__post_init__` raises as ValueError) run once the fields are valid. The dataclass itself
+    stays plain, as saved models and the trainer use it; `typed` builds it from checked values."""
     from pydantic import create_model
 
     hints = typing.get_type_hints(params_class, include_extras=True)
-    fields = {f.name: (hints[f.name], None) for f in dataclasses.fields(params_class)}
-    return create_model(params_class.__qualname__.replace(".", "_"), __base__=Section, **fields)
+    fields = {f.name: (sectioned(hints[f.name]), None) for f in dataclasses.fields(params_class)}
+    model = create_model(params_class.__qualname__.replace(".", "_"), __base__=Section,
+                         __validators__={"rules": rules(params_class)}, **fields)
+    DATACLASSES[model] = params_class
+    return model
+
+
+DATACLASSES: dict[type[Section], type] = {}   # strict_model's Section -> the dataclass it stands for
+
+
+def sectioned(hint):
+    """`hint` with every dataclass in it replaced by its `Section` (strict pydantic takes a mapping for a
+    model, but only an instance for a dataclass)."""
+    if dataclasses.is_dataclass(hint):
+        return strict_model(hint)
+    if typing.get_origin(hint) is Annotated:
+        return Annotated[(sectioned(hint.__origin__), *hint.__metadata__)]
+    args = typing.get_args(hint)
+    if not args or typing.get_origin(hint) is Literal:
+        return hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.Union[tuple(sectioned(a) for a in args)]
+    return typing.get_origin(hint)[tuple(sectioned(a) for a in args)]
+
+
+def rules(params_class: type, names: tuple[str, ...] | None = None):
+    """A validator running `params_class`'s cross-field rules on a Section's fields `names` (None: all)."""
+    from pydantic import model_validator
+    from pydantic_core import PydanticCustomError
+
+    def check(section):
+        try:
+            built(section, params_class, names)
+        except ValueError as error:
+            raise PydanticCustomError("params_rule", str(error)) from None
+        return section
+
+    return model_validator(mode="after")(check)
+
+
+def built(section: BaseModel, params_class: type, names: tuple[str, ...] | None = None):
+    """The dataclass `params_class` of a checked Section's fields (given fields only: the rest keep
+    the dataclass's defaults), nested Sections built into their dataclasses too."""
+    given = [name for name in section.model_fields_set if names is None or name in names]
+    return params_class(**{name: plain(getattr(section, name)) for name in given})
+
+
+def plain(value):
+    if isinstance(value, BaseModel) and type(value) in DATACLASSES:
+        return built(value, DATACLASSES[type(value)])
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
+def typed(params_class: type, values: dict, where: str):
+    """`params_class` (a `Params` dataclass) built from `values`, after the schema's check of them: a
+    ConfigError with one line per bad key (`where`: what the lines name first) otherwise. The one check
+    of a model's parameters or the training settings, for params.yaml and a dict in code alike."""
+    try:
+        section = adapter(params_class).validate_python(values)
+    except ValidationError:
+        raise ConfigError("\n".join(line(where, *problem) for problem in checked(values, params_class))) from None
+    return built(section, params_class)
 
 
 def complaint(hint, where: tuple, values, error: dict) -> tuple[tuple, object, str]:
     loc = tuple(part for part in error["loc"] if part != "[key]")
     kind = error["type"]
+    if kind == "params_rule":   # a cross-field rule (strict_model): its own words
+        return where + loc, KEY, error["msg"]
     if kind == "extra_forbidden":
         parent = hint_at(hint, loc[:-1])
         valid = ", ".join(field_names(parent)) if parent is not None else "none"
@@ -122,6 +196,8 @@ MISSING, KEY = object(), object()
 def line(file: str, path: tuple, value, expected: str) -> str:
     """`params.yaml: train.batch_size = 0: must be an integer >= 1`."""
     shown = "" if value is MISSING or value is KEY else f" = {value_text(value)}"
+    if not path and value is KEY:   # a rule of the whole mapping (strict_model's `rules`)
+        return f"{file}: {expected}"
     return f"{file}: {path_text(path)}{shown}: {expected}"
 
 

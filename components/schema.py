@@ -17,13 +17,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, create_model
 
-from components.config import (KEY, MISSING, Section, checked, describe, display_name, field_hint, hint_at, line,
-                               load_params, optional, section_class, unwrap, value_text)
+from components.config import (KEY, MISSING, PositiveFloat, PositiveInt, Section, Seed, checked, describe,
+                               display_name, field_hint, hint_at, line, load_params, optional, rules,
+                               section_class, unwrap, value_text)
 from components.errors import ConfigError, repo_path
 
-PositiveInt = Annotated[int, Field(ge=1)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-Seed = Annotated[int, Field(ge=0)]           # numpy's generators take no negative seed
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 
 
@@ -37,6 +35,7 @@ def data_schema() -> type[Section]:
 
     Source = Literal[tuple(available_sources())]
     Side = Annotated[int, Field(ge=2)]
+    Patches = Annotated[int, Field(ge=3)]    # photo_patches: one at least for each of train, valid, test
 
     class Domain(Section):
         name: str
@@ -44,7 +43,7 @@ def data_schema() -> type[Section]:
         transform: Literal[tuple(TRANSFORMS)] = "identity"
         path: str | None = None
         image_size: Side | None = None
-        count: Side | None = None
+        count: Patches | None = None
 
     class OutOfDistribution(Section):
         source: Literal[(NATURAL_IMAGE_PATCHES, *available_sources())] = NATURAL_IMAGE_PATCHES
@@ -56,7 +55,7 @@ def data_schema() -> type[Section]:
         path: str | None = None
         mirrors: list[str] | None = None
         image_size: Side | None = None
-        count: Side | None = None
+        count: Patches | None = None
         domains: Annotated[list[Domain], Field(min_length=1)] | None = None
         captions: bool = False
         binarize: Literal[BINARIZATIONS] = "none"
@@ -80,41 +79,10 @@ def data_problems(data) -> list[tuple]:
 
 @cache
 def train_schema() -> type[Section]:
-    from components.training import PRECISIONS
-    from components.training.schedules import SCHEDULES
+    """`train`: the training settings as the trainer declares them (components/training/fit.py)."""
+    from components.training import Settings
 
-    class Optimizer(Section):
-        lr: PositiveFloat | None = None
-        betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] | None = None
-
-    class Schedule(Section):
-        kind: Literal[SCHEDULES] = "constant"
-        decay_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5   # linear_decay
-        step_epochs: PositiveInt = 10                                # step
-        gamma: PositiveFloat = 0.1                                   # step
-        min_factor: Annotated[float, Field(ge=0, le=1)] = 0.0        # cosine
-
-    class Train(Section):
-        epochs: PositiveInt
-        batch_size: PositiveInt
-        lr: PositiveFloat
-        patience: PositiveInt
-        seed: Seed = 0
-        optimizers: dict[str, Optimizer] | None = None
-        schedule: Schedule | None = None
-        ema_decay: Annotated[float, Field(gt=0, lt=1)] | None = None
-        ema_kimg: PositiveFloat | None = None
-        ema_rampup: PositiveFloat | None = None
-        select_every: PositiveInt = 1
-        select_samples: Annotated[int, Field(ge=2)] = 500
-        num_workers: PositiveInt
-        cpus_per_worker: PositiveInt | Literal["auto"] = 1
-        use_gpu: Literal["auto", True, False] = "auto"
-        precision: Literal[PRECISIONS] = "fp32"
-        max_failures: Annotated[int, Field(ge=0)] = 0
-        storage_path: str | None = None
-
-    return Train
+    return section_class(Settings)
 
 
 @cache
@@ -277,7 +245,8 @@ def entry_schema(model: str) -> type[Section]:
         raise TypeError(f"model {model!r}: parameters {sorted(clash)} clash with the entry keys of every model")
     fields = {name: (hint(), ... if name == "model" else None) for name, hint in ENTRY.items()}
     fields.update({name: (field_hint(params, name), None) for name in params.model_fields})
-    return create_model(f"{model}_entry", __base__=Section, **fields)
+    return create_model(f"{model}_entry", __base__=Section, **fields,
+                        __validators__={"rules": rules(model_class(model).Params, tuple(params.model_fields))})
 
 
 def entry_problems(key: str, entry) -> list[tuple]:
@@ -308,16 +277,7 @@ def model_entry(params: dict, key: str) -> dict:
 
 def training_settings(params: dict, key: str) -> dict:
     """The shared `train` defaults overridden by `models.<key>.training`."""
-    settings = dict(params.get("train") or {})
-    overrides = model_entry(params, key).get("training") or {}
-    unknown = set(overrides) - set(settings)
-    if unknown:
-        raise ConfigError(
-            f"models.{key}.training: unknown setting(s) {', '.join(sorted(unknown))}; "
-            f"valid: {', '.join(sorted(settings))}"
-        )
-    settings.update(overrides)
-    return settings
+    return {**(params.get("train") or {}), **(model_entry(params, key).get("training") or {})}
 
 
 def architecture_params(params: dict, key: str) -> tuple[str, dict]:
@@ -363,8 +323,17 @@ def problems(params: dict, sections=tuple(SECTIONS), entries=None, known=(), fil
         if key not in models:
             found.append((("models", key), KEY, f"no such model entry; configured: {', '.join(models) or 'none'}"))
         elif key not in known:
-            found += entry_problems(key, models[key])
+            found += entry_problems(key, models[key]) or settings_problems(params, key, sections)
     return [line(file, *problem) for problem in found]
+
+
+def settings_problems(params: dict, key: str, sections) -> list[tuple]:
+    """The training settings entry `key` resolves to: `train` and the entry's `training`, each valid on
+    its own, may still break a rule across settings together (ema_decay in one, ema_kimg in the other)."""
+    overrides = params["models"][key].get("training")
+    if "train" not in sections or not overrides or checked(params.get("train"), train_schema()):
+        return []
+    return checked(training_settings(params, key), train_schema(), ("models", key, "training"))
 
 
 def checked_params(sections=tuple(SECTIONS), entries=None, known=(), path=None) -> dict:

@@ -366,13 +366,14 @@ def test_infogan_default_entry_has_the_authors_learning_rate_per_optimizer():
     """openai/InfoGAN's MNIST run: Adam beta1 0.5, generator 1e-3, discriminator and Q 2e-4."""
     from components.config import load_params
     from components.schema import architecture_params, training_settings
+    from components.training import Settings
     from components.training.schedules import configure_optimizers
 
     params = load_params()
     name, arch = architecture_params(params, "infogan")
     settings = training_settings(params, "infogan")
     model = build_model(name, DIGITS_SPEC, arch)
-    optimizers = configure_optimizers(model, settings["lr"], settings["optimizers"])
+    optimizers = configure_optimizers(model, settings["lr"], Settings.from_dict(settings).optimizers)
     generator, discriminator = optimizers["generator"].param_groups, optimizers["discriminator"].param_groups
     assert [g["lr"] for g in generator] == [1e-3] and [g["lr"] for g in discriminator] == [2e-4]
     assert all(g["betas"][0] == 0.5 for g in generator + discriminator)
@@ -497,6 +498,7 @@ def test_gan_default_entry_trains_with_the_authors_sgd_and_momentum_schedule():
     """goodfeli/adversarial's mnist.yaml: SGD lr 0.1, momentum 0.5 rising to 0.7 by epoch 250."""
     from components.config import load_params
     from components.schema import architecture_params, training_settings
+    from components.training import Settings
     from components.training.schedules import configure_optimizers
 
     params = load_params()
@@ -504,7 +506,7 @@ def test_gan_default_entry_trains_with_the_authors_sgd_and_momentum_schedule():
     settings = training_settings(params, "gan")
     model = build_model(name, DataSpec.single((1, 8, 8), 17), arch)
     model.on_epoch_start()
-    optimizers = configure_optimizers(model, settings["lr"], settings["optimizers"])
+    optimizers = configure_optimizers(model, settings["lr"], Settings.from_dict(settings).optimizers)
     groups = [g for o in optimizers.values() for g in o.param_groups]
     assert all(isinstance(o, torch.optim.SGD) for o in optimizers.values())
     assert [g["lr"] for g in groups] == [0.1, 0.1] and [g["momentum"] for g in groups] == [0.5, 0.5]

@@ -13,6 +13,7 @@ from components.schema import training_settings
 from components.data.batch import Batch, DataSpec, DomainSpec
 from components.metrics.translation import round_trip_metrics
 from components.models import build_model
+from components.training import Settings
 from components.training.schedules import configure_optimizers, lr_factor
 from components.training.selection import SAMPLE_QUALITY, SampleQuality
 
@@ -108,9 +109,9 @@ def test_conditional_models_are_selected_by_a_metric_that_includes_the_label(dig
 
 def test_stargan_entry_follows_the_authors_code(params):
     settings = training_settings(params, "stargan")
-    schedule, epochs = settings["schedule"], settings["epochs"]
+    epochs = settings["epochs"]
     # lr constant for the first half, then linearly towards 0 (the authors' num_iters_decay = num_iters / 2)
-    factors = [lr_factor(schedule, e, epochs) for e in range(1, epochs + 1)]
+    factors = [lr_factor(Settings.from_dict(settings).schedule, e, epochs) for e in range(1, epochs + 1)]
     half = epochs // 2
     assert factors[:half] == [1.0] * half
     steps = np.diff(factors[half - 1:])
@@ -118,7 +119,7 @@ def test_stargan_entry_follows_the_authors_code(params):
     spec = DataSpec("synthetic", tuple(DomainSpec(n, (1, 8, 8), 256) for n in ("plain", "thick")),
                     fields=("domains",))
     model = build_model("stargan", spec, {"width": 4, "residual_blocks": 1, "discriminator_width": 4})
-    optimizers = configure_optimizers(model, settings["lr"], settings["optimizers"])
+    optimizers = configure_optimizers(model, settings["lr"], Settings.from_dict(settings).optimizers)
     for optimizer in optimizers.values():
         assert optimizer.param_groups[0]["betas"] == (0.5, 0.999)
     assert model.params.n_critic == 5 and model.params.lambda_cls == 1 and model.params.lambda_rec == 10

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from components.data.batch import Batch, DataSpec
 from components.models import build_model
 from components.models.gan_cls import joint_embedding_loss, structured_hinge
-from components.training.schedules import configure_optimizers
+from components.training.schedules import Optimizer, configure_optimizers
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -69,7 +69,7 @@ def test_joint_embedding_loss_is_the_symmetric_structured_loss_on_class_means():
 
 def test_text_encoder_optimizer_rate_lands_in_its_param_groups():
     model = build_model("gan_cls", SPEC, SMALL)
-    optimizers = configure_optimizers(model, 2e-4, {"text_encoder": {"lr": 1e-3}})
+    optimizers = configure_optimizers(model, 2e-4, {"text_encoder": Optimizer(lr=1e-3)})
     text = optimizers["text_encoder"]
     assert all(group["lr"] == 1e-3 for group in text.param_groups)
     assert optimizers["discriminator"].param_groups[0]["lr"] == 2e-4
@@ -83,7 +83,7 @@ def test_text_encoder_optimizer_rate_lands_in_its_param_groups():
 def test_pretraining_puts_same_class_captions_closer_then_freezes_the_encoder():
     torch.manual_seed(0)
     model = build_model("gan_cls", SPEC, {**SMALL, "text_pretraining_steps": 60})
-    optimizers = configure_optimizers(model, 2e-4, {"text_encoder": {"lr": 3e-3}})
+    optimizers = configure_optimizers(model, 2e-4, {"text_encoder": Optimizer(lr=3e-3)})
     # two phrasings of the three classes' captions
     held = sides(30, seed=1, phrasings=(1,))
     train = sides(30, seed=1, phrasings=(0,))
@@ -156,7 +156,7 @@ def test_during_pretraining_only_the_joint_loss_moves_the_encoder():
 def test_without_pretraining_the_discriminator_loss_trains_the_encoder_at_its_own_rate():
     torch.manual_seed(0)
     model = build_model("gan_cls", SPEC, {**SMALL, "text_pretraining_steps": 0})
-    optimizers = configure_optimizers(model, 2e-4, {"text_encoder": {"lr": 1e-3}})
+    optimizers = configure_optimizers(model, 2e-4, {"text_encoder": Optimizer(lr=1e-3)})
     before = {k: v.clone() for k, v in model.text_encoder.state_dict().items()}
     record = model.training_step(sides(32), optimizers)
     assert "text_loss" not in record

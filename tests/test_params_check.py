@@ -341,3 +341,37 @@ def test_repro_checks_the_whole_file_before_running_any_stage(folder):
     assert status == 1 and stderr.splitlines() == ["params.yaml: data.seed = -1: must be an integer >= 0",
                                                    "params.yaml: models.gan.hidden_units = 0: must be an integer >= 1"]
     assert sorted(p.name for p in folder.iterdir()) == ["params.yaml"]
+
+
+@pytest.mark.parametrize("changes, expected", [
+    # a model's range, declared on its Params (progan fades each new block in over a share > 0 of its phase)
+    ({("models", "progan", "fade_fraction"): 0.0}, "models.progan.fade_fraction = 0.0: must be a number in (0, 1]"),
+    # the training settings' one declaration (components/training/fit.py) refuses what it does not know
+    ({("train", "batch_sise"): 64}, "train.batch_sise: unknown key; valid keys: epochs, batch_size, lr, patience, "),
+    ({("models", "nade", "training"): {"epoch": 3}}, "models.nade.training.epoch: unknown key; valid keys: epochs, "),
+    ({("train", "schedule"): {"kind": "step", "step_epochs": 0}},
+     "train.schedule.step_epochs = 0: must be an integer >= 1"),
+    # photo_patches needs an image in each of train, valid and test: one range, in the schema
+    ({("data", "count"): 2}, "data.count = 2: must be an integer >= 3 (or null)"),
+    # rules across keys, declared beside the keys (a Params' __post_init__) and run by the schema
+    ({("models", "vae", "train_samples"): 5, ("models", "vae", "beta"): 2.0},
+     "models.vae: beta and kl_warmup_epochs weight the ELBO's KL term; the IWAE objective (train_samples > 1) "
+     "has none"),
+    ({("train", "ema_kimg"): 10, ("train", "ema_decay"): 0.999}, "train: set one of ema_decay (per step) and ema_kimg"),
+    # ... and across `train` and an entry's `training`, each valid alone (progan's sets ema_kimg)
+    ({("train", "ema_decay"): 0.999}, "models.progan.training: set one of ema_decay (per step) and ema_kimg"),
+])
+def test_each_parameter_is_checked_once_by_the_schema_in_one_line(tmp_path, changes, expected):
+    """Each parameter has one check, the schema's, whoever declares it (a model, the trainer, a data
+    source): `python -m pipelines.check` names a bad value in one line, before anything runs."""
+    from pipelines.check import main
+
+    params = DEFAULT
+    for path, value in changes.items():
+        params = written(params, path, value)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+        assert main([str(tmp_path / "params.yaml")]) == 1
+    lines = errors.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].split(": ", 1)[1].startswith(expected), lines

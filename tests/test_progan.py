@@ -60,11 +60,11 @@ def test_the_warm_up_leaves_almost_none_of_the_initial_weights():
 
 
 def test_one_form_of_average_at_a_time():
-    module = nn.Sequential(nn.Linear(3, 3))
-    with pytest.raises(ConfigError, match="one of ema_decay"):
-        EMA(module, ("0",), decay=0.999, kimg=10.0)
-    with pytest.raises(ConfigError, match="ema_rampup"):
-        EMA(module, ("0",), decay=0.999, rampup=0.05)
+    base = dict(epochs=1, batch_size=16, lr=0.001, patience=1)
+    with pytest.raises(ConfigError, match="^training: set one of ema_decay .per step. and ema_kimg"):
+        Settings.from_dict({**base, "ema_decay": 0.999, "ema_kimg": 10.0})
+    with pytest.raises(ConfigError, match="^training: ema_rampup caps ema_kimg's half-life: it needs ema_kimg$"):
+        Settings.from_dict({**base, "ema_decay": 0.999, "ema_rampup": 0.05})
 
 
 class Steps(Callback):

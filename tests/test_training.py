@@ -18,7 +18,7 @@ from components.models.base import GenerativeModel, Phase
 from components.training import Settings, final_weights, fit
 from components.training.ema import EMA
 from components.training.ray_worker import batch_factories
-from components.training.schedules import configure_optimizers, lr_factor
+from components.training.schedules import Optimizer, Schedule, configure_optimizers, lr_factor
 from components.training.selection import Selection
 
 SHAPE = (1, 3, 3)
@@ -116,24 +116,24 @@ class Snapshot:
 
 
 def test_linear_decay_follows_cyclegans_rule_and_the_others_their_formulas():
-    schedule = {"kind": "linear_decay", "decay_fraction": 0.5}   # 10 epochs: 5 constant, 5 decaying
+    schedule = Schedule("linear_decay", decay_fraction=0.5)   # 10 epochs: 5 constant, 5 decaying
     assert [lr_factor(schedule, e, 10) for e in (1, 5)] == [1.0, 1.0]
     assert lr_factor(schedule, 6, 10) == pytest.approx(1 - 1 / 6)
     assert lr_factor(schedule, 10, 10) == pytest.approx(1 - 5 / 6)
-    assert [lr_factor({"kind": "step", "step_epochs": 2, "gamma": 0.5}, e, 10) for e in (1, 2, 3, 5)] == \
+    assert [lr_factor(Schedule("step", step_epochs=2, gamma=0.5), e, 10) for e in (1, 2, 3, 5)] == \
         [1.0, 1.0, 0.5, 0.25]
-    assert lr_factor({"kind": "cosine"}, 1, 10) == 1.0
-    assert lr_factor({"kind": "cosine"}, 6, 10) == pytest.approx(0.5)
+    assert lr_factor(Schedule("cosine"), 1, 10) == 1.0
+    assert lr_factor(Schedule("cosine"), 6, 10) == pytest.approx(0.5)
 
 
 def test_per_optimizer_settings_apply_and_unknown_names_are_listed(tmp_path):
     model = phased()
-    optimizers = configure_optimizers(model, 0.01, {"decoder": {"lr": 0.02, "betas": [0.5, 0.9]}})
+    optimizers = configure_optimizers(model, 0.01, {"decoder": Optimizer(lr=0.02, betas=[0.5, 0.9])})
     assert optimizers["decoder"].param_groups[0]["lr"] == 0.02
     assert optimizers["decoder"].param_groups[0]["betas"] == (0.5, 0.9)
     assert optimizers["encoder"].param_groups[0]["lr"] == 0.01
     with pytest.raises(ConfigError, match="test_phased has no optimizer.s. generator; its optimizers: encoder, decoder"):
-        configure_optimizers(model, 0.01, {"generator": {"lr": 1e-3}})
+        configure_optimizers(model, 0.01, {"generator": Optimizer(lr=1e-3)})
     run = fit_prepared(model, prepared(tmp_path), settings())
     rates = [r["lr_decoder"] for r in run.state["history"]]
     assert rates == pytest.approx([0.02 * lr_factor(settings().schedule, e, 6) for e in range(1, 7)])
@@ -280,10 +280,12 @@ def test_the_budget_benchmark_trains_with_fit(monkeypatch):
 def test_bad_training_settings_are_named():
     from components.models import build_model
 
-    with pytest.raises(ConfigError, match="training.schedule.kind: 'exponential' is not one of constant,"):
+    with pytest.raises(ConfigError, match="^training: schedule.kind = 'exponential': must be one of constant,"):
         settings(schedule={"kind": "exponential"})
-    with pytest.raises(ConfigError, match="training.precision: 'fp8' is not one of fp32, bf16"):
+    with pytest.raises(ConfigError, match="^training: precision = 'fp8': must be one of fp32, bf16$"):
         settings(precision="fp8")
+    with pytest.raises(ConfigError, match="^training: epoch: unknown key; valid keys: epochs, "):
+        settings(epoch=3)   # a misspelt setting is an error, not silently dropped
     nade = build_model("nade", DataSpec.single(SHAPE), {"hidden_units": 4})
     with pytest.raises(ConfigError, match="training.ema_decay: nade declares no weights to average"):
         settings(optimizers={}).check(nade)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 
+from components.config import typed
 from components.errors import ConfigError
 from components.data.batch import DataSpec
-from components.models.base import REGISTRY, GenerativeModel, NotSupported, parse_params
+from components.models.base import REGISTRY, GenerativeModel, NotSupported
 
 __all__ = ["GenerativeModel", "NotSupported", "available_models", "build_model", "load_model",
            "model_class", "pixel_format", "save_model"]
@@ -42,8 +43,6 @@ def pixel_format(name: str, requested: str | None = None, binarization: str = "s
     VAE, PixelCNN, ...) gets the `pixels:` of its params entry, or binary
     unless `data.binarize` is "none"."""
     cls = model_class(name)
-    if requested not in (None, "binary", "grayscale"):
-        raise ConfigError(f"model {name!r}: pixels {requested!r} is not one of 'binary', 'grayscale'")
     if cls.pixels != "any":
         if requested not in (None, cls.pixels):
             raise ConfigError(f"model {name!r} models {cls.pixels} pixels only; remove `pixels: {requested}`")
@@ -52,13 +51,14 @@ def pixel_format(name: str, requested: str | None = None, binarization: str = "s
 
 
 def build_model(name: str, spec: DataSpec, params: dict | None = None) -> GenerativeModel:
-    """Construct a model by registry name for data described by `spec`, validating its
-    parameters and that the data has what the model needs (pixel format, batch fields)."""
+    """Construct a model by registry name for data described by `spec`: its parameters checked by the
+    schema (components.config.typed, as params.yaml's entries are), the data by what the model needs
+    (pixel format, batch fields)."""
     cls = model_class(name)
     if cls.pixels == "binary" and spec.levels != 2:
         raise ConfigError(f"model {name!r} models binary pixels; it was given data with {spec.levels} levels")
     spec.require(name, sorted(cls.requires))
-    return cls(spec, parse_params(cls, params or {}))
+    return cls(spec, typed(cls.Params, params or {}, f"model {name!r}"))
 
 
 def save_model(model: GenerativeModel, folder: Path, state_dict: dict | None = None) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import typing
 from typing import ClassVar, Literal
 
 import torch
@@ -27,7 +26,6 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from components.errors import ConfigError
 from components.data.batch import FIELDS, Batch, DataSpec
 
 REGISTRY: dict[str, type["GenerativeModel"]] = {}
@@ -262,46 +260,6 @@ def check_selection(where: str, selection) -> None:
     if not (isinstance(selection, tuple) and len(selection) == 2 and isinstance(selection[0], str)
             and selection[1] in DIRECTIONS):
         raise TypeError(f"{where}: selection is (metric, 'min' | 'max'), got {selection!r}")
-
-
-# --- typed parameters ---------------------------------------------------------
-
-def _check_type(where: str, value, hint) -> None:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, typing.get_args(hint)))}")
-        return
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
-        for i, item in enumerate(value):
-            _check_type(f"{where}[{i}]", item, typing.get_args(hint)[0])
-        return
-    ok = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, str),
-    }[hint](value)
-    if not ok:
-        raise ConfigError(f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
-
-
-def parse_params(cls: type[GenerativeModel], values: dict) -> GenerativeModel.Params:
-    """Build `cls.Params` from a params.yaml mapping, failing early on unknown keys or wrong types."""
-    hints = typing.get_type_hints(cls.Params)
-    fields = {f.name for f in dataclasses.fields(cls.Params)}
-    unknown = set(values) - fields
-    if unknown:
-        raise ConfigError(
-            f"model {cls.name!r}: unknown parameter(s) {', '.join(sorted(unknown))}; "
-            f"valid: {', '.join(sorted(fields)) or 'none'}"
-        )
-    for key, value in values.items():
-        _check_type(f"model {cls.name!r} parameter {key!r}", value, hints[key])
-    coerced = {k: float(v) if hints[k] is float else v for k, v in values.items()}
-    return cls.Params(**coerced)
 
 
 def register(cls: type[GenerativeModel]) -> type[GenerativeModel]:

@@ -223,7 +223,7 @@ class ProGAN(AdversarialModel):
         phase_images: list[Annotated[int, Field(ge=1)]] = dataclasses.field(
             default_factory=lambda: [600_000, 1_200_000])
         phase_batch_sizes: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [16, 16])
-        fade_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5  # of a phase's images spent fading its block in
+        fade_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5  # of a phase's images spent fading its block in
         beta1: Annotated[float, Field(ge=0, lt=1)] = 0.0                      # Adam (0, 0.99) as in the paper
         beta2: Annotated[float, Field(ge=0, lt=1)] = 0.99
         penalty_weight: Annotated[float, Field(ge=0)] = 10.0
@@ -242,8 +242,6 @@ class ProGAN(AdversarialModel):
         if not (len(p.phase_images) == len(p.phase_batch_sizes) == levels):
             raise ConfigError(f"model 'progan': phase_images and phase_batch_sizes need one entry per resolution "
                               f"({levels})")
-        if not 0 < p.fade_fraction <= 1:
-            raise ConfigError(f"model 'progan': fade_fraction must lie in (0, 1], got {p.fade_fraction}")
         self.loss = adversarial_loss("wgan_gp", penalty_weight=p.penalty_weight, drift=p.drift)
         self.generator = ProGenerator(p.latent_dim, c, levels, p.width)
         self.discriminator = ProDiscriminator(c, levels, p.width)

@@ -23,7 +23,6 @@ from typing import Annotated, Literal
 import torch
 
 from pydantic import Field
-from components.errors import ConfigError
 from components.models.families.autoencoder import Autoencoder
 from components.models.base import register
 
@@ -47,13 +46,13 @@ class VAE(Autoencoder):
         iwae_samples: Annotated[int, Field(ge=1)] = 100      # samples of the importance-weighted log_prob
         iwae_chunk: Annotated[int, Field(ge=1)] = 100        # samples evaluated at once (memory bound)
 
+        def __post_init__(self):   # a rule across parameters: the schema runs it (components.config.rules)
+            if self.train_samples > 1 and (self.beta != 1 or self.kl_warmup_epochs):
+                raise ValueError("beta and kl_warmup_epochs weight the ELBO's KL term; "
+                                 "the IWAE objective (train_samples > 1) has none")
+
     def __init__(self, spec, params):
         super().__init__(spec, params)
-        if params.train_samples < 1 or params.iwae_samples < 1 or params.iwae_chunk < 1:
-            raise ConfigError("model 'vae': train_samples, iwae_samples and iwae_chunk must be at least 1")
-        if params.train_samples > 1 and (params.beta != 1 or params.kl_warmup_epochs):
-            raise ConfigError("model 'vae': beta and kl_warmup_epochs weight the ELBO's KL term; "
-                              "the IWAE objective (train_samples > 1) has none")
         self.build_networks(2 * params.latent_dim)
         # Selection watches the bound being trained (the ELBO is the k = 1 case).
         self.selection = ("neg_elbo" if params.train_samples == 1 else f"neg_iwae{params.train_samples}", "min")

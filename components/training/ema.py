@@ -25,22 +25,13 @@ import contextlib
 import torch
 from torch import nn
 
-from components.errors import ConfigError
-
 
 class EMA:
+    """Set by `decay` or by `kimg` (and, optionally, `rampup`): one of the two, as fit.Settings
+    (`ema_decay`, `ema_kimg`, `ema_rampup`) allows them."""
+
     def __init__(self, model: nn.Module, modules: tuple[str, ...], decay: float | None = None,
                  kimg: float | None = None, rampup: float | None = None):
-        if (decay is None) == (kimg is None):
-            raise ConfigError("training: set one of ema_decay (per step) and ema_kimg (a half-life in "
-                              f"thousands of images), got ema_decay={decay!r}, ema_kimg={kimg!r}")
-        if decay is not None and not 0 < decay < 1:
-            raise ConfigError(f"training.ema_decay: expected a number in (0, 1), got {decay!r}")
-        if kimg is not None and not kimg > 0:
-            raise ConfigError(f"training.ema_kimg: expected a number > 0, got {kimg!r}")
-        if rampup is not None and (kimg is None or not rampup > 0):
-            raise ConfigError(f"training.ema_rampup: a number > 0 that caps ema_kimg's half-life, got {rampup!r}"
-                              + ("" if kimg is not None else " without ema_kimg"))
         self.decay = None if decay is None else float(decay)
         self.kimg, self.rampup = kimg, rampup
         self.names = [f"{m}.{n}" for m in modules for n, _ in model.get_submodule(m).named_parameters()]

@@ -17,15 +17,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from typing import Callable, Iterable
+from typing import Annotated, Callable, Iterable, Literal
 
 import torch
+from pydantic import Field
 
+from components.config import PositiveFloat, PositiveInt, Seed, typed
 from components.errors import ConfigError
 from components.data.batch import Batch
 from components.models.base import GenerativeModel, Phase
 from components.training.ema import EMA
-from components.training.schedules import check_schedule, configure_optimizers, lr_factor, set_rates
+from components.training.schedules import Optimizer, Schedule, configure_optimizers, lr_factor, set_rates
 from components.training.selection import SAMPLE_QUALITY, Selection
 
 PRECISIONS = ("fp32", "bf16")
@@ -35,32 +37,38 @@ ValidData = Callable[[], Iterable[Batch]]           # () -> this rank's validati
 
 @dataclasses.dataclass
 class Settings:
-    """What the loop reads of a model's resolved `train` settings (params.yaml)."""
-    epochs: int
-    batch_size: int
-    lr: float
-    patience: int
-    seed: int = 0
-    precision: str = "fp32"
-    optimizers: dict = dataclasses.field(default_factory=dict)  # name -> {lr, betas}
-    schedule: dict = dataclasses.field(default_factory=dict)    # {kind, decay_fraction | step_epochs, gamma | ...}
-    ema_decay: float | None = None   # per step; or a half-life in thousands of images (ema.py)
-    ema_kimg: float | None = None
-    ema_rampup: float | None = None
-    select_every: int = 1            # epochs between sample-quality measurements
-    select_samples: int = 500        # samples per sample-quality measurement
+    """A model's resolved `train` settings (params.yaml's `train`, with its entry's `training` over it):
+    their one declaration, types and ranges; the schema checks params.yaml's against it. The loop reads
+    most; the Ray run (pipelines/ray_train.py) the workers, CPUs, GPU, retries and storage."""
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    lr: PositiveFloat
+    patience: PositiveInt
+    seed: Seed = 0
+    optimizers: dict[str, Optimizer] = dataclasses.field(default_factory=dict)   # by the model's names
+    schedule: Schedule = dataclasses.field(default_factory=Schedule)
+    ema_decay: Annotated[float, Field(gt=0, lt=1)] | None = None   # the average's decay per step (ema.py),
+    ema_kimg: PositiveFloat | None = None                          # or its half-life in thousands of images,
+    ema_rampup: PositiveFloat | None = None                        # at most this share of the images shown
+    select_every: PositiveInt = 1                     # epochs between sample-quality measurements
+    select_samples: Annotated[int, Field(ge=2)] = 500  # samples per sample-quality measurement
+    num_workers: PositiveInt = 1
+    cpus_per_worker: PositiveInt | Literal["auto"] = 1
+    use_gpu: Literal["auto", True, False] = "auto"
+    precision: Literal[PRECISIONS] = "fp32"
+    max_failures: Annotated[int, Field(ge=0)] = 0
+    storage_path: str | None = None
+
+    def __post_init__(self):   # rules across settings: the schema runs them (components.config.rules)
+        if self.ema_decay is not None and self.ema_kimg is not None:
+            raise ValueError("set one of ema_decay (per step) and ema_kimg (a half-life in thousands of images)")
+        if self.ema_rampup is not None and self.ema_kimg is None:
+            raise ValueError("ema_rampup caps ema_kimg's half-life: it needs ema_kimg")
 
     @classmethod
     def from_dict(cls, values: dict) -> "Settings":
-        known = {f.name for f in dataclasses.fields(cls)}
-        settings = cls(**{k: v for k, v in values.items() if k in known})
-        settings.optimizers, settings.schedule = dict(settings.optimizers or {}), dict(settings.schedule or {})
-        if settings.precision not in PRECISIONS:
-            raise ConfigError(f"training.precision: {settings.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if int(settings.select_every) < 1:
-            raise ConfigError(f"training.select_every: expected a positive integer, got {settings.select_every!r}")
-        check_schedule(settings.schedule)
-        return settings
+        """The settings of a mapping, checked as params.yaml's are (one line per bad key)."""
+        return typed(cls, values, "training")
 
     def check(self, model: GenerativeModel) -> None:
         """Fail on settings this model cannot use, before any training."""
@@ -68,8 +76,6 @@ class Settings:
             configure_optimizers(model, self.lr, self.optimizers)
         if self.averages and not model.ema_modules:
             raise ConfigError(f"training.ema_decay: {model.name} declares no weights to average (ema_modules)")
-        if self.averages:
-            EMA(model, model.ema_modules, self.ema_decay, self.ema_kimg, self.ema_rampup)
 
     @property
     def averages(self) -> bool:
@@ -165,7 +171,7 @@ class Run:
         self.state["resumed_at_epochs"] = [*saved.get("resumed_at_epochs", []), saved["epoch"]]
 
     def should_measure_quality(self, epoch: int) -> bool:
-        every = int(self.settings.select_every)
+        every = self.settings.select_every
         return self.quality is not None and (epoch % every == 0 or epoch == self.settings.epochs or self.stop)
 
 

@@ -8,17 +8,38 @@ of the epoch, so a resumed run gets the same rates without any saved state.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 
+from components.config import PositiveFloat, PositiveInt
 from components.errors import ConfigError
 
 SCHEDULES = ("constant", "linear_decay", "step", "cosine")
-OPTIMIZER_KEYS = ("lr", "betas")
 
 
-def configure_optimizers(model, lr: float, overrides: dict | None = None) -> dict[str, torch.optim.Optimizer]:
+@dataclasses.dataclass
+class Schedule:
+    """`train.schedule`: the kind and its settings (each read by its kind only)."""
+    kind: Literal[SCHEDULES] = "constant"
+    decay_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5   # linear_decay
+    step_epochs: PositiveInt = 10                               # step
+    gamma: PositiveFloat = 0.1                                  # step
+    min_factor: Annotated[float, Field(ge=0, le=1)] = 0.0       # cosine
+
+
+@dataclasses.dataclass
+class Optimizer:
+    """One entry of `train.optimizers`: what it overrides of the model's optimizer of that name."""
+    lr: PositiveFloat | None = None
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] | None = None
+
+
+def configure_optimizers(model, lr: float, overrides: dict[str, Optimizer] | None = None
+                         ) -> dict[str, torch.optim.Optimizer]:
     """The model's optimizers with the per-name `overrides` applied; each group remembers its base rate."""
     optimizers = model.configure_optimizers(lr)
     overrides = overrides or {}
@@ -27,54 +48,35 @@ def configure_optimizers(model, lr: float, overrides: dict | None = None) -> dic
         raise ConfigError(f"training.optimizers: {model.name} has no optimizer(s) {', '.join(sorted(unknown))}; "
                           f"its optimizers: {', '.join(optimizers) or 'none (it is fitted in closed form)'}")
     for name, values in overrides.items():
-        bad = set(values or {}) - set(OPTIMIZER_KEYS)
-        if bad:
-            raise ConfigError(f"training.optimizers.{name}: unknown key(s) {', '.join(sorted(bad))}; "
-                              f"valid: {', '.join(OPTIMIZER_KEYS)}")
         for group in optimizers[name].param_groups:
-            if "lr" in values:
-                group["lr"] = float(values["lr"])
-            if "betas" in values:
-                if "betas" not in group or len(values["betas"]) != 2:
-                    raise ConfigError(f"training.optimizers.{name}.betas: expected [beta1, beta2] for an Adam-"
-                                      f"style optimizer, got {values['betas']!r}")
-                group["betas"] = tuple(float(b) for b in values["betas"])
+            if values.lr is not None:
+                group["lr"] = values.lr
+            if values.betas is not None:
+                if "betas" not in group:
+                    raise ConfigError(f"training.optimizers.{name}.betas: {model.name}'s {name} optimizer "
+                                      f"is not Adam-style: it takes no betas")
+                group["betas"] = tuple(values.betas)
     for optimizer in optimizers.values():
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
     return optimizers
 
 
-def check_schedule(schedule: dict) -> None:
-    kind = (schedule or {}).get("kind", "constant")
-    if kind not in SCHEDULES:
-        raise ConfigError(f"training.schedule.kind: {kind!r} is not one of {', '.join(SCHEDULES)}")
-    fraction = schedule.get("decay_fraction", 0.5)
-    if kind == "linear_decay" and not 0 <= fraction <= 1:
-        raise ConfigError(f"training.schedule.decay_fraction: expected a number in [0, 1], got {fraction!r}")
-    if kind == "step" and int(schedule.get("step_epochs", 10)) < 1:
-        raise ConfigError("training.schedule.step_epochs: expected a positive integer")
-
-
-def lr_factor(schedule: dict, epoch: int, epochs: int) -> float:
+def lr_factor(schedule: Schedule, epoch: int, epochs: int) -> float:
     """The multiple of each optimizer's base rate used during `epoch` (1-based) of `epochs`.
 
     linear_decay: constant, then linear towards 0 over the last `decay_fraction` of the epochs
       (CycleGAN's rule: 1 - max(0, epoch - constant_epochs) / (decay_epochs + 1));
     step: times `gamma` every `step_epochs` epochs; cosine: from 1 down to `min_factor`."""
-    schedule = schedule or {}
-    kind = schedule.get("kind", "constant")
-    if kind == "constant":
-        return 1.0
-    if kind == "linear_decay":
-        decay = round(epochs * float(schedule.get("decay_fraction", 0.5)))
+    if schedule.kind == "linear_decay":
+        decay = round(epochs * schedule.decay_fraction)
         return 1.0 - max(0, epoch - (epochs - decay)) / (decay + 1)
-    if kind == "step":
-        return float(schedule.get("gamma", 0.1)) ** ((epoch - 1) // int(schedule.get("step_epochs", 10)))
-    if kind == "cosine":
-        low = float(schedule.get("min_factor", 0.0))
+    if schedule.kind == "step":
+        return schedule.gamma ** ((epoch - 1) // schedule.step_epochs)
+    if schedule.kind == "cosine":
+        low = schedule.min_factor
         return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(1, epochs)))
-    raise ConfigError(f"training.schedule.kind: {kind!r} is not one of {', '.join(SCHEDULES)}")
+    return 1.0   # constant
 
 
 def set_rates(optimizers: dict[str, torch.optim.Optimizer], factor: float) -> dict[str, float]:

@@ -189,8 +189,6 @@ def photo_patches(options: SourceOptions) -> Splits:
     """`count` RGB crops of scikit-learn's two bundled photos; the class is the photo."""
     size = _image_size(options, "photo_patches", default=32)
     count = 2000 if options.count is None else options.count
-    if not isinstance(count, int) or isinstance(count, bool) or count < 3:
-        raise DataSourceError(f"data.count: {count!r} is not a number of patches (at least 3)")
     images, which = crop_patches(count, (3, size, size), np.random.default_rng([options.seed, 1]))
     return split_by_fractions(images, which, options, {"levels": 256, "class_names": list(PHOTO_NAMES)})
 
