@@ -187,8 +187,10 @@ class Split:
 
 
 def to_batch(split: Split) -> Batch:
-    """A split's rows as one Batch: images shared with the split, the other fields copied; captions also as
-    token ids of the split's vocabulary (meta `vocabulary`, `caption_length`); `rows` in `extra`."""
+    """A split's rows as one Batch; captions also as token ids of the split's vocabulary (meta
+    `vocabulary`, `caption_length`); `rows` in `extra`. The images are shared with the split (no second
+    copy of the largest array); the other fields are copied, since a reader's may be read-only views of
+    Arrow buffers, which torch does not share."""
     def tensor(values, dtype):
         return None if values is None else torch.from_numpy(np.array(values, dtype=dtype))
     tokens = None
