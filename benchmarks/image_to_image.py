@@ -1,7 +1,7 @@
 """Benchmark: the image-to-image family (CycleGAN, StarGAN, Puzzle-GAN) on MNIST, and their training speed
 through `fit` beside a plain loop.
 
-    python benchmarks/image_to_image.py --mnist ../shared/data/mnist --minutes 2 --threads 1
+    python benchmarks/image_to_image.py --mnist ../shared/data/mnist --classifier ../bench/classifier --epochs 2
 
 Models are params.yaml's `cyclegan`, `stargan` and `puzzle_gan` entries: their architecture, their
 training settings (lr, batch size, schedule) and their `domains`, made as the pipeline makes a model
@@ -20,8 +20,10 @@ model's own default (0: side // 4 = 7). The MNIST data are read from `--mnist`, 
    given no validation data, so both arms do the same training work. On 28x28 MNIST and on the
    8x8 bundled digits (the default pipeline's data); at 8x8 also the seconds one epoch of the
    digits' training split takes through `fit` (what benchmarks/image_to_image_timing.py measured).
-2. MNIST quality (28x28). Each model is trained with `fit` on the streaming reader for `--minutes`
-   on a seeded `--train-subset` of MNIST's 50,000 training images (dealt out to its domains), then
+2. MNIST quality (28x28). Each model is trained with `fit` on the streaming reader for `--epochs`
+   (a budget in images, so that load from other work changes the time, not the figures; the CPU
+   seconds are printed; no early stopping; the entry's schedule runs over those epochs) on a seeded
+   `--train-subset` of MNIST's 50,000 training images (dealt out to its domains), then
    measured on a seeded `--test` images of MNIST's test split (dealt out alike) with the functions
    pipelines/evaluate.py uses:
    - the model's own `evaluation_metrics` hook (CycleGAN: cycle errors, error against the known
@@ -30,18 +32,18 @@ model's own default (0: side // 4 = 7). The MNIST data are read from `--mnist`, 
    - CycleGAN and StarGAN: components/metrics/translation.py (translation FID against the target
      domain, label preservation, target classification error of a domain classifier trained on
      `--domain-classifier-images` of the view's training images), each beside the identity map
-     (the untranslated sources) and real images of the target (the floor);
+     (the untranslated sources) and real images of the target (the floor); the round trip plain ->
+     each other domain -> plain, read by the evaluation classifier (does the digit survive?);
    - Puzzle-GAN: the completion FID (whole images generated from the test images' key patches
      against the test images; components/metrics/sample_quality.py), beside the real-data floor.
-   The evaluation classifier (components/classifier.py) is trained here, as benchmarks/adversarial.py
-   does, on the plain (untransformed) MNIST training subset: the pipeline's is trained on the
-   prepared data, before any model's domain view.
+   The evaluation classifier (components/classifier.py) is benchmarks/adversarial.py's (`--classifier`:
+   trained once on plain MNIST training images, then loaded): the pipeline's is trained on the
+   prepared data, before any model's domain view. `--components DIR` trains another checkout's
+   components and params.yaml, judged by this checkout's evaluation code (as in adversarial.py).
 
-The networks are params.yaml's, sized for 8x8 and CPU; budgets are minutes where the papers train
-for days. Training runs under a wall-clock budget, so `fit` is given an epoch count it never
-reaches: a schedule that decays over the last part of training (CycleGAN's linear decay) stays at
-its constant first part, and the table says how far each model got (images shown, epochs).
-Prints each row when done, then the tables and the command; `--results` writes them as markdown.
+The networks are params.yaml's, sized for 8x8 and CPU; budgets are a few epochs where the papers train
+for days. Prints each row when done, then the tables and the command; `--results` writes them as markdown;
+`--rows` appends the rows to a file and `--table before=FILE after=FILE` prints them side by side.
 """
 
 from __future__ import annotations
@@ -51,35 +53,33 @@ import contextlib
 import itertools
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from components.classifier import accuracy_of, predict, train_classifier  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# first: budget.py puts the checkout of `--components` on sys.path, before any `components` import
+from budget import (COMPONENTS, CheckpointEachEpoch, alternated_rounds, device_line, entry_lookups,  # noqa: E402
+                    evaluation_classifier, fit_rate, fmt, seeded_subset, write_prepared)
+from components.classifier import predict  # noqa: E402
 from components.config import load_params  # noqa: E402
-from components.schema import architecture_params, model_entry, training_settings  # noqa: E402
 from components.data.batch import Batch  # noqa: E402
 from components.data.domains import domain_view_folder  # noqa: E402
-from components.data.prepared import SPLITS, read_spec, read_split, write_split  # noqa: E402
+from components.data.prepared import read_spec, read_split  # noqa: E402
 from components.data.sources import Splits, load_source  # noqa: E402
 from components.data.streaming import eval_batches, stream_batches  # noqa: E402
 from components.metrics.sample_quality import sample_quality  # noqa: E402
 from components.metrics.translation import translation_metrics  # noqa: E402
 from components.models import build_model  # noqa: E402
-from components.models.cyclegan import l1  # noqa: E402
 from components.models.families.adversarial import to_signed  # noqa: E402
-from components.models.puzzle_gan import appearance_loss, key_patches, mismatched, spatial_loss  # noqa: E402
 from components.training import Settings, final_weights, fit  # noqa: E402
-from budget import CheckpointEachEpoch, alternated_rounds, fit_rate, fmt, seeded_subset  # noqa: E402
-from components.training.callbacks import Budget, Progress  # noqa: E402
+from components.training.callbacks import Progress  # noqa: E402
+
+architecture_params, model_entry, training_settings = entry_lookups()
 
 MODELS = ("cyclegan", "stargan", "puzzle_gan")
 SIDE_OVERRIDES = {28: {"puzzle_gan": {"patch_size": 0}}}   # params.yaml's patch_size 3 is for 8x8 digits
@@ -87,22 +87,14 @@ SIDE_OVERRIDES = {28: {"puzzle_gan": {"patch_size": 0}}}   # params.yaml's patch
 
 # --- data: a prepared folder, and a model entry's view of it, as the pipeline makes them ----------
 
-def write_prepared(splits: Splits, source: str, folder: Path) -> Path:
-    """`splits` as a single-domain prepared folder (the metadata pipelines/prepare.py writes that a
-    domain view and the readers use; intensities kept, no binarization)."""
-    meta = {"source": source, "image_shape": list(splits.images["train"].shape[1:]), "binarization": "none",
-            "threshold": 0.5, "seed": 0, "levels": splits.levels, "class_names": list(splits.class_names),
-            "has_labels": splits.labels["train"] is not None, "attribute_names": [],
-            "domains": [{"name": source, "source": source, "transform": "identity"}]}
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in SPLITS:
-        write_split(folder / f"{name}.parquet", splits.images[name], splits.labels[name], {**meta, "split": name})
-    return folder
+def prepared_of(splits: Splits, source: str, folder: Path) -> Path:
+    """`splits` as a single-domain prepared folder (budget.py's `write_prepared`), intensities kept."""
+    return write_prepared(splits.images, splits.labels, folder, source, splits.levels, splits.class_names)
 
 
 def entry_of(key: str, side: int) -> tuple[str, dict, dict, str, list | None]:
     """(model type, architecture params, training settings, pixel format, domains) of params.yaml's entry."""
-    params = load_params()
+    params = load_params(COMPONENTS / "params.yaml")
     name, arch = architecture_params(params, key)
     arch.update(SIDE_OVERRIDES.get(side, {}).get(key, {}))
     entry = model_entry(params, key)
@@ -146,6 +138,7 @@ def step(optimizer, loss: torch.Tensor) -> None:
 
 def plain_cyclegan(model, optimizers, batch: Batch, count: int) -> None:
     """Zhu et al.'s generator step (adversarial, cycle, identity) then the discriminators' on the pools."""
+    from components.models.cyclegan import l1   # the speed part's steps: imported when run (see PLAIN)
     p, loss = model.params, model.loss
     x, y = (to_signed(part.images) for part in batch.by_domain(2))
     fake_y, fake_x = model.G(x), model.F(y)
@@ -178,6 +171,7 @@ def plain_stargan(model, optimizers, batch: Batch, count: int) -> None:
 def plain_puzzle_gan(model, optimizers, batch: Batch, count: int) -> None:
     """The discriminator on images (generated and mismatched composites as fakes) every batch; the
     generator's adversarial, spatial and appearance terms every `discriminator_steps`-th."""
+    from components.models.puzzle_gan import appearance_loss, key_patches, mismatched, spatial_loss
     p, loss, D = model.params, model.loss, model.discriminator
     x = to_signed(batch.images)
     key = key_patches(batch.images, p.patches, model.patch_size)
@@ -192,6 +186,8 @@ def plain_puzzle_gan(model, optimizers, batch: Batch, count: int) -> None:
              + lambda_appearance * appearance_loss(generated, mask, x, key.mask))
 
 
+# The plain loops restate this checkout's training steps, so their helpers are imported when a loop runs:
+# the quality part alone also runs against an older checkout (--components) whose models lack them.
 PLAIN = {"cyclegan": plain_cyclegan, "stargan": plain_stargan, "puzzle_gan": plain_puzzle_gan}
 
 
@@ -263,9 +259,9 @@ def speed_rows(args, folder: Path) -> list[dict]:
             train = seeded_subset(args.speed_images * (args.speed_epochs + 1) * 4, len(mnist.images["train"]))
             source = Splits({**mnist.images, "train": mnist.images["train"][train]},
                             {**mnist.labels, "train": mnist.labels["train"][train]}, mnist.levels, mnist.class_names)
-            prepared = write_prepared(source, "mnist", folder / "speed-mnist")
+            prepared = prepared_of(source, "mnist", folder / "speed-mnist")
         else:
-            prepared = write_prepared(load_source("digits"), "digits", folder / "speed-digits")
+            prepared = prepared_of(load_source("digits"), "digits", folder / "speed-digits")
         for key in args.models:
             rows.append(speed_row(key, side, prepared, args))
     return rows
@@ -273,17 +269,18 @@ def speed_rows(args, folder: Path) -> list[dict]:
 
 # --- MNIST quality ----------------------------------------------------------------------------------
 
-def train_budgeted(key: str, name: str, arch: dict, training: dict, pixels: str, folder: Path, args) -> dict:
+def train_fixed(key: str, name: str, arch: dict, training: dict, pixels: str, folder: Path, args) -> dict:
+    """`fit` on the view through the streaming reader for the entry's settings with `--epochs` epochs (its
+    schedule, e.g. a linear decay over the second half, runs over those) and no early stopping."""
     model = built(name, arch, pixels, folder)
-    settings = Settings.from_dict({**training, "epochs": 10**9, "patience": 10**9})
-    started = time.perf_counter()
-    run = fit(model, train_stream(folder, pixels, model), lambda: eval_batches(folder, "valid", pixels, 500),
-              settings, [Budget(args.minutes * 60), Progress(key, show_total=False)])
+    settings = Settings.from_dict({**training, "epochs": args.epochs, "patience": 10**9})
+    cpu, started = time.process_time(), time.perf_counter()
+    run = fit(model, train_stream(folder, pixels, model, settings.seed),
+              lambda: eval_batches(folder, "valid", pixels, 500), settings, [Progress(key, show_total=False)])
     model.load_state_dict(final_weights(run.checkpoint()))
-    busy = sum(r["epoch_seconds"] for r in run.state["history"])
     return {"model": model.eval(), "images": run.state["images"], "steps": run.state["step"],
-            "images_per_second": run.state["images"] / max(busy, 1e-9),
-            "train_seconds": time.perf_counter() - started, "batch_size": settings.batch_size, "lr": settings.lr}
+            "cpu_seconds": time.process_time() - cpu, "train_seconds": time.perf_counter() - started,
+            "batch_size": settings.batch_size, "lr": settings.lr, "schedule": settings.schedule}
 
 
 def domain_classifier_subset(train: Batch, count: int) -> Batch:
@@ -295,29 +292,23 @@ def domain_classifier_subset(train: Batch, count: int) -> Batch:
 
 def quality_rows(args, folder: Path) -> tuple[list[dict], dict]:
     mnist = mnist_splits(args)
-    prepared = write_prepared(mnist, "mnist", folder / "mnist")
-    train_x, train_y = mnist.images["train"], mnist.labels["train"]
-    valid_x, valid_y = mnist.images["valid"], mnist.labels["valid"]
-    test_x = mnist.images["test"]
-    chosen = seeded_subset(args.classifier_images, len(train_x), seed=3)
-    print(f"evaluation classifier: {args.classifier_epochs} epochs on {len(chosen)} plain training images", flush=True)
-    started = time.perf_counter()
-    classifier, _ = train_classifier(train_x[chosen], train_y[chosen], valid_x, valid_y, 10, args.classifier_epochs,
-                                     128, 1e-3, seed=0)
-    setup = {"classifier_test_accuracy": accuracy_of(classifier, test_x, mnist.labels["test"]),
-             "classifier_images": len(chosen), "classifier_epochs": args.classifier_epochs,
-             "classifier_seconds": time.perf_counter() - started}
-    print(f"classifier test accuracy {setup['classifier_test_accuracy']:.4f}", flush=True)
+    prepared = prepared_of(mnist, "mnist", folder / "mnist")
+    classifier, card = evaluation_classifier(args.classifier, load_source("mnist", path=args.mnist),
+                                             args.classifier_images, args.classifier_epochs)
+    setup = {"classifier": card}
+    print(f"evaluation classifier: test accuracy {card['test_accuracy']:.4f}", flush=True)
 
     rows = []
     for key in args.models:
         with view_of(prepared, key, 28) as (name, arch, training, pixels, view):
-            print(f"MNIST: training {key} for {args.minutes} min", flush=True)
-            result = train_budgeted(key, name, arch, training, pixels, view, args)
+            print(f"MNIST: training {key} for {args.epochs} epochs, components of {COMPONENTS}", flush=True)
+            result = train_fixed(key, name, arch, training, pixels, view, args)
             model, tick = result["model"], time.perf_counter()
             test, valid, train = (as_batch(read_split(view, split, pixels)) for split in ("test", "valid", "train"))
             metrics = dict(model.evaluation_metrics(test, {"seed": 0}))
             if model.can("translate"):
+                # this checkout's translation metrics (--components: the same code for every side); their
+                # target_accuracy, of a domain classifier trained here, replaces a model's self-graded one
                 metrics.update(translation_metrics(model, test, valid,
                                                    domain_classifier_subset(train, args.domain_classifier_images),
                                                    0, classifier))
@@ -329,12 +320,12 @@ def quality_rows(args, folder: Path) -> tuple[list[dict], dict]:
                     features, labels = predict(classifier, images)
                     quality = sample_quality(real_features.numpy(), features.numpy(), labels.numpy(), 10, seed=0)
                     metrics.update({prefix + k: v for k, v in quality.items()})
-            row = {"model": key, **metrics, "images_shown": result["images"], "steps": result["steps"],
-                   "epochs": result["images"] / len(train), "train_images": len(train),
-                   "test_images": len(test), "train_images_per_s": result["images_per_second"],
+            row = {"model": key, "components": str(COMPONENTS), **metrics, "images_shown": result["images"],
+                   "steps": result["steps"], "epochs": result["images"] / len(train), "train_images": len(train),
+                   "test_images": len(test), "cpu_seconds": result["cpu_seconds"],
                    "train_seconds": result["train_seconds"], "eval_seconds": time.perf_counter() - tick,
-                   "batch_size": result["batch_size"], "lr": result["lr"], "params": arch,
-                   "domains": model.spec.domain_names}
+                   "batch_size": result["batch_size"], "lr": result["lr"], "schedule": result["schedule"],
+                   "params": arch, "domains": model.spec.domain_names}
             print("row " + json.dumps(row, default=str), flush=True)
             rows.append(row)
             if args.out:
@@ -350,7 +341,8 @@ def quality_rows(args, folder: Path) -> tuple[list[dict], dict]:
 
 # --- report -----------------------------------------------------------------------------------------
 
-def tables(speed: list[dict], rows: list[dict], setup: dict, args) -> list[str]:
+def tables(speed: list[dict], sides: dict[str, dict[str, dict]], setup: dict, args) -> list[str]:
+    """sides: side name (a checkout) -> model -> quality row."""
     lines = []
     if speed:
         lines += [f"Training speed, params.yaml's batch sizes, median of {args.speed_rounds} alternated rounds of "
@@ -366,59 +358,86 @@ def tables(speed: list[dict], rows: list[dict], setup: dict, args) -> list[str]:
                          + ("-" if r["genzoo_epoch_seconds"] is None else
                             f"{r['genzoo_epoch_seconds']:.1f} ({r['view_train_images']} images)") + " |")
         lines.append("")
-    if rows:
-        lines += [f"MNIST 28x28, {args.minutes} min of training per model on {args.train_subset} training images "
-                  f"(dealt out to the model's domains), measured on {args.test} test images (dealt alike); "
-                  f"evaluation classifier: {setup['classifier_epochs']} epoch(s) on {setup['classifier_images']} plain "
-                  f"training images, test accuracy {setup['classifier_test_accuracy']:.4f}", "",
-                  "| model | metric | model's value | identity map / all-ones mask | real images (floor) |",
-                  "|---|---|---|---|---|"]
-        shown = [("translation_fid", "translation FID vs target domain (lower better)"),
-                 ("label_preservation", "label preservation (higher better)"),
-                 ("target_classification_error", "target classification error, domain classifier (lower better)"),
+    if sides:
+        card = setup["classifier"]
+        names = list(sides)
+        lines += [f"MNIST 28x28. Budget per model: the images shown below ({args.epochs} epochs of its share of a "
+                  f"seeded {args.train_subset}-image training subset, dealt out to the model's domains), the same "
+                  "for every side; each side's own params.yaml entry otherwise (architecture, optimizer rates, batch "
+                  "size, schedule run over those epochs; no early stopping); seed 0. Measured on "
+                  f"{args.test} seeded test images (dealt alike). Evaluation classifier: {card['epochs']} epoch(s) on "
+                  f"{card['images']} plain MNIST training images, test accuracy {card['test_accuracy']:.4f}.", "",
+                  f"| model | metric | {' | '.join(names)} | identity map / all-ones mask | real images (floor) |",
+                  "|---|---|" + "---|" * (len(names) + 2)]
+        shown = [("round_trip_label_preservation", "round trip plain -> other -> plain keeps the digit, "
+                  "evaluation classifier (higher better)"),
+                 ("target_accuracy", "target domain classifier accepts the translation (higher better)"),
+                 ("label_preservation", "one-way label preservation (higher better)"),
+                 ("translation_fid", "translation FID vs target domain (lower better)"),
                  ("known_mapping_error", "mean abs. error vs thicken(x) (lower better)"),
-                 ("cycle_error_x", "cycle error x -> y -> x"), ("target_accuracy", "target accuracy, own classifier"),
+                 ("cycle_error_x", "cycle error x -> y -> x"),
+                 ("aux_classifier_target_accuracy", "target accuracy by its own D_cls (self-graded)"),
                  ("reconstruction_error", "reconstruction error"),
                  ("mask_iou", "mask IoU (higher better)"), ("patch_l1", "patch L1 (lower better)"),
                  ("completion_fid", "completion FID vs test images (lower better)")]
-        baseline = {"known_mapping_error": "known_mapping_error_of_identity", "mask_iou": "mask_iou_of_all_ones"}
-        floor = {"completion_fid": "real_data_fid"}
-        for r in rows:
+        baseline = {"known_mapping_error": "known_mapping_error_of_identity", "mask_iou": "mask_iou_of_all_ones",
+                    "target_accuracy": None}
+        floor = {"completion_fid": "real_data_fid", "target_accuracy": None}
+        for model in MODELS:
+            present = [rows[model] for rows in sides.values() if model in rows]
             for metric, label in shown:
-                if metric not in r:
+                if not any(metric in r for r in present):
                     continue
-                base = r.get(baseline.get(metric, f"{metric}_of_identity"))
-                real = r.get(floor.get(metric, f"{metric}_of_real"))
-                lines.append(f"| {r['model']} | {label} | {fmt(r[metric])} | {fmt(base)} | {fmt(real)} |")
-        lines += ["", "| model | domains | images shown (epochs of its training images) | steps | batch | lr "
-                  "| training img/s | eval s |", "|---|---|---|---|---|---|---|---|"]
-        for r in rows:
-            lines.append(f"| {r['model']} | {', '.join(r['domains'])} | {r['images_shown']} ({r['epochs']:.2f} of "
-                         f"{r['train_images']}) | {r['steps']} | {r['batch_size']} | {r['lr']:g} | "
-                         f"{r['train_images_per_s']:.1f} | {r['eval_seconds']:.0f} |")
+                first = next(r for r in present if metric in r)
+                base_key = baseline.get(metric, f"{metric}_of_identity")
+                real_key = floor.get(metric, f"{metric}_of_real")
+                values = " | ".join(fmt(rows.get(model, {}).get(metric)) for rows in sides.values())
+                lines.append(f"| {model} | {label} | {values} | {fmt(first.get(base_key) if base_key else None)} | "
+                             f"{fmt(first.get(real_key) if real_key else None)} |")
+        lines += ["", "| model | side | domains | images shown (epochs of its training images) | steps | batch | lr "
+                  "| schedule | CPU s (train) | train wall s | eval wall s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for model in MODELS:
+            for side, rows in sides.items():
+                r = rows.get(model)
+                if r:
+                    lines.append(f"| {model} | {side} | {', '.join(r['domains'])} | {r['images_shown']} "
+                                 f"({r['epochs']:.2f} of {r['train_images']}) | {r['steps']} | {r['batch_size']} | "
+                                 f"{r['lr']:g} | {r['schedule'].get('kind', 'constant')} | {r['cpu_seconds']:.0f} | "
+                                 f"{r['train_seconds']:.0f} | {r['eval_seconds']:.0f} |")
         lines.append("")
     return lines
 
 
-def device_line(args) -> str:
-    load = Path("/proc/loadavg").read_text().split()[:3]
-    return (f"{args.device_name}, load average {' / '.join(load)} (1 / 5 / 15 min, at the end); "
-            f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}, {platform.machine()}")
+def read_rows(files: list[str]) -> tuple[dict[str, dict[str, dict]], dict]:
+    """`--table SIDE=FILE ...`: the rows each side's runs appended (`--rows`), the last row of a model kept."""
+    sides, setup = {}, {}
+    for item in files:
+        side, path = item.split("=", 1)
+        for line in Path(path).read_text().splitlines():
+            record = json.loads(line)
+            sides.setdefault(side, {})[record["row"]["model"]] = record["row"]
+            setup = record["setup"]
+    return sides, setup
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mnist", required=True, help="folder with the MNIST IDX files")
+    parser.add_argument("--mnist", help="folder with the MNIST IDX files")
+    parser.add_argument("--components", type=Path, default=COMPONENTS,
+                        help="checkout whose components and params.yaml are trained (default: this one); the "
+                             "evaluation (classifier, components/metrics) stays this checkout's")
     parser.add_argument("--parts", nargs="*", default=["speed", "quality"], choices=["speed", "quality"])
-    parser.add_argument("--minutes", type=float, default=2.0, help="training budget per model")
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="training budget: epochs of the model's view of the training subset")
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--train-subset", type=int, default=12_000, help="seeded MNIST training images used")
     parser.add_argument("--test", type=int, default=4_000, help="seeded MNIST test images measured on")
     parser.add_argument("--reference", type=int, default=2_000,
                         help="seeded held-out training images (MNIST's last 10,000): validation and the floor")
-    parser.add_argument("--classifier-images", type=int, default=10_000)
-    parser.add_argument("--classifier-epochs", type=int, default=3,
-                        help="1 epoch of 10,000 images leaves it at ~84%% test accuracy, a weak judge of labels")
+    parser.add_argument("--classifier", type=Path,
+                        help="folder of the evaluation classifier: loaded if there, else trained and saved there")
+    parser.add_argument("--classifier-images", type=int, default=20_000)
+    parser.add_argument("--classifier-epochs", type=int, default=2)
     parser.add_argument("--domain-classifier-images", type=int, default=1_600,
                         help="training images (split evenly over the domains) of the domain classifier")
     parser.add_argument("--speed-images", type=int, default=256, help="images per speed epoch")
@@ -428,19 +447,31 @@ def main() -> None:
                         help="28: MNIST, 8: the bundled digits (the default pipeline's data)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (small networks on a shared CPU run fastest on one)")
-    parser.add_argument("--device-name", default="2-core x86_64 CPU, shared", help="the machine, in words")
     parser.add_argument("--out", type=Path, help="folder for evaluate's grids of each model")
+    parser.add_argument("--rows", type=Path, help="file to append each quality row (JSON, one a line) to")
+    parser.add_argument("--table", nargs="*", metavar="SIDE=FILE",
+                        help="print the quality table of rows appended by earlier runs (`--rows`), a column per side")
     parser.add_argument("--results", type=Path, help="markdown file to write the tables, device and command to")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    threads = os.environ.get("OMP_NUM_THREADS")   # part of how the figures were made: shown with the command
+    command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python " + " ".join(sys.argv)
+    if args.table:
+        sides, setup = read_rows(args.table)
+        print("\n".join(tables([], sides, setup, args)))
+        return
+    if not args.mnist or ("quality" in args.parts and not args.classifier):
+        parser.error("--mnist is required, and --classifier for the quality part")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="genzoo-i2i-") as temporary:
         speed = speed_rows(args, Path(temporary)) if "speed" in args.parts else []
         rows, setup = quality_rows(args, Path(temporary)) if "quality" in args.parts else ([], {})
-    threads = os.environ.get("OMP_NUM_THREADS")   # part of how the figures were made: shown with the command
-    command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python " + " ".join(sys.argv)
-    report = [f"Device: {device_line(args)}. Budget: {args.minutes} min of training per model; "
-              f"{time.perf_counter() - started:.0f} s in all.", "", *tables(speed, rows, setup, args),
+    if args.rows:
+        with args.rows.open("a") as out:
+            for row in rows:
+                out.write(json.dumps({"row": row, "setup": setup, "command": command}, default=str) + "\n")
+    report = [f"Device: {device_line()}; {time.perf_counter() - started:.0f} s in all.", "",
+              *tables(speed, {COMPONENTS.name: {r["model"]: r for r in rows}} if rows else {}, setup, args),
               f"Command: `{command}`"]
     print("\n" + "\n".join(report))
     print(json.dumps({"speed": speed, "quality": rows, "setup": setup}, default=str))
