@@ -73,8 +73,8 @@ def main() -> None:
     started = time.perf_counter()
 
     splits = load_source("mnist", path=args.mnist)
-    train, valid, test = (torch.from_numpy(binarize(splits.images[s], "static")) for s in ("train", "valid", "test"))
-    train_labels, valid_labels, test_labels = (splits.labels[s] for s in ("train", "valid", "test"))
+    train, valid, test = (torch.from_numpy(binarize(splits[s].images, "static")) for s in ("train", "valid", "test"))
+    train_labels, valid_labels, test_labels = (splits[s].labels for s in ("train", "valid", "test"))
     if args.test_subset and args.test_subset < len(test):
         chosen = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[: args.test_subset]
         test, test_labels = test[chosen], test_labels[chosen.numpy()]

@@ -59,7 +59,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     splits = load_source("binarized_mnist", path=args.data)
-    train, valid, test = (torch.from_numpy(splits.images[s]) for s in ("train", "valid", "test"))
+    train, valid, test = (torch.from_numpy(splits[s].images) for s in ("train", "valid", "test"))
     if args.test_subset:  # random, not the first N: MNIST's first 5,000 test digits are the easier half
         test = test[torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[: args.test_subset]]
     valid = valid[:2000]  # per-epoch model selection: a fixed slice keeps it cheap

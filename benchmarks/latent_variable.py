@@ -72,7 +72,7 @@ def codes(model, images: torch.Tensor, device) -> torch.Tensor:
 
 def likelihood_rows(args, device) -> list[dict]:
     splits = load_source("binarized_mnist", path=args.binarized)
-    train, valid, test = (torch.from_numpy(splits.images[s]) for s in ("train", "valid", "test"))
+    train, valid, test = (torch.from_numpy(splits[s].images) for s in ("train", "valid", "test"))
     (test,) = seeded_subset(test, args.test_subset)
     rows = []
     for key in args.likelihood_models:
@@ -90,8 +90,8 @@ def likelihood_rows(args, device) -> list[dict]:
 
 def representation_rows(args, device) -> list[dict]:
     splits = load_source("mnist", path=args.mnist)
-    train, valid, test = (torch.from_numpy(binarize(splits.images[s], "static")) for s in ("train", "valid", "test"))
-    train_labels, test_labels = splits.labels["train"], splits.labels["test"]
+    train, valid, test = (torch.from_numpy(binarize(splits[s].images, "static")) for s in ("train", "valid", "test"))
+    train_labels, test_labels = splits["train"].labels, splits["test"].labels
     probe_images, probe_labels = seeded_subset(train, 10_000, train_labels)
     rows = []
     for key in args.code_models:

@@ -471,19 +471,20 @@ def test_a_view_of_the_digits_is_what_data_domains_prepares(tmp_path):
 
     base = SourceOptions(cache_dir=tmp_path / "raw", seed=0)
     single = assemble(domain_entries({"source": "digits"}, base), None, {}, 0)
-    meta = {"source": "digits", "image_shape": [1, 8, 8], "levels": single.levels, "class_names": single.class_names,
-            "seed": 0, "binarization": "static", "attribute_names": [], "domains": single.domain_meta}
+    data = single["train"].meta
+    meta = {"source": "digits", "image_shape": [1, 8, 8], "levels": data["levels"], "class_names": data["class_names"],
+            "seed": 0, "binarization": "static", "attribute_names": [], "domains": data["domains"]}
     for split in SPLITS:
-        write_split(tmp_path / f"{split}.parquet", single.images[split], single.labels[split], {**meta, "split": split},
-                    domains=single.domains[split])
+        write_split(tmp_path / f"{split}.parquet", single[split].images, single[split].labels, {**meta, "split": split},
+                    domains=single[split].domains)
     raw = [{"name": "plain"}, {"name": "thick", "transform": "thicken"}]
     view = domain_view(tmp_path, view_entries(raw, "w"), "w")
     prepared = assemble(domain_entries({"source": "digits", "domains": [{**d, "source": "digits"} for d in raw]}, base),
                         None, {}, 0)
     for split in SPLITS:
-        assert np.array_equal(view[split].images, prepared.images[split])
-        assert np.array_equal(view[split].labels, prepared.labels[split])
-        assert np.array_equal(view[split].domains, prepared.domains[split])
+        assert np.array_equal(view[split].images, prepared[split].images)
+        assert np.array_equal(view[split].labels, prepared[split].labels)
+        assert np.array_equal(view[split].domains, prepared[split].domains)
 
 
 def test_serving_completes_from_key_patches_and_lists_the_domains():

@@ -5,7 +5,6 @@
     ema.py        exponential moving average of chosen weights
     selection.py  which epoch to keep, early stopping, sample-quality (FID) selection
     callbacks.py  progress lines, wall-clock budget
-    memory.py     the in-memory data source behind fit's batch factories
     ray_worker.py the Ray Train worker entry point around fit
 """
 
