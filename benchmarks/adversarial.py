@@ -58,13 +58,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # first: budget.py puts the checkout of `--components` on sys.path, before any `components` import
 from budget import (COMPONENTS, CheckpointEachEpoch, alternated_rounds, device_line, entry_lookups,  # noqa: E402
-                    evaluation_classifier, fit_rate, fmt, seeded_subset, write_prepared)
+                    evaluation_classifier, fit_rate, fmt, seeded_subset, source_arrays, write_prepared)
 from components.classifier import predict  # noqa: E402
 from components.config import load_params  # noqa: E402
 from components.data.batch import Batch, DataSpec  # noqa: E402
 from components.data.captions import caption_length, make_captions, vocabulary  # noqa: E402
 from components.data.prepared import read_spec  # noqa: E402
-from components.data.sources import load_source  # noqa: E402
 from components.data.streaming import eval_batches, stream_batches  # noqa: E402
 from components.metrics.clustering import unsupervised_accuracy  # noqa: E402
 from components.metrics.sample_quality import SampleJudge, conditional_accuracy, sample_quality  # noqa: E402
@@ -156,7 +155,7 @@ def speed_row(size: int, images: np.ndarray, levels: int, args) -> dict:
 def speed_rows(args) -> list[dict]:
     rows = []
     for size in args.speed_sizes:
-        source = load_source("mnist", path=args.mnist) if size == 28 else load_source("digits")
+        source = source_arrays("mnist", args.mnist) if size == 28 else source_arrays("digits")
         train = source.images["train"]
         images = train[seeded_subset(args.speed_images, len(train))] if size == 28 else train
         rows.append(speed_row(size, images, source.levels, args))
@@ -174,7 +173,7 @@ def mnist_prepared(args, folder: Path) -> dict:
     """The seeded training subset, `--reference` held-out training images (valid: the floor and the
     selection's reference) and `--reference` test images, captioned as pipelines/prepare.py captions
     (each split its own phrasings), written as a prepared folder."""
-    splits = load_source("mnist", path=args.mnist)
+    splits = source_arrays("mnist", args.mnist)
     picks = {"train": seeded_subset(args.train_subset, len(splits.images["train"])),
              "valid": seeded_subset(args.reference, len(splits.images["valid"]), seed=1),
              "test": seeded_subset(args.reference, len(splits.images["test"]), seed=2)}

@@ -4,6 +4,7 @@ what the Ray adapter adds per epoch; a seeded subset of a split; a table cell.""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import sys
@@ -44,10 +45,31 @@ COMPONENTS = components_checkout(sys.argv)   # before any other `components` imp
 from components.classifier import accuracy_of, load_classifier, save_classifier, train_classifier  # noqa: E402
 from components.data.batch import DataSpec  # noqa: E402
 from components.data.prepared import write_split  # noqa: E402
+from components.data.sources import load_source  # noqa: E402
 from components.data.streaming import eval_batches, stream_batches  # noqa: E402
 from components.models import build_model  # noqa: E402
 from components.training import Callback, Settings, final_weights, fit  # noqa: E402
 from components.training.callbacks import Budget, Progress  # noqa: E402
+
+
+@dataclasses.dataclass
+class Arrays:
+    """A source's splits as the benchmarks use them: split name -> images (N, C, H, W) in [0, 1], -> labels."""
+    images: dict
+    labels: dict
+    levels: int
+    class_names: tuple
+
+
+def source_arrays(source: str, path: str | None = None) -> Arrays:
+    """`load_source`'s splits as `Arrays`. It answers split name -> Split (levels and class names in each
+    split's meta); a checkout from before that (--components) answers one object of per-split dicts."""
+    splits = load_source(source, path=path)
+    if isinstance(splits, dict):
+        meta = splits["train"].meta
+        return Arrays({k: s.images for k, s in splits.items()}, {k: s.labels for k, s in splits.items()},
+                      int(meta["levels"]), tuple(meta["class_names"]))
+    return Arrays(splits.images, splits.labels, splits.levels, tuple(splits.class_names))
 
 
 def write_prepared(images: dict, labels: dict, folder: Path, source: str, levels: int, class_names=(),

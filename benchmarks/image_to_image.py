@@ -64,13 +64,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # first: budget.py puts the checkout of `--components` on sys.path, before any `components` import
 from budget import (COMPONENTS, CheckpointEachEpoch, alternated_rounds, device_line, entry_lookups,  # noqa: E402
-                    evaluation_classifier, fit_rate, fmt, seeded_subset, write_prepared)
+                    Arrays, evaluation_classifier, fit_rate, fmt, seeded_subset, source_arrays, write_prepared)
 from components.classifier import predict  # noqa: E402
 from components.config import load_params  # noqa: E402
 from components.data.batch import Batch  # noqa: E402
 from components.data.domains import domain_view_folder  # noqa: E402
 from components.data.prepared import read_spec, read_split  # noqa: E402
-from components.data.sources import Splits, load_source  # noqa: E402
 from components.data.streaming import eval_batches, stream_batches  # noqa: E402
 from components.metrics.sample_quality import sample_quality  # noqa: E402
 from components.metrics.translation import translation_metrics  # noqa: E402
@@ -87,7 +86,7 @@ SIDE_OVERRIDES = {28: {"puzzle_gan": {"patch_size": 0}}}   # params.yaml's patch
 
 # --- data: a prepared folder, and a model entry's view of it, as the pipeline makes them ----------
 
-def prepared_of(splits: Splits, source: str, folder: Path) -> Path:
+def prepared_of(splits: Arrays, source: str, folder: Path) -> Path:
     """`splits` as a single-domain prepared folder (budget.py's `write_prepared`), intensities kept."""
     return write_prepared(splits.images, splits.labels, folder, source, splits.levels, splits.class_names)
 
@@ -241,13 +240,13 @@ def speed_row(key: str, side: int, prepared: Path, args) -> dict:
     return row
 
 
-def mnist_splits(args) -> Splits:
+def mnist_splits(args) -> Arrays:
     """MNIST's training subset, `--reference` of its held-out training images (valid), `--test` test images."""
-    splits = load_source("mnist", path=args.mnist)
+    splits = source_arrays("mnist", args.mnist)
     picks = {"train": seeded_subset(args.train_subset, len(splits.images["train"])),
              "valid": seeded_subset(args.reference, len(splits.images["valid"]), seed=1),
              "test": seeded_subset(args.test, len(splits.images["test"]), seed=2)}
-    return Splits({k: splits.images[k][p] for k, p in picks.items()}, {k: splits.labels[k][p] for k, p in picks.items()},
+    return Arrays({k: splits.images[k][p] for k, p in picks.items()}, {k: splits.labels[k][p] for k, p in picks.items()},
                   splits.levels, splits.class_names)
 
 
@@ -257,11 +256,11 @@ def speed_rows(args, folder: Path) -> list[dict]:
         if side == 28:
             mnist = mnist_splits(args)
             train = seeded_subset(args.speed_images * (args.speed_epochs + 1) * 4, len(mnist.images["train"]))
-            source = Splits({**mnist.images, "train": mnist.images["train"][train]},
+            source = Arrays({**mnist.images, "train": mnist.images["train"][train]},
                             {**mnist.labels, "train": mnist.labels["train"][train]}, mnist.levels, mnist.class_names)
             prepared = prepared_of(source, "mnist", folder / "speed-mnist")
         else:
-            prepared = prepared_of(load_source("digits"), "digits", folder / "speed-digits")
+            prepared = prepared_of(source_arrays("digits"), "digits", folder / "speed-digits")
         for key in args.models:
             rows.append(speed_row(key, side, prepared, args))
     return rows
@@ -293,7 +292,7 @@ def domain_classifier_subset(train: Batch, count: int) -> Batch:
 def quality_rows(args, folder: Path) -> tuple[list[dict], dict]:
     mnist = mnist_splits(args)
     prepared = prepared_of(mnist, "mnist", folder / "mnist")
-    classifier, card = evaluation_classifier(args.classifier, load_source("mnist", path=args.mnist),
+    classifier, card = evaluation_classifier(args.classifier, source_arrays("mnist", args.mnist),
                                              args.classifier_images, args.classifier_epochs)
     setup = {"classifier": card}
     print(f"evaluation classifier: test accuracy {card['test_accuracy']:.4f}", flush=True)
