@@ -102,11 +102,16 @@ def strict_model(params_class: type) -> type[Section]:
     from pydantic import create_model
 
     hints = typing.get_type_hints(params_class, include_extras=True)
-    fields = {f.name: (sectioned(hints[f.name]), None) for f in dataclasses.fields(params_class)}
+    fields = {f.name: (sectioned(hints[f.name]), ... if required(f) else None)
+              for f in dataclasses.fields(params_class)}
     model = create_model(params_class.__qualname__.replace(".", "_"), __base__=Section,
                          __validators__={"rules": rules(params_class)}, **fields)
     DATACLASSES[model] = params_class
     return model
+
+
+def required(field: dataclasses.Field) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
 DATACLASSES: dict[type[Section], type] = {}   # strict_model's Section -> the dataclass it stands for

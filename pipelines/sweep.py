@@ -129,6 +129,7 @@ def run(sweep: Plan, base: dict, settings: dict, selection: tuple[str, str], sto
         name: str) -> tuple[dict, dict, list[Trial]]:
     """Run the sweep (or resume it after a crash), comparing trials by the model's `selection`
     (metric, direction); return the best trial's checkpoint state and sampled values, and every trial.
+    `settings`: every training setting, defaults filled in (fit.Settings as a mapping).
 
     Tune compares the `selected` value each epoch's report carries: the best of the selection
     metric so far (see components/training/ray_worker.py)."""
@@ -142,9 +143,9 @@ def run(sweep: Plan, base: dict, settings: dict, selection: tuple[str, str], sto
     pick = min if mode == "min" else max
 
     # Trials fill the cluster side by side: `auto` gives each worker one CPU.
-    per_worker = settings.get("cpus_per_worker", 1)
-    settings = {**settings, "cpus_per_worker": 1 if per_worker == "auto" else int(per_worker)}
-    cpus_per_trial = int(settings["num_workers"]) * settings["cpus_per_worker"]
+    per_worker = settings["cpus_per_worker"]
+    settings = {**settings, "cpus_per_worker": 1 if per_worker == "auto" else per_worker}
+    cpus_per_trial = settings["num_workers"] * settings["cpus_per_worker"]
     concurrent = sweep.concurrent or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_trial)
     # A trial's driver only waits on its TorchTrainer: its workers hold the CPUs. Tune refuses a
     # trial that asks for nothing, so the driver asks for one byte of memory instead of a CPU.
@@ -163,11 +164,11 @@ def run(sweep: Plan, base: dict, settings: dict, selection: tuple[str, str], sto
                 metric="selected", mode=mode, num_samples=sweep.trials, max_concurrent_trials=concurrent,
                 # max_t past the last epoch: a trial that trains every epoch ends on its own (its
                 # controller releases its workers); ASHA stops only the trailing ones.
-                scheduler=ASHAScheduler(time_attr="epoch", max_t=int(base["settings"]["epochs"]) + 1,
-                                        grace_period=min(sweep.grace_epochs, int(base["settings"]["epochs"])))),
+                scheduler=ASHAScheduler(time_attr="epoch", max_t=settings["epochs"] + 1,
+                                        grace_period=min(sweep.grace_epochs, settings["epochs"]))),
             run_config=tune.RunConfig(
                 name=name, storage_path=str(storage), verbose=0, callbacks=[_release_when_stopped()],
-                failure_config=tune.FailureConfig(max_failures=int(settings.get("max_failures", 0)))))
+                failure_config=tune.FailureConfig(max_failures=settings["max_failures"])))
     print(f"[{base['key']}] sweep: {sweep.trials} trial(s), {concurrent} at a time, ASHA on {monitor}",
           flush=True)
     grid = tuner.fit()

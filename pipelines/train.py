@@ -50,13 +50,13 @@ def run_name(key: str, entry: dict, settings: dict, card: dict) -> str:
 def preflight(params: dict, key: str, card: dict, data_dir: Path):
     """Everything that can be wrong with the config, checked before Ray starts: the model and its
     parameters, the batch fields it requires against the data, the training settings it is given.
-    Returns (model type, its parameters, settings, pixel format, data spec, a built model)."""
+    Returns (model type, its parameters, its Settings, pixel format, data spec, a built model)."""
     name, arch = architecture_params(params, key)
-    settings = training_settings(params, key)
+    settings = Settings.from_dict(training_settings(params, key))
     pixels = pixel_format(name, model_entry(params, key).get("pixels"), card["binarization"])
     spec = read_spec(data_dir, pixels)
     model = build_model(name, spec, arch)  # also fails when the data lacks a field the model requires
-    Settings.from_dict(settings).check(model)
+    settings.check(model)
     return name, arch, settings, pixels, spec, model
 
 
@@ -114,28 +114,30 @@ def main(key: str) -> None:
 
 
 def train(params: dict, key: str, card: dict, data_dir: Path, domains: list | None) -> None:
-    name, arch, settings, pixels, spec, model = preflight(params, key, card, data_dir)
+    name, arch, typed, pixels, spec, model = preflight(params, key, card, data_dir)
+    settings = training_settings(params, key)   # as written: the run's name and its MLflow params
+    resolved = dataclasses.asdict(typed)        # every setting, defaults filled in: what Ray and its workers read
     sweep_spec = model_entry(params, key).get("sweep")
     plan = sweep_spec and sweep.plan(sweep_spec)
     if plan and not model.selection:
         raise ConfigError(f"models.{key}.sweep: {name} declares no selection metric to compare trials by")
     tracking.configure()
 
-    storage = Path(settings.get("storage_path") or repo_path("ray_results")).resolve()
+    storage = Path(typed.storage_path or repo_path("ray_results")).resolve()
     ray_run = run_name(key, {"model": name, "pixels": pixels, **arch, "sweep": sweep_spec, "domains": domains},
                        settings, card)
-    config = {**ray_train.loop_config(key, name, arch, pixels, settings), "data_dir": str(data_dir)}
+    config = {**ray_train.loop_config(key, name, arch, pixels, resolved), "data_dir": str(data_dir)}
     trials = None
     with ray_session(cluster_address(params)):
-        if alive_nodes() > 1 and not settings.get("storage_path"):
+        if alive_nodes() > 1 and not typed.storage_path:
             raise ConfigError("the Ray cluster has several nodes: set train.storage_path to a folder (or "
                               "object-store URI) every node reaches, for checkpoints")
         if plan:
-            state, best, trials = sweep.run(plan, config, settings, model.selection, storage, ray_run)
+            state, best, trials = sweep.run(plan, config, resolved, model.selection, storage, ray_run)
             arch = {**arch, **best["params"]}
             settings = {**settings, **best["settings"]}
         else:
-            state = ray_train.train(config, settings, storage, ray_run)
+            state = ray_train.train(config, resolved, storage, ray_run)
 
     report_dir = repo_path(f"reports/{key}")
     report_dir.mkdir(parents=True, exist_ok=True)

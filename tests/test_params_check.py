@@ -375,3 +375,15 @@ def test_each_parameter_is_checked_once_by_the_schema_in_one_line(tmp_path, chan
         assert main([str(tmp_path / "params.yaml")]) == 1
     lines = errors.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].split(": ", 1)[1].startswith(expected), lines
+
+
+def test_a_training_setting_without_a_default_is_required():
+    from components.errors import ConfigError
+    from components.schema import problems
+    from components.training import Settings
+
+    params = copy.deepcopy(DEFAULT)
+    del params["train"]["epochs"]
+    assert problems(params, sections=("train",)) == ["params.yaml: train.epochs: required: an integer >= 1"]
+    with pytest.raises(ConfigError, match="^training: epochs: required: an integer >= 1$"):
+        Settings.from_dict({k: v for k, v in DEFAULT["train"].items() if k != "epochs"})
