@@ -4,13 +4,13 @@ what the Ray adapter adds per epoch; a seeded subset of a split; a table cell.""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -52,8 +52,7 @@ from components.training import Callback, Settings, final_weights, fit  # noqa: 
 from components.training.callbacks import Budget, Progress  # noqa: E402
 
 
-@dataclasses.dataclass
-class Arrays:
+class Arrays(NamedTuple):
     """A source's splits as the benchmarks use them: split name -> images (N, C, H, W) in [0, 1], -> labels."""
     images: dict
     labels: dict
