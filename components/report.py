@@ -59,6 +59,20 @@ USES = {"anomaly_auroc_ood": "anomaly_detection", "anomaly_auroc_holdout": "anom
         "linear_probe_accuracy": "representation", "knn_accuracy": "representation"}
 
 
+# The number a model's versions are ranked by when promoting (lower is better) where its class declares
+# none (`promotion_metric`): a likelihood model's test NLL, by family; a model without a likelihood
+# (GAN, adversarial autoencoder) is ranked by FID.
+FAMILY_PROMOTION_METRIC = {"explicit": "test_nll", "latent": "test_nll", "adversarial": "fid"}
+
+
+def promotion_metric(model_class) -> str:
+    """The evaluation metric promote ranks a model class's versions by: its declared one, else its
+    family's (evaluate records it in evaluation.json; promote reads it there)."""
+    if model_class.promotion_metric is not None:
+        return model_class.promotion_metric
+    return FAMILY_PROMOTION_METRIC[model_class.family] if model_class.likelihood else "fid"
+
+
 # --- what evaluate records: reports/<key>/metrics.json (numbers, what `dvc metrics show` shows) and
 # reports/<key>/evaluation.json (what the model is and, under "not_measured", why a figure is missing) --
 

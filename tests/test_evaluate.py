@@ -1,6 +1,8 @@
-"""evaluate works from declared capabilities: a class-conditional model is sampled per class and
-scored by how often the evaluation classifier sees the class asked for, a translating model gets
-a translation figure, a model that cannot sample gets no sample metrics, and nothing probes."""
+"""evaluate works from declared capabilities (components/evaluation.py: MEASUREMENTS): a
+class-conditional model is sampled per class and scored by how often the evaluation classifier sees
+the class asked for, a translating model gets a translation figure, a model that cannot sample gets
+no sample metrics but the reason, the classifier reads the test images once, a model's hooks add
+figures but replace none, every FID comes with its bootstrap standard error, and nothing probes."""
 
 import subprocess
 from pathlib import Path
@@ -10,8 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from components.data.batch import Batch
-from pipelines import evaluate
+from components import evaluation as evaluate
+from components.data.batch import Batch, Split, to_batch
+from components.metrics.sample_quality import fid_standard_error, frechet_distance
 from tiny_models import ClassShade, Inverter, class_spec, day_night_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +37,21 @@ class Shifted(ClassShade):
         return super().sample(n, None if condition is None else (condition + 1) % 4, generator)
 
 
+def evaluation_of(model, test: Split, valid: Split | None = None, train: Split | None = None, classifier=None,
+                  num_classes: int = 4, settings=None) -> evaluate.Evaluation:
+    """An Evaluation of `model` on these splits (valid and train: the test split when not given)."""
+    splits = {"test": test, "valid": valid or test, "train": train or test}
+    config = {"num_classes": num_classes} if classifier is not None else {"reason": "the data has no labels"}
+    return evaluate.Evaluation(model, settings or CFG, Path("nowhere"), splits,
+                               {name: to_batch(split) for name, split in splits.items()}, classifier, config)
+
+
+def shades(per_class: int = 10) -> Split:
+    """Real images of ClassShade's four classes, `per_class` of each."""
+    labels = np.repeat(np.arange(4), per_class)
+    return Split((labels / 3).astype(np.float32).reshape(-1, 1, 1, 1) * np.ones((1, 1, 2, 2), np.float32), labels)
+
+
 def pixels(picture) -> np.ndarray:
     return np.asarray(picture, dtype=np.float32) / 255
 
@@ -44,18 +62,19 @@ def cell(grid: np.ndarray, row: int, column: int, size: int = 2, scale: int = 4)
     return grid[top:top + size * scale, left:left + size * scale]
 
 
-def test_conditional_samples_are_asked_for_every_class_and_scored_against_what_was_asked(monkeypatch):
-    monkeypatch.setattr(evaluate, "load_classifier", lambda folder: (ShadeReader(), {"num_classes": 4}))
-    real = np.repeat(np.arange(4.0) / 3, 10).reshape(40, 1, 1, 1) * np.ones((1, 1, 2, 2))
-    real = real.astype(np.float32)
+def test_conditional_samples_are_asked_for_every_class_and_scored_against_what_was_asked():
+    real = shades()
     for model, accuracy in ((ClassShade(class_spec(), ClassShade.Params()), 1.0),
                             (Shifted(class_spec(), ClassShade.Params()), 0.0)):
-        condition = evaluate.sample_conditions(model, 40, Batch(torch.from_numpy(real)))
-        assert np.bincount(condition.numpy()).tolist() == [10, 10, 10, 10]
-        samples = evaluate.draw_samples(model, 40, condition, seed=0)
-        metrics = evaluate.quality_metrics(samples, real, real, 0, condition.numpy())
+        ev = evaluation_of(model, real, classifier=ShadeReader())
+        assert np.bincount(ev.drawn[1]).tolist() == [10, 10, 10, 10]
+        metrics = evaluate.measure(ev)
         assert metrics["conditional_accuracy"] == accuracy and metrics["conditional_accuracy_chance"] == 0.25
         assert metrics["class_coverage"] == 1.0   # both cover every class: only the asked class tells them apart
+        # The samples look like the real images either way; real data against itself is the floor.
+        assert metrics["fid"] == pytest.approx(0, abs=1e-6) and metrics["real_data_fid"] == pytest.approx(0, abs=1e-6)
+        assert not {"log_prob", "anomaly_detection", "encode", "representation"} - metrics.keys()
+        assert metrics["log_prob"] == f"not supported: {model.name} defines no likelihood"
 
 
 def test_an_unconditional_model_is_sampled_without_a_condition_and_scored_without_conditional_accuracy():
@@ -127,3 +146,96 @@ def test_no_capability_is_probed_by_attribute():
     found = subprocess.run(["grep", "-rn", "--include=*.py", "hasattr", "components", "pipelines"], cwd=REPO,
                            capture_output=True, text=True)
     assert found.stdout == ""
+
+
+class Counting(ShadeReader):
+    """ShadeReader that keeps every batch of images it is given."""
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def features(self, x):
+        self.seen.append(x.clone())
+        return super().features(x)
+
+
+def test_the_classifier_reads_the_test_images_once_for_every_measurement_that_compares_with_them():
+    from components.data.batch import DataSpec
+    from components.models import build_model
+
+    model = build_model("nade", DataSpec.single((1, 2, 2)), {"hidden_units": 3}).eval()   # samples and completes
+    test, valid = (Split(np.random.default_rng(seed).integers(0, 2, (24, 1, 2, 2)).astype(np.float32),
+                         np.arange(24) % 4) for seed in (0, 1))
+    counting = Counting()
+    metrics = evaluate.measure(evaluation_of(model, test, valid, classifier=counting,
+                                             settings={**CFG, "num_samples": 30}))
+    assert "fid" in metrics and "completion_fid" in metrics
+    assert sum(len(x) == 24 and torch.equal(x, torch.from_numpy(test.images)) for x in counting.seen) == 1
+
+
+def test_a_model_without_a_capability_gets_its_reason_and_a_translating_model_its_translation_figures():
+    images = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    split = Split(images.numpy(), np.arange(40) % 4, domains=np.repeat([0, 1], 20))
+    metrics = evaluate.measure(evaluation_of(Inverter(day_night_spec((1, 8, 8)), Inverter.Params()), split,
+                                             classifier=ShadeReader()))
+    assert {k: v for k, v in metrics.items() if isinstance(v, str)} == {
+        "log_prob": "not supported: test_inverter defines no likelihood",
+        "anomaly_detection": "not supported: test_inverter defines no likelihood",
+        "sample_quality": "not supported: test_inverter cannot sample",
+        "encode": "not supported: test_inverter has no encoder",
+        "representation": "not supported: test_inverter has no encoder"}
+    for name in ("translation_fid", "translation_fid_of_identity", "translation_fid_of_real"):
+        assert 0 < metrics[f"{name}_standard_error"] < np.inf
+    # Real images of each domain against themselves (valid = test here): no distance, and so no spread.
+    assert metrics["translation_fid_of_real"] == pytest.approx(0, abs=1e-6)
+
+
+class DrawsItsOwnSamples(ClassShade):
+    def evaluation_figures(self, test, settings):
+        return {"samples.png": evaluate.image_grid(np.zeros((4, 1, 2, 2)))}
+
+
+class ReportsItsOwnFid(ClassShade):
+    def evaluation_metrics(self, test, settings):
+        return {"fid": 0.0}
+
+
+def test_a_models_hooks_add_figures_but_may_not_replace_the_generic_ones():
+    with pytest.raises(ValueError, match=r"\['samples.png'\]"):
+        evaluate.figures_of(DrawsItsOwnSamples(class_spec(), ClassShade.Params()), "d", Batch(torch.zeros(12, 1, 2, 2)),
+                            np.zeros((40, 1, 2, 2)), CFG)
+    with pytest.raises(ValueError, match=r"\['fid'\]"):
+        evaluate.measure(evaluation_of(ReportsItsOwnFid(class_spec(), ClassShade.Params()), shades(),
+                                       classifier=ShadeReader()))
+
+
+def gaussians(n: int, seed: int, shift: float = 0.5, d: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 1, (n, d)), rng.normal(shift, 1, (n, d))
+
+
+def test_the_fid_standard_error_is_the_spread_of_fid_over_fresh_draws_and_shrinks_as_one_over_root_n():
+    # Against the truth: the standard deviation of FID over 400 independent draws of both sets. One
+    # estimate is itself off by ~17% (30 resamples, one draw): their mean over 20 draws is compared.
+    truth = np.std([frechet_distance(*gaussians(250, seed)) for seed in range(400)], ddof=1)
+    estimates = [fid_standard_error(*gaussians(250, 1000 + seed), seed=seed) for seed in range(20)]
+    assert np.mean(estimates) == pytest.approx(truth, rel=0.15)
+    # Four times the images: half the error (the mean shift's term dominates the spread).
+    larger = [fid_standard_error(*gaussians(1000, 2000 + seed), seed=seed) for seed in range(20)]
+    assert np.mean(estimates) / np.mean(larger) == pytest.approx(2, rel=0.15)
+    # Seeded by `seed` alone; identical sets are at distance 0.
+    real, fake = gaussians(250, 7)
+    assert fid_standard_error(real, fake, seed=3) == fid_standard_error(real, fake, seed=3)
+    assert frechet_distance(real, real) == pytest.approx(0, abs=1e-8)
+
+
+def test_the_promotion_metric_is_the_declared_one_else_the_familys():
+    from components.data.batch import DataSpec
+    from components.models import build_model, model_class
+    from components.report import promotion_metric
+
+    expected = {"bernoulli": "test_nll", "vae": "test_nll", "aae": "fid", "gan": "fid", "cgan": "fid",
+                "cyclegan": "translation_fid", "stargan": "target_classification_error", "puzzle_gan": "patch_l1"}
+    assert {name: promotion_metric(model_class(name)) for name in expected} == expected
+    bernoulli = build_model("bernoulli", DataSpec.single((1, 2, 2)))
+    assert evaluate.described(bernoulli)["promotion_metric"] == "test_nll"

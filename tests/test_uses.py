@@ -90,6 +90,17 @@ def prepared_digits(tmp_path_factory):
     return folder / "data/prepared"
 
 
+def evaluation_of(model, folder: Path):
+    """An Evaluation of `model` on the prepared data in `folder`, without an evaluation classifier."""
+    from components.data.batch import to_batch
+    from components.evaluation import Evaluation
+
+    splits = {split: read_split(folder, split, model.data_pixels) for split in ("test", "valid", "train")}
+    return Evaluation(model, {"seed": 0, "num_samples": 20, "iwae_samples": 10}, folder, splits,
+                      {name: to_batch(split) for name, split in splits.items()}, None,
+                      {"reason": "no classifier in this test"})
+
+
 @pytest.mark.parametrize("name, params", [
     ("vae", {"latent_dim": 2, "hidden_units": [16]}),
     ("aae", {"latent_dim": 2, "hidden_units": [16], "discriminator_units": [8]}),
@@ -100,23 +111,23 @@ def test_evaluation_measures_each_use_the_model_supports_and_names_the_rest(prep
     import torch
     from sklearn.metrics import roc_auc_score
 
-    from components.latent_figures import interpolation_grid, latent_scatter, reconstruction_grid
     from components.data.batch import DataSpec
+    from components.evaluation import measure
+    from components.latent_figures import interpolation_grid, latent_scatter, reconstruction_grid
     from components.models import build_model
-    from pipelines.evaluate import anomaly_metrics, likelihood_metrics, representation_metrics
 
     test = read_split(prepared_digits, "test", "binary")
     model = build_model(name, DataSpec.single(test.image_shape), params).eval()
     test_images = torch.from_numpy(test.images)
-    likelihood, test_log_prob = likelihood_metrics(model, test_images, {"iwae_samples": 10})
-    anomaly = anomaly_metrics(model, test_log_prob, {"iwae_samples": 10}, prepared_digits)
-    representation = representation_metrics(model, prepared_digits, test)
+    ev = evaluation_of(model, prepared_digits)
+    measured = measure(ev)
     if model.likelihood is None:
-        assert test_log_prob is None and anomaly["anomaly_detection"].startswith("not supported: ")
+        assert measured["anomaly_detection"] == f"not supported: {name} defines no likelihood"
     else:
+        test_log_prob = ev.test_log_prob
         assert len(test_log_prob) == len(test_images)
-        assert likelihood["test_nll"] == pytest.approx(-test_log_prob.double().mean().item())
-        assert likelihood["test_nll_standard_error"] == pytest.approx(
+        assert measured["test_nll"] == pytest.approx(-test_log_prob.double().mean().item())
+        assert measured["test_nll_standard_error"] == pytest.approx(
             test_log_prob.double().std().item() / len(test_log_prob) ** 0.5)
         # Each anomaly set is scored against the test split, the less likely image the more anomalous.
         torch.manual_seed(0)
@@ -126,17 +137,18 @@ def test_evaluation_measures_each_use_the_model_supports_and_names_the_rest(prep
                 scores = -torch.cat([test_log_prob, model.evaluation_log_prob(images, {"iwae_samples": 10})])
             truth = np.r_[np.zeros(len(test_log_prob)), np.ones(len(images))]
             tolerance = 0.05 if model.likelihood != "exact" else 1e-9   # a stochastic bound is redrawn
-            assert anomaly[f"anomaly_auroc_{split}"] == pytest.approx(roc_auc_score(truth, scores), abs=tolerance)
-        assert anomaly["anomaly_ood_set"] == "natural_image_patches" and anomaly["anomaly_holdout_class"] == 0
+            assert measured[f"anomaly_auroc_{split}"] == pytest.approx(roc_auc_score(truth, scores), abs=tolerance)
+        assert measured["anomaly_ood_set"] == "natural_image_patches" and measured["anomaly_holdout_class"] == 0
     if model.can("encode"):
         # Fitted on the training split's codes, scored on the test split's, against the true labels.
         train = read_split(prepared_digits, "train", "binary")
         with torch.no_grad():
             codes = [model.encode(torch.from_numpy(split.images)).numpy() for split in (train, test)]
-        assert representation == probe_accuracies(codes[0], train.labels, codes[1], test.labels)
-        assert representation["linear_probe_accuracy"] > representation["majority_class_accuracy"]
+        probes = probe_accuracies(codes[0], train.labels, codes[1], test.labels)
+        assert {k: measured[k] for k in ("encode", *probes)} == {"encode": "supported", **probes}
+        assert measured["linear_probe_accuracy"] > measured["majority_class_accuracy"]
     else:
-        assert representation["representation"].startswith("not supported: ")
+        assert measured["representation"] == f"not supported: {name} has no encoder"
     assert (model.can("encode") and model.can("decode")) == (name in ("vae", "aae"))
     if model.can("decode"):
         assert reconstruction_grid(model, test_images).size == ((10 * 9 + 1) * 4, (4 * 9 + 1) * 4)
@@ -149,12 +161,11 @@ def test_a_density_fitted_to_digits_finds_photo_patches_anomalous(prepared_digit
     import torch
 
     from components.data.batch import Batch, DataSpec
+    from components.evaluation import anomaly
     from components.models import build_model
-    from pipelines.evaluate import anomaly_metrics, likelihood_metrics
 
-    train, test = (read_split(prepared_digits, split, "binary") for split in ("train", "test"))
-    model = build_model("bernoulli", DataSpec.single(test.image_shape))
+    train = read_split(prepared_digits, "train", "binary")
+    model = build_model("bernoulli", DataSpec.single(train.image_shape))
     model.on_epoch_start()
     model.training_step(Batch(torch.from_numpy(train.images)), {})
-    _, test_log_prob = likelihood_metrics(model, torch.from_numpy(test.images), {})
-    assert anomaly_metrics(model, test_log_prob, {}, prepared_digits)["anomaly_auroc_ood"] > 0.9
+    assert anomaly(evaluation_of(model, prepared_digits))["anomaly_auroc_ood"] > 0.9
