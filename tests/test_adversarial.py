@@ -84,7 +84,8 @@ def test_loss_registry():
     assert isinstance(adversarial_loss("wgan_gp", drift=0.001), WassersteinGP)
     with pytest.raises(ConfigError, match="unknown adversarial loss 'hinge'.*lsgan, nonsaturating, wgan_gp"):
         adversarial_loss("hinge")
-    with pytest.raises(ConfigError, match="not one of 'nonsaturating'"):
+    with pytest.raises(ConfigError, match="^model 'dcgan': loss = 'hinge': must be one of nonsaturating, lsgan, "
+                                          "wgan_gp$"):
         build_model("dcgan", DataSpec.single((1, 8, 8)), {"loss": "hinge"})
 
 
