@@ -14,7 +14,7 @@ from components.errors import ConfigError
 from components.data.batch import DataSpec
 from components.data.prepared import write_split
 from components.data.streaming import eval_batches
-from components.models.base import GenerativeModel, Phase
+from components.models.base import GenerativeModel, Phase, Phased
 from components.training import Settings, final_weights, fit
 from components.training.ema import EMA
 from components.training.ray_worker import batch_factories
@@ -24,7 +24,7 @@ from components.training.selection import Selection
 SHAPE = (1, 3, 3)
 
 
-class Phased(GenerativeModel):
+class TwoPhases(Phased, GenerativeModel):
     """A tiny autoencoder-like likelihood with two optimizers, an averaged decoder, two phases and
     random input dropout (so resuming must restore the random state too)."""
     name = "test_phased"
@@ -94,9 +94,9 @@ def settings(**changes) -> Settings:
     return Settings.from_dict({**values, **changes})
 
 
-def phased(seed=0) -> Phased:
+def phased(seed=0) -> TwoPhases:
     torch.manual_seed(seed)
-    return Phased(DataSpec.single(SHAPE), Phased.Params())
+    return TwoPhases(DataSpec.single(SHAPE), TwoPhases.Params())
 
 
 class Snapshot:

@@ -11,8 +11,9 @@ it really implements (`sample`, `conditional_sample`, `log_prob`, `encode`,
 `decode`, `translate`, `complete`), checked when the class is defined, and
 `requires` names the batch fields it needs, checked against the data before
 training. Evaluation, serving and the report read these declarations and call
-the evaluation hooks below, whose defaults do nothing. Subclasses register
-themselves by `name` when their module is imported.
+the evaluation hooks below, whose defaults do nothing. A model trained in
+phases (a growing network) adds the `Phased` mixin and its hooks. Models join
+the registry by `name` through the `register` decorator.
 """
 
 from __future__ import annotations
@@ -53,9 +54,6 @@ class GenerativeModel(nn.Module):
     # Submodules whose parameters the trainer averages (EMA, when `ema_decay` is set); the average is
     # what validation, selection and the saved weights use.
     ema_modules: ClassVar[tuple[str, ...]] = ()
-    # Buffers that record the run rather than define the model (e.g. samples kept as each training
-    # phase ended): saved as the last epoch left them, whichever epoch's weights selection keeps.
-    records: ClassVar[tuple[str, ...]] = ()
     capabilities: ClassVar[frozenset[str]] = frozenset()   # what it can do (keys of CAPABILITIES)
     requires: ClassVar[frozenset[str]] = frozenset()       # batch fields it needs (of batch.FIELDS)
     condition: ClassVar[str | None] = None      # what `sample`'s condition is: "labels" | "captions" | ...
@@ -112,26 +110,6 @@ class GenerativeModel(nn.Module):
 
     def on_epoch_start(self) -> None:
         """Called before each training epoch (closed-form models reset statistics here)."""
-
-    def phases(self) -> list["Phase"]:
-        """The training phases, in order (e.g. a network that grows); none: one phase, all epochs."""
-        return []
-
-    def on_phase_start(self, phase: "Phase") -> None:
-        """Called before the first epoch of `phase`, and again for the current phase when a run resumes
-        (so it must set state from `phase`, not toggle it)."""
-
-    def on_phase_end(self, phase: "Phase", averaged: bool = True) -> None:
-        """Called twice when a phase ends: with the live weights in place (`averaged` False), then with
-        the averaged (EMA) ones, the weights validation and selection see (the live ones again when
-        training keeps no average); after its last epoch when the next phase follows (before selection
-        sees the epoch), and after training's last epoch; e.g. to keep samples of what the phase reached
-        in `records`."""
-
-    def selectable(self) -> bool:
-        """Whether the model as it stands is a candidate for selection: a network still growing (ProGAN
-        before its last resolution is faded in) is not the model the run is meant to produce."""
-        return True
 
     def on_step(self, step: int) -> None:
         """Called after every training step; `step` counts steps since the run began (1, 2, ...)."""
@@ -249,6 +227,39 @@ class Phase:
     images: int | None = None
     batch_size: int | None = None
     resolution: int | None = None    # for the model's own use (e.g. the side of a growing network)
+
+
+class Phased:
+    """Mixin for a model trained in phases (e.g. ProGAN's network growing one resolution at a time).
+
+    `fit` reads this declaration once (`isinstance(model, Phased)`): it walks `phases()`, calls the
+    hooks as each phase starts and ends, offers selection only the epochs `selectable()` allows, and
+    keeps `records` as the last epoch left them. A model without it trains in one phase of all epochs,
+    every epoch a candidate for selection.
+    """
+    # Buffers that record the run rather than define the model (e.g. samples kept as each training
+    # phase ended): saved as the last epoch left them, whichever epoch's weights selection keeps.
+    records: ClassVar[tuple[str, ...]] = ()
+
+    def phases(self) -> list[Phase]:
+        """The training phases, in order."""
+        raise NotImplementedError
+
+    def on_phase_start(self, phase: Phase) -> None:
+        """Called before the first epoch of `phase`, and again for the current phase when a run resumes
+        (so it must set state from `phase`, not toggle it)."""
+
+    def on_phase_end(self, phase: Phase, averaged: bool = True) -> None:
+        """Called twice when a phase ends: with the live weights in place (`averaged` False), then with
+        the averaged (EMA) ones, the weights validation and selection see (the live ones again when
+        training keeps no average); after its last epoch when the next phase follows (before selection
+        sees the epoch), and after training's last epoch; e.g. to keep samples of what the phase reached
+        in `records`."""
+
+    def selectable(self) -> bool:
+        """Whether the model as it stands is a candidate for selection: a network still growing (ProGAN
+        before its last resolution is faded in) is not the model the run is meant to produce."""
+        return True
 
 
 DIRECTIONS = ("min", "max")

@@ -74,7 +74,7 @@ from torch import nn
 from pydantic import Field
 from components.errors import ConfigError
 from components.losses.adversarial import KARRAS_DRIFT, adversarial_loss
-from components.models.base import Phase, register
+from components.models.base import Phase, Phased, register
 from components.models.families.adversarial import AdversarialModel, to_signed, to_unit
 
 HE_GAIN = math.sqrt(2.0)
@@ -208,7 +208,7 @@ class ProDiscriminator(nn.Module):
 
 
 @register
-class ProGAN(AdversarialModel):
+class ProGAN(Phased, AdversarialModel):
     name = "progan"
     capabilities = {"sample"}
     ema_modules = ("generator",)

@@ -25,7 +25,7 @@ from pydantic import Field
 from components.config import PositiveFloat, PositiveInt, Seed, typed
 from components.errors import ConfigError
 from components.data.batch import Batch
-from components.models.base import GenerativeModel, Phase
+from components.models.base import GenerativeModel, Phase, Phased
 from components.training.ema import EMA
 from components.training.schedules import Optimizer, Schedule, configure_optimizers, lr_factor, set_rates
 from components.training.selection import SAMPLE_QUALITY, Selection
@@ -123,7 +123,8 @@ class Run:
         self.optimizers = configure_optimizers(model, settings.lr, settings.optimizers)
         self.ema = (EMA(model, model.ema_modules, settings.ema_decay, settings.ema_kimg, settings.ema_rampup)
                     if settings.averages else None)
-        self.phases = model.phases() or [Phase("train")]
+        self.phased = isinstance(model, Phased)   # the phase hooks below are called for these only
+        self.phases = model.phases() if self.phased else [Phase("train")]
         metric = model.selection
         self.quality = quality
         if metric and metric[0] in SAMPLE_QUALITY and quality is None:
@@ -151,7 +152,7 @@ class Run:
                 "ema": self.ema.state_dict() if self.ema else None,
                 "selection": self.selection.state_dict() if self.selection else None,
                 "selected_by": self.selection.describe() if self.selection else None,
-                "records": list(self.model.records),
+                "records": list(self.model.records) if self.phased else [],
                 "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None}
 
@@ -191,7 +192,7 @@ def fit(model: GenerativeModel, train_data: TrainData, valid_data: ValidData, se
     entered = None
     while run.state["epoch"] < settings.epochs and not run.state["stopped"]:
         epoch = run.state["epoch"] + 1
-        if entered != run.state["phase"]:
+        if run.phased and entered != run.state["phase"]:
             model.on_phase_start(run.phase)
             entered = run.state["phase"]
         rates = set_rates(run.optimizers, lr_factor(settings.schedule, epoch, settings.epochs))
@@ -224,7 +225,7 @@ def fit(model: GenerativeModel, train_data: TrainData, valid_data: ValidData, se
         record.update({f"lr_{name}": rate for name, rate in rates.items()})
         record["images_per_second"] = seen * world / max(seconds, 1e-9)
         record["epoch_seconds"] = seconds
-        eligible = model.selectable()   # the model this epoch trained, before the next phase starts
+        eligible = not run.phased or model.selectable()   # the model this epoch trained, before the next phase starts
         end_phase(run, seen * world)
         if run.selection and eligible:
             run.selection.update(record, run.weights)
@@ -249,6 +250,8 @@ def end_phase(run: Run, shown: int) -> None:
 
 def phase_ended(run: Run) -> None:
     """The model's `on_phase_end` with the live weights, then with what validation and selection see."""
+    if not run.phased:
+        return
     run.model.on_phase_end(run.phase, averaged=False)
     with run.averaged():
         run.model.on_phase_end(run.phase, averaged=True)
@@ -257,7 +260,7 @@ def phase_ended(run: Run) -> None:
 def final_weights(checkpoint: dict) -> dict:
     """The weights to keep: the selected epoch's, else the last epoch's (with EMA averages, if any)."""
     selected = (checkpoint.get("selection") or {}).get("best_weights")
-    if selected is not None:   # the run's records as the last epoch left them (GenerativeModel.records)
+    if selected is not None:   # the run's records as the last epoch left them (Phased.records)
         return {**selected, **{k: checkpoint["model"][k].detach().cpu() for k in checkpoint.get("records", ())}}
     weights = {k: v.detach().cpu() for k, v in checkpoint["model"].items()}
     if checkpoint.get("ema"):
