@@ -104,3 +104,13 @@ def test_registration_is_explicit_and_a_name_is_taken_once():
     with pytest.raises(TypeError, match="registered twice"):
         register(type("AnotherNade", (GenerativeModel,), {"name": "nade", "family": "explicit"}))
     assert available_models() == before
+
+
+def test_a_conditional_sampler_requires_its_condition_field():
+    from components.models.base import GenerativeModel, REGISTRY
+
+    assert REGISTRY["cgan"].requires == {"labels"} and REGISTRY["gan_cls"].requires == {"captions"}
+    assert REGISTRY["infogan"].requires == frozenset()   # its codes are its own, not a batch field
+    conditional = type("ByAttributes", (GenerativeModel,), {"family": "adversarial", "condition": "attributes",
+                                                             "requires": {"labels"}})
+    assert conditional.requires == {"labels", "attributes"}

@@ -56,7 +56,8 @@ class GenerativeModel(nn.Module):
     ema_modules: ClassVar[tuple[str, ...]] = ()
     capabilities: ClassVar[frozenset[str]] = frozenset()   # what it can do (keys of CAPABILITIES)
     requires: ClassVar[frozenset[str]] = frozenset()       # batch fields it needs (of batch.FIELDS)
-    condition: ClassVar[str | None] = None      # what `sample`'s condition is: "labels" | "captions" | ...
+    # What `sample`'s condition is, a batch field ("labels" | "captions" | ...); it joins `requires`.
+    condition: ClassVar[str | None] = None
     # The evaluation metric promote ranks its versions by (lower is better); None: its family's
     # (the test NLL of a likelihood model, else FID).
     promotion_metric: ClassVar[str | None] = None
@@ -74,7 +75,9 @@ class GenerativeModel(nn.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls.capabilities, cls.requires = frozenset(cls.capabilities), frozenset(cls.requires)
+        cls.capabilities = frozenset(cls.capabilities)
+        # a conditional sampler trains on its condition, so the data must have that field
+        cls.requires = frozenset(cls.requires) | ({cls.condition} if cls.condition else set())
         unknown = (cls.capabilities - set(CAPABILITIES)) | (cls.requires - set(FIELDS))
         if unknown:
             raise TypeError(f"{cls.__name__}: unknown capabilities or batch fields {sorted(unknown)}")

@@ -98,7 +98,6 @@ class ConditionalDiscriminator(nn.Module):
 class ConditionalGAN(AdversarialModel):
     name = "cgan"
     capabilities = {"sample", "conditional_sample"}
-    requires = {"labels"}
     condition = "labels"
     selection = ("intra_fid", "min")
 

@@ -212,7 +212,6 @@ class TextConditionalDiscriminator(nn.Module):
 class GANCLS(AdversarialModel):
     name = "gan_cls"
     capabilities = {"sample", "conditional_sample"}
-    requires = {"captions"}
     condition = "captions"
     ema_modules = ("generator",)
 
