@@ -110,7 +110,8 @@ PROBE = r"""
 import json, os, sys, tempfile, time
 t0 = time.perf_counter()
 from pipelines import ray_session, ray_train   # first: it puts Ray in token mode when a token is given
-import ray, torch, ray.train
+import dataclasses, ray, torch, ray.train
+from components.training import Settings      # already imported by ray_train's workers' loop
 t_import = time.perf_counter()
 storage = sys.argv[1]
 
@@ -123,7 +124,10 @@ def train_fn(config):
 session = ray_session.ray_session(os.environ.get("RAY_ADDRESS"))
 session.__enter__()
 t_init = time.perf_counter()
-trainer = ray_train.make_trainer({}, {"num_workers": 1, "use_gpu": False}, storage, f"probe-{time.time()}")
+# every setting, defaults filled in, as the train stage hands them to Ray (one worker, no GPU)
+settings = dataclasses.asdict(Settings.from_dict({"epochs": 1, "batch_size": 1, "lr": 1.0, "patience": 1,
+                                                  "use_gpu": False}))
+trainer = ray_train.make_trainer({}, settings, storage, f"probe-{time.time()}")
 trainer = type(trainer)(train_fn, scaling_config=trainer.scaling_config, run_config=trainer.run_config)
 wall_fit, result = time.time(), trainer.fit()
 t_fit = time.perf_counter()

@@ -15,7 +15,8 @@ import typing
 from functools import cache
 from typing import Annotated, Literal
 
-from pydantic import Field, create_model
+from pydantic import AfterValidator, Field, create_model
+from pydantic_core import PydanticCustomError
 
 from components.config import (KEY, MISSING, PositiveFloat, PositiveInt, Section, Seed, checked, describe,
                                display_name, field_hint, hint_at, line, load_params, optional, rules,
@@ -23,6 +24,15 @@ from components.config import (KEY, MISSING, PositiveFloat, PositiveInt, Section
 from components.errors import ConfigError, repo_path
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
+
+
+def distinct_names(domains: list) -> list:
+    """Domains each named once: models, batches and reports tell them apart by name."""
+    names = [domain.name for domain in domains]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise PydanticCustomError("params_rule", ", ".join(f"domain {name!r} is named twice" for name in twice))
+    return domains
 
 
 @cache
@@ -56,7 +66,7 @@ def data_schema() -> type[Section]:
         mirrors: list[str] | None = None
         image_size: Side | None = None
         count: Patches | None = None
-        domains: Annotated[list[Domain], Field(min_length=1)] | None = None
+        domains: Annotated[list[Domain], Field(min_length=1), AfterValidator(distinct_names)] | None = None
         captions: bool = False
         binarize: Literal[BINARIZATIONS] = "none"
         threshold: Annotated[float, Field(ge=0, lt=1)] = 0.5
@@ -218,7 +228,7 @@ def _domain_view():
         name: str
         transform: Literal[tuple(TRANSFORMS)] = "identity"
 
-    return Annotated[list[DomainView], Field(min_length=2)] | None
+    return Annotated[list[DomainView], Field(min_length=2), AfterValidator(distinct_names)] | None
 
 
 # The keys every model entry may have beside its model's own parameters: name -> its annotation

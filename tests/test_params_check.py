@@ -360,6 +360,29 @@ def test_repro_checks_the_whole_file_before_running_any_stage(folder):
     ({("train", "ema_kimg"): 10, ("train", "ema_decay"): 0.999}, "train: set one of ema_decay (per step) and ema_kimg"),
     # ... and across `train` and an entry's `training`, each valid alone (progan's sets ema_kimg)
     ({("train", "ema_decay"): 0.999}, "models.progan.training: set one of ema_decay (per step) and ema_kimg"),
+    ({("models", "vae", "architecture"): "conv", ("models", "vae", "conv_channels"): []},
+     "models.vae: architecture 'conv' needs at least one entry in conv_channels"),
+    ({("models", "aae", "architecture"): "conv", ("models", "aae", "conv_channels"): []},
+     "models.aae: architecture 'conv' needs at least one entry in conv_channels"),
+    # gan_cls's matching-aware discriminator has no WGAN critic: its own choices of loss
+    ({("models", "gan_cls", "loss"): "wgan_gp"}, "models.gan_cls.loss = 'wgan_gp': must be one of nonsaturating, lsgan"),
+    # a source's side, the data's domains and a model's domain view: the schema's alone (data/domains.py,
+    # data/sources/images.py trust it)
+    ({("data", "image_size"): 1}, "data.image_size = 1: must be an integer >= 2 (or null)"),
+    ({("data", "domains"): [{"name": "a", "source": "digits"}, {"name": "a", "source": "digits", "transform": "thin"}]},
+     "data.domains: domain 'a' is named twice"),
+    ({("data", "domains"): [{"name": "a", "source": "digits", "size": 8}]},
+     "data.domains[0].size: unknown key; valid keys: name, source, transform, path, image_size, count"),
+    ({("data", "domains"): [{"name": "a", "source": "digits", "transform": "blur"}]},
+     "data.domains[0].transform = 'blur': must be one of identity, thicken"),
+    ({("data", "domains"): [{"name": "a", "source": "no_such_source"}]},
+     "data.domains[0].source = 'no_such_source': must be one of "),
+    ({("models", "cyclegan", "domains"): [{"name": "plain"}]}, "models.cyclegan.domains = [{name: 'plain'}]: "
+     "must be a list of at least 2 (each mapping with keys name, transform) (or null)"),
+    ({("models", "cyclegan", "domains"): [{"name": "a"}, {"name": "b", "source": "mnist"}]},
+     "models.cyclegan.domains[1].source: unknown key; valid keys: name, transform"),
+    ({("models", "cyclegan", "domains"): [{"name": "a"}, {"name": "a", "transform": "thin"}]},
+     "models.cyclegan.domains: domain 'a' is named twice"),
 ])
 def test_each_parameter_is_checked_once_by_the_schema_in_one_line(tmp_path, changes, expected):
     """Each parameter has one check, the schema's, whoever declares it (a model, the trainer, a data

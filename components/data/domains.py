@@ -37,7 +37,7 @@ from scipy import ndimage
 from components.data.batch import Split
 from components.errors import ConfigError
 from components.data.prepared import SPLITS, quantize, read_split, split_meta, write_split
-from components.data.sources import REGISTRY, SourceOptions, Splits, available_sources, load_source
+from components.data.sources import SourceOptions, Splits, load_source
 
 
 @dataclass(frozen=True)
@@ -68,33 +68,15 @@ class DomainEntry:
 
 
 def domain_entries(cfg: dict, base: SourceOptions) -> list[DomainEntry]:
-    """The `data.domains` entries validated (or the one domain of `data.source`)."""
+    """The `data.domains` entries, as the schema checked them (components/schema.py), or the one domain
+    of `data.source`."""
     raw = cfg.get("domains")
     if raw is None:
         return [DomainEntry(cfg["source"], cfg["source"], "identity", base)]
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError("data.domains: expected a list of {name, source, transform} entries")
-    entries, names = [], set()
-    for i, entry in enumerate(raw):
-        where = f"data.domains[{i}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry.get("source"):
-            raise ConfigError(f"{where}: expected a mapping with a `name` and a `source`")
-        unknown = set(entry) - {"name", "source", "transform", "path", "image_size", "count"}
-        if unknown:
-            raise ConfigError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
-        if entry["name"] in names:
-            raise ConfigError(f"{where}.name: domain {entry['name']!r} is named twice")
-        if entry["source"] not in REGISTRY:
-            raise ConfigError(f"{where}.source: unknown source {entry['source']!r}; "
-                              f"valid: {', '.join(available_sources())}")
-        transform = entry.get("transform", "identity")
-        if transform not in TRANSFORMS:
-            raise ConfigError(f"{where}.transform: unknown transform {transform!r}; valid: {', '.join(TRANSFORMS)}")
-        names.add(entry["name"])
-        options = SourceOptions(**{**base.__dict__, **{k: entry[k] for k in ("path", "image_size", "count")
-                                                        if k in entry}})
-        entries.append(DomainEntry(entry["name"], entry["source"], transform, options))
-    return entries
+    return [DomainEntry(entry["name"], entry["source"], entry.get("transform", "identity"),
+                        SourceOptions(**{**base.__dict__, **{k: entry[k] for k in ("path", "image_size", "count")
+                                                             if k in entry}}))
+            for entry in raw]
 
 
 def _resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -185,29 +167,10 @@ def deal(entries: list[DomainEntry], sources: list[Splits], keys: list, image_si
 
 # --- domain views of the prepared data (a model entry's `domains`) ------------------------------------
 
-VIEW_KEYS = ("name", "transform")
-
-
-def view_entries(raw, where: str) -> list[DomainEntry]:
-    """A model entry's `domains` validated: at least two `{name, transform}` (transform default identity)."""
-    if not isinstance(raw, list) or len(raw) < 2:
-        raise ConfigError(f"{where}: expected a list of at least 2 {{name, transform}} entries, got {raw!r}")
-    entries, names = [], set()
-    for i, entry in enumerate(raw):
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise ConfigError(f"{where}[{i}]: expected a mapping with a `name` (and a `transform`), got {entry!r}")
-        unknown = set(entry) - set(VIEW_KEYS)
-        if unknown:
-            raise ConfigError(f"{where}[{i}]: unknown keys {', '.join(sorted(unknown))}; a view's domain has "
-                              f"{', '.join(VIEW_KEYS)} (sources and sizes belong in data.domains)")
-        if entry["name"] in names:
-            raise ConfigError(f"{where}[{i}].name: domain {entry['name']!r} is named twice")
-        transform = entry.get("transform", "identity")
-        if transform not in TRANSFORMS:
-            raise ConfigError(f"{where}[{i}].transform: unknown transform {transform!r}; valid: {', '.join(TRANSFORMS)}")
-        names.add(entry["name"])
-        entries.append(DomainEntry(entry["name"], "", transform, None))
-    return entries
+def view_entries(raw: list[dict]) -> list[DomainEntry]:
+    """A model entry's `domains`, as the schema checked them: at least two `{name, transform}`
+    (transform default identity)."""
+    return [DomainEntry(entry["name"], "", entry.get("transform", "identity"), None) for entry in raw]
 
 
 def domain_view(folder: Path, entries: list[DomainEntry], where: str) -> dict[str, Split]:
@@ -242,7 +205,7 @@ def domain_view_folder(prepared: Path, raw, where: str, parent: Path | None = No
     if raw is None:
         yield Path(prepared)
         return
-    splits = domain_view(Path(prepared), view_entries(raw, where), where)
+    splits = domain_view(Path(prepared), view_entries(raw), where)
     if parent is not None:
         Path(parent).mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="domain-view-", dir=parent))

@@ -28,7 +28,7 @@ from torch import nn
 
 from pydantic import Field
 from components.losses.adversarial import NonSaturating
-from components.models.families.autoencoder import Autoencoder, mlp
+from components.models.families.autoencoder import Autoencoder, check_architecture, mlp
 from components.models.base import register
 
 MIXTURE_COMPONENTS, MIXTURE_RADIUS, MIXTURE_STD = 10, 4.0, 0.5
@@ -62,6 +62,9 @@ class AAE(Autoencoder):
         conv_channels: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [32, 64])
         discriminator_units: list[Annotated[int, Field(ge=1)]] = dataclasses.field(default_factory=lambda: [512, 512])
         beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5  # Adam's first-moment decay for the two adversarial updates
+
+        def __post_init__(self):   # a rule across parameters: the schema runs it (components.config.rules)
+            check_architecture(self)
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

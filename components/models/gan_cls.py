@@ -77,7 +77,7 @@ row, t from 0 to 1 along it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +86,7 @@ from torch import nn
 from pydantic import Field
 from components.errors import ConfigError
 from components.data.captions import NOUNS, TEMPLATES, class_words
-from components.losses.adversarial import AdversarialLoss, LossName
+from components.losses.adversarial import AdversarialLoss
 from components.models.base import NotSupported, register
 from components.models.families.adversarial import (AdversarialModel, DCGANDiscriminator, DCGANGenerator,
                                                     dcgan_init, per_class_fid, per_class_fid_figure,
@@ -231,7 +231,8 @@ class GANCLS(AdversarialModel):
         text_pretraining_steps: Annotated[int, Field(ge=0)] = 0
         # after pretraining: the encoder fixed (the paper) or fine-tuned by D's loss at its optimizer's rate
         text_finetune: bool = False
-        loss: LossName = "nonsaturating"
+        # the matching-aware discriminator needs a real and a fake side: no WGAN critic (wgan_gp)
+        loss: Literal["nonsaturating", "lsgan"] = "nonsaturating"
         beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
 
     def __init__(self, spec, params):
@@ -239,9 +240,6 @@ class GANCLS(AdversarialModel):
         if len(spec.vocabulary) < 3 or spec.caption_length < 1:
             raise ConfigError(f"model 'gan_cls' reads captions, but data source {spec.source!r} has no caption "
                               "vocabulary (set data.captions: true)")
-        if params.loss == "wgan_gp":
-            raise ConfigError("model 'gan_cls': the matching-aware discriminator is defined for losses with "
-                              "a real and a fake side (nonsaturating, lsgan), not a WGAN critic")
         self.build_loss()
         p = params
         self.text_encoder = TextEncoder(len(spec.vocabulary), p.word_dim, p.text_hidden)

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 import torch
 
 from pydantic import Field
-from components.models.families.autoencoder import Autoencoder
+from components.models.families.autoencoder import Autoencoder, check_architecture
 from components.models.base import register
 
 
@@ -46,7 +46,8 @@ class VAE(Autoencoder):
         iwae_samples: Annotated[int, Field(ge=1)] = 100      # samples of the importance-weighted log_prob
         iwae_chunk: Annotated[int, Field(ge=1)] = 100        # samples evaluated at once (memory bound)
 
-        def __post_init__(self):   # a rule across parameters: the schema runs it (components.config.rules)
+        def __post_init__(self):   # rules across parameters: the schema runs them (components.config.rules)
+            check_architecture(self)
             if self.train_samples > 1 and (self.beta != 1 or self.kl_warmup_epochs):
                 raise ValueError("beta and kl_warmup_epochs weight the ELBO's KL term; "
                                  "the IWAE objective (train_samples > 1) has none")

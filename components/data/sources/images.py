@@ -39,8 +39,6 @@ def _image_size(options: SourceOptions, source: str, default: int | None = None)
     if size is None:
         raise DataSourceError(f"data.image_size: source {source!r} needs the side (pixels) its images are "
                               "resized to, e.g. image_size: 32")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 2:
-        raise DataSourceError(f"data.image_size: {size!r} is not an integer side of at least 2 pixels")
     return size
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from components.errors import ConfigError
 from components.models.base import GenerativeModel
 from components.layers.pixel_likelihood import pixel_likelihood
 
@@ -87,9 +86,17 @@ class MLPDecoder(nn.Module):
         return self.net(z).reshape(*z.shape[:-1], self.params_per_pixel, -1)
 
 
+def check_architecture(params) -> None:
+    """The rule across an autoencoder's architecture parameters, for its Params' `__post_init__` (the
+    schema runs it: components.config.rules)."""
+    if params.architecture == "conv" and not params.conv_channels:
+        raise ValueError("architecture 'conv' needs at least one entry in conv_channels")
+
+
 class Autoencoder(GenerativeModel):
     """Encoder, decoder and pixel likelihood; `Params` must have latent_dim, architecture,
-    hidden_units and conv_channels. `encoder_outputs` is what the encoder produces per image."""
+    hidden_units and conv_channels, and run `check_architecture` in its `__post_init__`.
+    `encoder_outputs` is what the encoder produces per image."""
 
     family = "latent"
     pixels = "any"
@@ -97,8 +104,6 @@ class Autoencoder(GenerativeModel):
 
     def build_networks(self, encoder_outputs: int) -> None:
         p = self.params
-        if p.architecture == "conv" and not p.conv_channels:
-            raise ConfigError(f"model {self.name!r}: architecture 'conv' needs at least one entry in conv_channels")
         self.pixel_likelihood = pixel_likelihood(self.levels)
         per_pixel = self.pixel_likelihood.num_params
         if p.architecture == "conv":
