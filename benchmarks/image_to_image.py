@@ -279,7 +279,8 @@ def train_fixed(key: str, name: str, arch: dict, training: dict, pixels: str, fo
     model.load_state_dict(final_weights(run.checkpoint()))
     return {"model": model.eval(), "images": run.state["images"], "steps": run.state["step"],
             "cpu_seconds": time.process_time() - cpu, "train_seconds": time.perf_counter() - started,
-            "batch_size": settings.batch_size, "lr": settings.lr, "schedule": settings.schedule}
+            "batch_size": settings.batch_size, "lr": settings.lr,
+            "schedule": training.get("schedule") or {"kind": "constant"}}   # the entry's, as plain data
 
 
 def domain_classifier_subset(train: Batch, count: int) -> Batch:
@@ -360,8 +361,8 @@ def tables(speed: list[dict], sides: dict[str, dict[str, dict]], setup: dict, ar
     if sides:
         card = setup["classifier"]
         names = list(sides)
-        lines += [f"MNIST 28x28. Budget per model: the images shown below ({args.epochs} epochs of its share of a "
-                  f"seeded {args.train_subset}-image training subset, dealt out to the model's domains), the same "
+        lines += [f"MNIST 28x28. Budget per model: the images shown below (epochs of its share of a seeded "
+                  f"{args.train_subset}-image training subset, dealt out to the model's domains), the same "
                   "for every side; each side's own params.yaml entry otherwise (architecture, optimizer rates, batch "
                   "size, schedule run over those epochs; no early stopping); seed 0. Measured on "
                   f"{args.test} seeded test images (dealt alike). Evaluation classifier: {card['epochs']} epoch(s) on "
