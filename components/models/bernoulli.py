@@ -13,17 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from pydantic import Field
-from components.models.base import GenerativeModel, register
+from components.models.base import register
+from components.models.families.explicit import ExplicitModel
 
 
 @register
-class IndependentBernoulli(GenerativeModel):
+class IndependentBernoulli(ExplicitModel):
     name = "bernoulli"
-    family = "explicit"
-    likelihood = "exact"
     pixels = "binary"
-    selection = ("nll", "min")
-    capabilities = {"sample", "log_prob"}
 
     @dataclasses.dataclass
     class Params:

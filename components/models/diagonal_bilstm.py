@@ -33,10 +33,8 @@ class DiagonalBiLSTM(RasterConvAutoregressive):
     name = "diagonal_bilstm"
 
     @dataclasses.dataclass
-    class Params:
+    class Params(RasterConvAutoregressive.Params):
         features: Annotated[int, Field(ge=1)] = 16  # h (the paper's MNIST models: 1 layer h=32, or 7 layers h=16)
-        layers: Annotated[int, Field(ge=1)] = 7
-        output_features: Annotated[int, Field(ge=1)] = 64
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

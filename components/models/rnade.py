@@ -28,7 +28,8 @@ from torch import nn
 from pydantic import Field
 from components.completion import complete
 from components.layers.nade import tied_log_prob
-from components.models.base import GenerativeModel, register
+from components.models.base import register
+from components.models.families.explicit import ExplicitModel
 
 
 def mixture_log_density(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -49,12 +50,10 @@ def mixture_log_prob(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 @register
-class RNADE(GenerativeModel):
+class RNADE(ExplicitModel):
     name = "rnade"
-    family = "explicit"
     likelihood = "dequantized_bound"
     pixels = "grayscale"
-    selection = ("nll", "min")
     capabilities = {"sample", "log_prob", "complete"}
 
     @dataclasses.dataclass

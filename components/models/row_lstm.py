@@ -32,11 +32,9 @@ class RowLSTM(RasterConvAutoregressive):
     name = "row_lstm"
 
     @dataclasses.dataclass
-    class Params:
-        features: Annotated[int, Field(ge=1)] = 32          # h (the paper: 128 for MNIST-size images)
-        layers: Annotated[int, Field(ge=1)] = 7
+    class Params(RasterConvAutoregressive.Params):
+        """features, layers and output_features (the paper: h = 128 for MNIST-size images), and:"""
         kernel: Annotated[int, Field(ge=1)] = 3             # k of the k x 1 convolutions
-        output_features: Annotated[int, Field(ge=1)] = 64
 
     def __init__(self, spec, params):
         super().__init__(spec, params)

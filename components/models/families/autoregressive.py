@@ -13,19 +13,20 @@ which a model may answer from a cache of its earlier work.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from components.models.base import GenerativeModel
 from components.completion import complete
+from components.models.families.explicit import ExplicitModel
 from components.layers.masked import MaskedConv2d, step_at
 
 
-class Autoregressive(GenerativeModel):
-    family = "explicit"
-    likelihood = "exact"
-    selection = ("nll", "min")
+class Autoregressive(ExplicitModel):
     capabilities = {"sample", "log_prob", "complete"}
 
     @property
@@ -87,6 +88,13 @@ class RasterConvAutoregressive(Autoregressive):
     """PixelCNN and PixelRNN share their ends: a 7x7 mask-A input convolution (the only
     layer that hides the centre pixel), a model-specific stack of layers carrying 2h
     features, then ReLU, 1x1 mask-B, ReLU, 1x1 mask-B to each pixel's logit(s) (raster order)."""
+
+    @dataclasses.dataclass
+    class Params:
+        """The PixelRNN models' parameters (PixelCNN's stack is `residual_blocks`, in pixelcnn.py)."""
+        features: Annotated[int, Field(ge=1)] = 32          # h: the stack carries 2h features
+        layers: Annotated[int, Field(ge=1)] = 7             # LSTM layers in the stack
+        output_features: Annotated[int, Field(ge=1)] = 64   # of the 1x1 mask-B layer between the stack and the logits
 
     def build(self, layers: list[nn.Module], h: int, output_features: int) -> None:
         if self.image_shape[0] != 1:
