@@ -250,6 +250,23 @@ def test_selection_keeps_the_best_epoch_in_the_declared_direction(monkeypatch, t
     assert run.selection.best == Scripted.script[best_epoch - 1]
 
 
+def test_a_model_without_the_phased_mixin_trains_in_one_phase_and_keeps_no_records(tmp_path):
+    """fit calls phase hooks on `Phased` models only: a plain model trains all epochs in one phase at the
+    batch_size setting, every epoch a candidate for selection, and its checkpoint lists no records."""
+    sizes = []
+    data, valid = batch_factories(prepared(tmp_path), "binary", settings(epochs=3))
+
+    def recorded(epoch, batch_size):
+        sizes.append(batch_size)
+        return data(epoch, batch_size)
+
+    model = Scripted(DataSpec.single(SHAPE), Scripted.Params())
+    run = fit(model, recorded, valid, settings(epochs=3, ema_decay=None, optimizers={}))
+    assert not run.phased and run.phases == [Phase("train")] and run.state["phase"] == 0
+    assert sizes == [16, 16, 16] and run.checkpoint()["records"] == []
+    assert run.selection.state_dict()["best_epoch"] == 2   # scores 1, 3, 2: the best of every epoch
+
+
 def test_selection_rejects_a_bad_declaration():
     with pytest.raises(TypeError, match="selection is .metric, 'min' . 'max'."):
         type("Bad", (GenerativeModel,), {"selection": ("nll", "lowest")})
