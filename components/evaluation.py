@@ -33,7 +33,7 @@ from components.metrics.representation import probe_accuracies
 from components.metrics.sample_quality import SampleJudge, conditional_accuracy, sample_quality
 from components.metrics.translation import translation_metrics
 from components.models.base import GenerativeModel
-from components.plots import image_grid
+from components.plots import draw, image_grid
 from components.report import promotion_metric
 
 
@@ -313,9 +313,10 @@ def translation_grid(model, test: Batch, columns: int = 12):
 
 def figures_of(model, key: str, test: Batch, samples: np.ndarray | None, settings: dict) -> dict:
     """File name -> picture (PIL image or matplotlib figure): one for each capability the model
-    declares, and those its `evaluation_figures` hook draws, which may not reuse a generic one's name."""
+    declares, and those its `evaluation_figures` hook describes (components/pictures.py), drawn here,
+    which may not reuse a generic one's name."""
     seed = settings["seed"]
-    own = model.evaluation_figures(test, settings)
+    own = {name: draw(picture) for name, picture in model.evaluation_figures(test, settings).items()}
     figures = {}
     if samples is not None:
         figures["samples.png"] = image_grid(samples[:100], columns=10)

@@ -1,4 +1,5 @@
-"""Pictures people look at: sample grids and training curves."""
+"""Pictures people look at: sample grids and training curves, and the pictures models describe
+(components/pictures.py) drawn."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from components.pictures import Bars, Grid, LabelledRows, Picture, Table  # noqa: E402
 
 
 def image_grid(images: np.ndarray, columns: int = 10, padding: int = 1, scale: int = 4) -> Image.Image:
@@ -110,3 +113,18 @@ def picture_rows(rows, titles):
                 ax.set_title(titles[c], fontsize=7)
     figure.tight_layout()
     return figure
+
+
+def draw(picture: Picture):
+    """A described picture (components/pictures.py) as a PIL image or a matplotlib figure."""
+    match picture:
+        case Grid():
+            return image_grid(picture.images, columns=picture.columns)
+        case LabelledRows():
+            return labelled_rows(picture.images, picture.row_labels, picture.columns, picture.title)
+        case Bars():
+            return bar_chart(picture.values, picture.labels, picture.title, picture.ylabel,
+                             reference=picture.reference, names=picture.names)
+        case Table():
+            return picture_rows(picture.rows, picture.titles)
+    raise TypeError(f"not a picture description: {type(picture).__name__}")

@@ -14,6 +14,7 @@ from components.data.batch import Batch, DataSpec
 from components.losses.adversarial import (LOSSES, LossName, LeastSquares, NonSaturating, WassersteinGP,
                                            adversarial_loss, gradient_penalty)
 from components.losses.information import information_lower_bound
+from components.plots import draw
 from components.metrics.clustering import unsupervised_accuracy
 from components.models import NotSupported, build_model
 
@@ -301,7 +302,7 @@ def test_infogan_samples_unconditionally_and_draws_traversals():
     figures = model.evaluation_figures(halves(4, torch.Generator()), {"seed": 0})
     assert set(figures) == {"traversal_continuous_0.png", "traversal_continuous_1.png"}
     # rows = categorical values (2), columns = 9 steps, 8x8 images, 1-pixel padding, 4x scale
-    assert figures["traversal_continuous_0.png"].size == ((9 * 9 + 1) * 4, (2 * 9 + 1) * 4)
+    assert draw(figures["traversal_continuous_0.png"]).size == ((9 * 9 + 1) * 4, (2 * 9 + 1) * 4)
     metrics = model.evaluation_metrics(halves(50, torch.Generator().manual_seed(0)), {})
     assert 0.5 <= metrics["q_accuracy_on_real"] <= 1.0   # 2 values, 2 labels: never below 1/2
     assert metrics["categorical_code_accuracy"] == "not measured: no evaluation classifier"

@@ -15,6 +15,7 @@ from torch import nn
 from components import evaluation as evaluate
 from components.data.batch import Batch, Split, to_batch
 from components.metrics.sample_quality import fid_standard_error, frechet_distance
+from components.pictures import Grid
 from tiny_models import ClassShade, Inverter, class_spec, day_night_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -192,7 +193,7 @@ def test_a_model_without_a_capability_gets_its_reason_and_a_translating_model_it
 
 class DrawsItsOwnSamples(ClassShade):
     def evaluation_figures(self, test, settings):
-        return {"samples.png": evaluate.image_grid(np.zeros((4, 1, 2, 2)))}
+        return {"samples.png": Grid(np.zeros((4, 1, 2, 2)))}
 
 
 class ReportsItsOwnFid(ClassShade):

@@ -91,6 +91,7 @@ from components.models.base import NotSupported, register
 from components.models.families.adversarial import (AdversarialModel, DCGANDiscriminator, DCGANGenerator,
                                                     dcgan_init, per_class_fid, per_class_fid_figure,
                                                     per_class_fid_metrics, to_signed, to_unit)
+from components.pictures import LabelledRows
 
 GAN_INT_BETA = 0.5   # the paper's interpolation weight
 INTERPOLATION_STEPS = 10
@@ -394,8 +395,6 @@ class GANCLS(AdversarialModel):
         return {**metrics, **per_class_fid_metrics(per_class_fid(self, held_out, settings))}
 
     def evaluation_figures(self, test, settings, columns: int = 10):
-        from components.plots import labelled_rows
-
         phrasings = phrasings_of(self.spec, test.captions, test.labels)
         if phrasings is None:
             return {}
@@ -403,12 +402,12 @@ class GANCLS(AdversarialModel):
         seed = int(settings.get("seed", 0))
         samples, _ = self.phrased_samples([template], columns, torch.Generator().manual_seed(seed))
         rows = [caption_text(self.spec, template, k) for k in range(classes)]
-        figures = {"class_samples.png": labelled_rows(samples.cpu().numpy(), rows, columns,
-                                                      "captions in a phrasing held out of training")}
+        figures = {"class_samples.png": LabelledRows(samples.cpu().numpy(), rows, columns,
+                                                     "captions in a phrasing held out of training")}
         pairs = [(rows[k], rows[(k + 1) % classes]) for k in range(min(classes, 10))]
         generator = torch.Generator().manual_seed(seed)
         walks = torch.cat([self.interpolate(a, b, INTERPOLATION_STEPS, generator).cpu() for a, b in pairs])
-        figures["caption_interpolation.png"] = labelled_rows(
+        figures["caption_interpolation.png"] = LabelledRows(
             walks.numpy(), [f"{a} -> {b}" for a, b in pairs], INTERPOLATION_STEPS,
             "GAN-INT: G(z, (1 - t) phi(c1) + t phi(c2)), t = 0 .. 1, one z per row")
         held_out = lambda n, g: self.phrased_samples(phrasings["heldout"], n, g)  # noqa: E731

@@ -60,6 +60,7 @@ from components.losses.information import information_lower_bound
 from components.models.base import register
 from components.models.families.adversarial import (AdversarialModel, DCGANDiscriminator, DCGANGenerator,
                                                     dcgan_init, to_signed, to_unit)
+from components.pictures import Grid
 
 
 @register
@@ -209,8 +210,6 @@ class InfoGAN(AdversarialModel):
         """One latent traversal per continuous code: rows = the categorical code's values, columns = that
         code from -2 to 2 (beyond its training range (-1, 1), as the paper's figure 2), other codes 0,
         one noise vector throughout."""
-        from components.plots import image_grid
-
         k = self.params.categorical
         seed = int(settings.get("seed", 0))
         figures = {}
@@ -220,5 +219,5 @@ class InfoGAN(AdversarialModel):
             categorical = torch.arange(k).repeat_interleave(columns)
             z = torch.randn(1, self.params.latent_dim, generator=torch.Generator().manual_seed(seed))
             images = self.sample_with_codes(categorical, continuous, z=z.expand(k * columns, -1))
-            figures[f"traversal_continuous_{j}.png"] = image_grid(images.cpu().numpy(), columns=columns)
+            figures[f"traversal_continuous_{j}.png"] = Grid(images.cpu().numpy(), columns=columns)
         return figures

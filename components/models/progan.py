@@ -76,6 +76,7 @@ from components.errors import ConfigError
 from components.losses.adversarial import KARRAS_DRIFT, adversarial_loss
 from components.models.base import Phase, Phased, register
 from components.models.families.adversarial import AdversarialModel, to_signed, to_unit
+from components.pictures import Grid
 
 HE_GAIN = math.sqrt(2.0)
 PHASE_SAMPLES = 500   # samples kept per phase (evaluate's default num_samples), 8-bit
@@ -389,8 +390,6 @@ class ProGAN(Phased, AdversarialModel):
         return metrics
 
     def evaluation_figures(self, test, settings):
-        from components.plots import image_grid
-
-        return {f"phase_{i + 1}_{r}x{r}.png": image_grid(samples[:100].cpu().numpy(), columns=10)
+        return {f"phase_{i + 1}_{r}x{r}.png": Grid(samples[:100].cpu().numpy(), columns=10)
                 for i, (r, samples) in enumerate(self.phase_results().items())
                 if not isinstance(samples, str)}

@@ -60,6 +60,7 @@ from components.losses.adversarial import LossName
 from components.models.base import register
 from components.models.families.adversarial import (AdversarialModel, DCGANDiscriminator, DCGANGenerator,
                                                     to_signed, to_unit)
+from components.pictures import Table
 
 SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
@@ -300,11 +301,9 @@ class PuzzleGAN(AdversarialModel):
     def evaluation_figures(self, test, settings):
         """Rows of: the K input patches, the generated image, its mask, the original (the completion
         figure: what the model is given, cut from the whole image, and what it makes of it)."""
-        from components.plots import picture_rows
-
         images = test.images[:8].to(self.device)
         key = self.key_patches(images)
         generated, mask = self.generate_from_patches(key.patches, torch.Generator().manual_seed(0))
         rows = [[*key.patches[i], generated[i], mask[i], images[i]] for i in range(len(images))]
         titles = [f"patch {i + 1}" for i in range(self.params.patches)] + ["generated", "mask", "original"]
-        return {"completions.png": picture_rows([[p.cpu().numpy() for p in row] for row in rows], titles)}
+        return {"completions.png": Table([[p.cpu().numpy() for p in row] for row in rows], titles)}

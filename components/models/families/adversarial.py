@@ -35,6 +35,7 @@ from torch import nn
 
 from components.losses.adversarial import adversarial_loss
 from components.models.base import GenerativeModel
+from components.pictures import Bars
 
 
 class AdversarialModel(GenerativeModel):
@@ -227,9 +228,7 @@ def per_class_fid_metrics(measured) -> dict:
 def per_class_fid_figure(model, measured) -> dict:
     if isinstance(measured, str):
         return {}
-    from components.plots import bar_chart
-
     values, floor = measured
-    return {"per_class_fid.png": bar_chart(values, model.spec.class_names, f"{model.name}: FID per class "
-                                           "(samples asked for k vs test images of k)", "FID", reference=floor,
-                                           names=(model.name, "training images (as many per class)"))}
+    return {"per_class_fid.png": Bars(values, model.spec.class_names, f"{model.name}: FID per class "
+                                      "(samples asked for k vs test images of k)", "FID", reference=floor,
+                                      names=(model.name, "training images (as many per class)"))}
