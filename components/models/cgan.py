@@ -51,9 +51,8 @@ from pydantic import Field
 from components.errors import ConfigError
 from components.losses.adversarial import LossName
 from components.models.base import register
-from components.models.families.adversarial import (AdversarialModel, per_class_fid, per_class_fid_figure,
-                                                    per_class_fid_metrics, ramped_momentum, set_momentum,
-                                                    sgd_optimizers)
+from components.models.families.adversarial import (AdversarialModel, MomentumSGD, per_class_fid,
+                                                    per_class_fid_figure, per_class_fid_metrics)
 
 
 class Maxout(nn.Module):
@@ -95,7 +94,7 @@ class ConditionalDiscriminator(nn.Module):
 
 
 @register
-class ConditionalGAN(AdversarialModel):
+class ConditionalGAN(MomentumSGD, AdversarialModel):
     name = "cgan"
     capabilities = {"sample", "conditional_sample"}
     condition = "labels"
@@ -135,14 +134,8 @@ class ConditionalGAN(AdversarialModel):
                                                       p.maxout_pieces, p.dropout)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))   # a buffer: survives a resume
 
-    def configure_optimizers(self, lr):
-        if self.params.optimizer == "adam":
-            return super().configure_optimizers(lr)
-        return sgd_optimizers({"discriminator": self.discriminator, "generator": self.generator}, lr, self.momentum())
-
-    def momentum(self) -> float:
-        p = self.params
-        return ramped_momentum(p.momentum, p.final_momentum, float(self.steps) / p.momentum_saturate)
+    def momentum_progress(self) -> float:
+        return float(self.steps) / self.params.momentum_saturate
 
     def one_hot(self, labels: torch.Tensor) -> torch.Tensor:
         return F.one_hot(labels.long(), self.classes).float()
@@ -151,8 +144,7 @@ class ConditionalGAN(AdversarialModel):
         return self.unflatten(self.generator(self.noise(len(labels), generator), self.one_hot(labels)))
 
     def training_step(self, batch, optimizers):
-        if self.params.optimizer == "sgd":
-            set_momentum(optimizers, self.momentum())
+        self.ramp_momentum(optimizers)
         self.steps += 1
         real, y = batch.images, self.one_hot(batch.labels)
         critic = lambda x: self.discriminator(x, y)  # noqa: E731  (D given this batch's labels)

@@ -27,12 +27,11 @@ from torch import nn
 from pydantic import Field
 from components.losses.adversarial import NonSaturating
 from components.models.base import register
-from components.models.families.adversarial import (AdversarialModel, ramped_momentum, set_momentum,
-                                                    sgd_optimizers)
+from components.models.families.adversarial import AdversarialModel, MomentumSGD
 
 
 @register
-class GAN(AdversarialModel):
+class GAN(MomentumSGD, AdversarialModel):
     name = "gan"
     capabilities = {"sample"}
     ema_modules = ("generator",)
@@ -66,16 +65,9 @@ class GAN(AdversarialModel):
         )
         self.register_buffer("epochs_started", torch.zeros((), dtype=torch.long))   # a buffer: survives a resume
 
-    def configure_optimizers(self, lr):
-        if self.params.optimizer == "adam":
-            return super().configure_optimizers(lr)
-        return sgd_optimizers({"discriminator": self.discriminator, "generator": self.generator}, lr, self.momentum())
-
-    def momentum(self) -> float:
-        """The authors' MomentumAdjustor: linear from `momentum` to `final_momentum` over the epochs."""
-        p = self.params
-        return ramped_momentum(p.momentum, p.final_momentum,
-                               (float(self.epochs_started) - 1) / p.momentum_saturate)   # epoch 1: `momentum`
+    def momentum_progress(self) -> float:
+        """The authors' MomentumAdjustor counts epochs: epoch 1 trains at `momentum`."""
+        return (float(self.epochs_started) - 1) / self.params.momentum_saturate
 
     def on_epoch_start(self):
         self.epochs_started += 1
@@ -84,8 +76,7 @@ class GAN(AdversarialModel):
         return self.generator(self.noise(n, generator))
 
     def training_step(self, batch, optimizers):
-        if self.params.optimizer == "sgd":
-            set_momentum(optimizers, self.momentum())
+        self.ramp_momentum(optimizers)
         real = self.flatten(batch.images)
         for _ in range(self.params.discriminator_steps):
             fake = self.generate(len(real)).detach()

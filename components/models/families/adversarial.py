@@ -79,21 +79,32 @@ class AdversarialModel(GenerativeModel):
         return {"d_real": p_real.mean().item(), "d_fake": p_fake.mean().item()}
 
 
-def sgd_optimizers(networks: dict[str, nn.Module], lr: float, momentum: float) -> dict[str, torch.optim.SGD]:
-    """Plain SGD with momentum per named network, as Goodfellow et al.'s and Mirza & Osindero's MNIST runs."""
-    return {name: torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum) for name, net in networks.items()}
+class MomentumSGD:
+    """Goodfellow et al.'s and Mirza & Osindero's MNIST optimizer, with `params.optimizer` "sgd": plain
+    SGD per player, momentum rising linearly from `params.momentum` to `params.final_momentum` as
+    `momentum_progress()` goes from 0 to 1 (pylearn2's MomentumAdjustor, which both papers' runs use);
+    "adam": the family's Adam. Mixed in before `AdversarialModel`."""
 
+    def momentum_progress(self) -> float:
+        """How far the ramp has got: 0 at the start, 1 (or more) once at `final_momentum`."""
+        raise NotImplementedError
 
-def ramped_momentum(start: float, end: float, progress: float) -> float:
-    """Momentum rising linearly from `start` to `end` as `progress` goes from 0 to 1 (pylearn2's
-    MomentumAdjustor, which both papers' runs use), `end` after."""
-    return start + (end - start) * min(1.0, max(0.0, progress))
+    def momentum(self) -> float:
+        p = self.params
+        return p.momentum + (p.final_momentum - p.momentum) * min(1.0, max(0.0, self.momentum_progress()))
 
+    def configure_optimizers(self, lr):
+        if self.params.optimizer == "adam":
+            return super().configure_optimizers(lr)
+        return {name: torch.optim.SGD(getattr(self, name).parameters(), lr=lr, momentum=self.momentum())
+                for name in ("discriminator", "generator")}
 
-def set_momentum(optimizers: dict[str, torch.optim.Optimizer], momentum: float) -> None:
-    for optimizer in optimizers.values():
-        for group in optimizer.param_groups:
-            group["momentum"] = momentum
+    def ramp_momentum(self, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        """Set this step's momentum (called at the start of each training step)."""
+        if self.params.optimizer == "sgd":
+            for optimizer in optimizers.values():
+                for group in optimizer.param_groups:
+                    group["momentum"] = self.momentum()
 
 
 def to_signed(x: torch.Tensor) -> torch.Tensor:
