@@ -202,7 +202,7 @@ class GenerativeModel(nn.Module):
         return {}
 
     def evaluation_figures(self, test: Batch, settings: dict) -> dict:
-        """Model-specific pictures: file name -> PIL image or matplotlib figure."""
+        """Model-specific pictures: file name -> a description (components/pictures.py) evaluation draws."""
         return {}
 
     def pixel_steps(self, what: str = "sampling"):

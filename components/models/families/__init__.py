@@ -1,1 +1,2 @@
-"""Base classes of model families (autoregressive, autoencoder): what their models share."""
+"""Base classes of model families (explicit and autoregressive, autoencoder, adversarial): what their
+models share."""
