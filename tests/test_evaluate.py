@@ -240,3 +240,14 @@ def test_the_promotion_metric_is_the_declared_one_else_the_familys():
     assert {name: promotion_metric(model_class(name)) for name in expected} == expected
     bernoulli = build_model("bernoulli", DataSpec.single((1, 2, 2)))
     assert evaluate.described(bernoulli)["promotion_metric"] == "test_nll"
+
+
+def test_conditional_accuracy_per_asked_class_and_the_worst_class():
+    from components.metrics.sample_quality import conditional_accuracy
+
+    asked = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    seen = np.array([0, 0, 0, 1, 1, 1, 0, 2])   # class 0: 3 of 4, class 1: 2 of 2, class 2: 1 of 2
+    metrics = conditional_accuracy(seen, asked, num_classes=4)
+    assert metrics["conditional_accuracy"] == 6 / 8 and metrics["conditional_accuracy_chance"] == 0.25
+    assert [metrics[f"conditional_accuracy_class_{k}"] for k in range(3)] == [0.75, 1.0, 0.5]
+    assert metrics["conditional_accuracy_worst_class"] == 0.5 and "conditional_accuracy_class_3" not in metrics

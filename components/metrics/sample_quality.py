@@ -132,12 +132,16 @@ def sample_quality(real_features: np.ndarray, fake_features: np.ndarray, fake_pr
 
 
 def conditional_accuracy(predicted: np.ndarray, asked: np.ndarray, num_classes: int) -> dict[str, float]:
-    """How often the classifier sees the class a sample was asked for, beside chance."""
+    """How often the classifier sees the class a sample was asked for, beside chance; per asked class
+    too, and the worst class's: a model may obey its condition for most classes and ignore it for one."""
     predicted, asked = np.asarray(predicted), np.asarray(asked)
     if predicted.shape != asked.shape or len(asked) == 0:
         raise ValueError(f"conditional accuracy: {predicted.shape} predictions for {asked.shape} asked classes")
+    per_class = {f"conditional_accuracy_class_{k}": float((predicted[asked == k] == k).mean())
+                 for k in np.unique(asked).tolist()}
     return {"conditional_accuracy": float((predicted == asked).mean()),
-            "conditional_accuracy_chance": 1.0 / num_classes}
+            "conditional_accuracy_chance": 1.0 / num_classes,
+            "conditional_accuracy_worst_class": min(per_class.values()), **per_class}
 
 
 def per_class_fid(real_features: np.ndarray, real_labels: np.ndarray, fake_features: np.ndarray,
