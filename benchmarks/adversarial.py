@@ -58,7 +58,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # first: budget.py puts the checkout of `--components` on sys.path, before any `components` import
 from budget import (COMPONENTS, CheckpointEachEpoch, alternated_rounds, device_line, entry_lookups,  # noqa: E402
-                    evaluation_classifier, fit_rate, fmt, seeded_subset, source_arrays, write_prepared)
+                    evaluation_classifier, fit_rate, fmt, read_rows, seeded_subset, source_arrays,
+                    write_prepared)
 from components.classifier import predict  # noqa: E402
 from components.config import load_params  # noqa: E402
 from components.data.batch import Batch, DataSpec  # noqa: E402
@@ -382,18 +383,6 @@ def speed_table(speed: list[dict], args) -> list[str]:
                      f"{r['ratio']:.3f} | {r['ratio_round_min']:.3f} to {r['ratio_round_max']:.3f} | "
                      f"{r['ratio_fastest']:.3f} | {100 * r['checkpoint_share']:.1f}% |")
     return lines
-
-
-def read_rows(files: list[str]) -> tuple[dict[str, dict[str, dict]], dict]:
-    """`--table SIDE=FILE ...`: the rows each side's runs appended (`--rows`), the last row of a model kept."""
-    sides, setup = {}, {}
-    for item in files:
-        side, path = item.split("=", 1)
-        for line in Path(path).read_text().splitlines():
-            record = json.loads(line)
-            sides.setdefault(side, {})[record["row"]["model"]] = record["row"]
-            setup = record["setup"]
-    return sides, setup
 
 
 def main() -> None:

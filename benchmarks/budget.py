@@ -4,6 +4,7 @@ what the Ray adapter adds per epoch; a seeded subset of a split; a table cell.""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -200,3 +201,15 @@ def seeded_subset(count: int, total: int, seed: int = 0) -> np.ndarray:
 
 def fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+def read_rows(files: list[str]) -> tuple[dict[str, dict[str, dict]], dict]:
+    """`--table SIDE=FILE ...`: the rows each side's runs appended (`--rows`), the last row of a model kept."""
+    sides, setup = {}, {}
+    for item in files:
+        side, path = item.split("=", 1)
+        for line in Path(path).read_text().splitlines():
+            record = json.loads(line)
+            sides.setdefault(side, {})[record["row"]["model"]] = record["row"]
+            setup = record["setup"]
+    return sides, setup

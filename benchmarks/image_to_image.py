@@ -64,7 +64,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # first: budget.py puts the checkout of `--components` on sys.path, before any `components` import
 from budget import (COMPONENTS, CheckpointEachEpoch, alternated_rounds, device_line, entry_lookups,  # noqa: E402
-                    Arrays, evaluation_classifier, fit_rate, fmt, seeded_subset, source_arrays, write_prepared)
+                    Arrays, evaluation_classifier, fit_rate, fmt, read_rows, seeded_subset, source_arrays,
+                    write_prepared)
 from components.classifier import predict  # noqa: E402
 from components.config import load_params  # noqa: E402
 from components.data.batch import Batch  # noqa: E402
@@ -406,18 +407,6 @@ def tables(speed: list[dict], sides: dict[str, dict[str, dict]], setup: dict, ar
                                  f"{r['train_seconds']:.0f} | {r['eval_seconds']:.0f} |")
         lines.append("")
     return lines
-
-
-def read_rows(files: list[str]) -> tuple[dict[str, dict[str, dict]], dict]:
-    """`--table SIDE=FILE ...`: the rows each side's runs appended (`--rows`), the last row of a model kept."""
-    sides, setup = {}, {}
-    for item in files:
-        side, path = item.split("=", 1)
-        for line in Path(path).read_text().splitlines():
-            record = json.loads(line)
-            sides.setdefault(side, {})[record["row"]["model"]] = record["row"]
-            setup = record["setup"]
-    return sides, setup
 
 
 def main() -> None:
