@@ -243,7 +243,8 @@ def test_a_planted_cifar10_batches_meta_is_refused_by_its_md5_not_executed(tmp_p
 
 @pytest.mark.parametrize("where", ["archive", "cache"])
 def test_the_prepare_stage_refuses_a_cifar10_archive_that_is_not_the_published_one_in_one_line(tmp_path, where):
-    batches = fake_cifar(tmp_path / "raw", pytest.MonkeyPatch())   # the stage's checksums are the real ones
+    with pytest.MonkeyPatch.context() as patch:   # undone at once: the stage's checksums are the real ones
+        batches = fake_cifar(tmp_path / "raw", patch)
     marker = tmp_path / "ran"
     (batches / "batches.meta").write_bytes(pickle.dumps(Planted(marker)))
     archive = tar_of(batches, tmp_path / ("raw" if where == "archive" else "data/raw/cifar10") / "cifar-10-python.tar.gz")
