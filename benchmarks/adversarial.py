@@ -210,7 +210,7 @@ def train_fixed(key: str, folder: Path, args) -> dict:
     model = build_model(name, read_spec(folder, pixels), arch)
     quality = None
     if model.selection and model.selection[0] in SAMPLE_QUALITY:
-        reference = torch.cat([b.images for b in eval_batches(folder, "valid", pixels, 512)])
+        reference = next(eval_batches(folder, "valid", pixels, batch_size=1 << 62))   # the split as one batch
         quality, _ = sample_quality_from(args.classifier, reference, settings.select_samples, settings.seed)
 
     def train_data(epoch: int, size: int):

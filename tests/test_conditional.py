@@ -12,7 +12,7 @@ from components.classifier import predict, train_classifier
 from components.schema import training_settings
 from components.data.batch import Batch, DataSpec, DomainSpec
 from components.metrics.translation import round_trip_metrics
-from components.models import build_model
+from components.models import build_model, model_class
 from components.training import Settings
 from components.training.schedules import configure_optimizers, lr_factor
 from components.training.selection import SAMPLE_QUALITY, SampleQuality
@@ -99,12 +99,29 @@ def test_conditional_models_are_selected_by_a_metric_that_includes_the_label(dig
             picks = [by_class[(int(k) + self.shift) % 10] for k in condition]
             return torch.stack([p[int(torch.randint(len(p), (), generator=generator))] for p in picks])
 
-    quality = SampleQuality(classifier, torch.from_numpy(images), num_samples=300, seed=0)
+    quality = SampleQuality(classifier, Batch(torch.from_numpy(images)), num_samples=300, seed=0)
     obeys, ignores = quality(Drawer(0), 1), quality(Drawer(1), 1)
     assert obeys["conditional_accuracy"] == 1.0 and ignores["conditional_accuracy"] == 0.0
     # both draw real digits (low unconditional FID); only the one obeying its label has a low intra-FID
     assert obeys["intra_fid"] < 0.5 * ignores["intra_fid"]
     assert ignores["intra_fid"] - obeys["intra_fid"] > abs(ignores["fid"] - obeys["fid"])
+
+    # A caption-conditional model is asked for the reference batch's own captions, each sample's class the
+    # label of the image its caption came from.
+    class CaptionDrawer(Drawer):
+        condition = "captions"
+
+        def sample(self, n, condition, generator):
+            return super().sample(n, [int(c.split()[-1]) for c in condition], generator)
+
+    labels = torch.from_numpy(predicted)
+    captions = [f"a picture of {k}" for k in predicted.tolist()]
+    quality = SampleQuality(classifier, Batch(torch.from_numpy(images), labels=labels, captions=captions),
+                            num_samples=300, seed=0)
+    obeys, ignores = quality(CaptionDrawer(0), 1), quality(CaptionDrawer(1), 1)
+    assert obeys["conditional_accuracy"] == 1.0 and ignores["conditional_accuracy"] == 0.0
+    assert obeys["intra_fid"] < 0.5 * ignores["intra_fid"]
+    assert model_class("gan_cls").selection == ("intra_fid", "min")
 
 
 def test_stargan_entry_follows_the_authors_code(params):

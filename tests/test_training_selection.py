@@ -12,7 +12,7 @@ from torch import nn
 
 from components.classifier import predict, train_classifier
 from components.errors import ConfigError
-from components.data.batch import DataSpec
+from components.data.batch import Batch, DataSpec
 from components.data.prepared import write_split
 from components.models import build_model
 from components.models.base import GenerativeModel
@@ -124,7 +124,7 @@ def test_a_gan_is_selected_by_fid_every_n_epochs(digits):
     folder, valid, classifier, spec = digits
     torch.manual_seed(0)
     model = build_model("gan", DataSpec.single((1, 8, 8), 2), {"latent_dim": 8, "hidden_units": 32})
-    quality = SampleQuality(classifier, torch.from_numpy(valid), num_samples=200, seed=0)
+    quality = SampleQuality(classifier, Batch(torch.from_numpy(valid)), num_samples=200, seed=0)
     started = time.perf_counter()
     quality(model, 0)
     print(f"one FID measurement (200 samples, 8x8): {time.perf_counter() - started:.3f} s")

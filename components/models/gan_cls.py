@@ -59,8 +59,10 @@ same class, which only softens the s_w term for those pairs.
 `sample(n, condition=captions)`: one string for all n samples or n strings;
 words outside the vocabulary map to <unk>, so any text gets an answer.
 Without a condition, samples follow training captions (a bank of the last
-`caption_bank` captions seen in training, saved with the weights), so the
-FID-based selection measures the model on the data's caption distribution.
+`caption_bank` captions seen in training, saved with the weights). Selection
+asks for the validation split's captions and scores the samples by intra-FID,
+so an epoch whose samples ignore their captions is not kept
+(components/training/selection.py).
 
 Evaluation: the test split's captions use only phrasings held out of training
 (components/data/captions.py); `phrasings_of` tells them from the training
@@ -214,6 +216,7 @@ class GANCLS(AdversarialModel):
     name = "gan_cls"
     capabilities = {"sample", "conditional_sample"}
     condition = "captions"
+    selection = ("intra_fid", "min")
     ema_modules = ("generator",)
 
     @dataclasses.dataclass

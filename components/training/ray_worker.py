@@ -129,7 +129,8 @@ def train_loop(config: dict) -> None:
     model = build_model(config["model"], read_spec(data_dir, pixels), config["params"]).to(device)
     quality = None
     if model.selection and model.selection[0] in SAMPLE_QUALITY:
-        reference = torch.cat([b.images for b in eval_batches(data_dir, "valid", pixels, 512)])
+        # The whole validation split as one batch: its images, and the conditions a conditional model is asked for
+        reference = next(eval_batches(data_dir, "valid", pixels, batch_size=1 << 62))
         quality, _ = sample_quality_from(Path(config["classifier_dir"]), reference, settings.select_samples,
                                          settings.seed)
 

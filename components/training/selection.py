@@ -7,12 +7,14 @@ against the validation split, in the evaluation classifier's features), for
 models without a likelihood. Patience counts measurements without a better
 value, so it means the same for both.
 
-A label-conditional model (cgan) is selected by `intra_fid` (Miyato & Koyama 2018): the mean over
+A conditional model (cgan, gan_cls) is selected by `intra_fid` (Miyato & Koyama 2018): the mean over
 classes of the FID of the samples asked for class k against the reference images of class k. It
-includes the condition: a model whose samples ignore their label scores badly however good their
-unconditional FID. The reference images come without labels here, so the evaluation classifier's
-labels stand in for them (it is ~97% accurate on the digits). `conditional_accuracy` (how often the
-classifier sees the asked class) is recorded beside it.
+includes the condition: a model whose samples ignore their condition scores badly however good their
+unconditional FID. A label-conditional model is asked for every class equally; another (captions) is
+asked for the validation split's own conditions in turn, each sample's class the label of the image
+its condition came from. The reference images' classes are the evaluation classifier's labels (it is
+~97% accurate on the digits). `conditional_accuracy` (how often the classifier sees the asked class)
+is recorded beside it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from components.classifier import load_classifier, predict
+from components.data.batch import Batch
 from components.metrics.sample_quality import conditional_accuracy, frechet_distance, per_class_fid
 
 SAMPLE_QUALITY = ("fid", "intra_fid")
@@ -74,31 +77,45 @@ class Selection:
 
 
 class SampleQuality:
-    """FID of `num_samples` model samples against `reference` images, in the evaluation classifier's
+    """FID of `num_samples` model samples against `reference` images (a validation Batch: its images,
+    and the conditions and labels a conditional model is asked for), in the evaluation classifier's
     features. The reference features are computed once; the samples are seeded per epoch."""
 
-    def __init__(self, classifier, reference: torch.Tensor, num_samples: int, seed: int = 0):
+    def __init__(self, classifier, reference: Batch, num_samples: int, seed: int = 0):
 
         self.classifier, self.num_samples, self.seed = classifier, int(num_samples), int(seed)
-        features, labels = predict(classifier, reference)
+        self.conditions = reference
+        features, labels = predict(classifier, reference.images)
         self.reference, self.reference_labels = features.double().numpy(), labels.numpy()
+
+    def asked(self, model):
+        """What a conditional model's samples are asked for, and the class of each; (None, None) for an
+        unconditional model (or data without the conditions and labels to ask with)."""
+        if not model.can("conditional_sample"):
+            return None, None
+        if model.condition == "labels":   # every class, equally
+            condition = torch.arange(self.num_samples) % max(1, model.spec.num_classes)
+            return condition, condition.numpy()
+        given, labels = getattr(self.conditions, model.condition), self.conditions.labels
+        if given is None or labels is None:
+            return None, None
+        order = torch.arange(self.num_samples) % len(labels)
+        condition = given[order] if isinstance(given, torch.Tensor) else [given[i] for i in order.tolist()]
+        return condition, labels[order].numpy()
 
     @torch.no_grad()
     def __call__(self, model, epoch: int) -> dict[str, float]:
 
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        condition = None
-        if model.can("conditional_sample") and model.condition == "labels":  # every class, equally
-            condition = torch.arange(self.num_samples) % max(1, model.spec.num_classes)
+        condition, asked = self.asked(model)
         model.eval()
         samples = model.sample(self.num_samples, condition=condition, generator=generator).float().cpu()
         features, predicted = predict(self.classifier, samples)
         features = features.double().numpy()
         if not np.isfinite(features).all():
-            return {"fid": math.inf, **({"intra_fid": math.inf} if condition is not None else {})}
+            return {"fid": math.inf, **({"intra_fid": math.inf} if asked is not None else {})}
         measured = {"fid": frechet_distance(self.reference, features)}
-        if condition is not None:
-            asked = condition.numpy()
+        if asked is not None:
             per_class = per_class_fid(self.reference, self.reference_labels, features, asked, model.spec.num_classes)
             measured["intra_fid"] = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else math.inf
             accuracy = conditional_accuracy(predicted.numpy(), asked, model.spec.num_classes)
@@ -106,7 +123,7 @@ class SampleQuality:
         return measured
 
 
-def sample_quality_from(folder: Path, reference: torch.Tensor, num_samples: int, seed: int):
+def sample_quality_from(folder: Path, reference: Batch, num_samples: int, seed: int):
     """A `SampleQuality` with the classifier saved in `folder`, or (None, why) when there is none."""
 
     if not (Path(folder) / "config.json").is_file():
