@@ -28,18 +28,27 @@ expect.set_options(timeout=120_000)   # the first render of a page on a busy 2-c
 
 @pytest.fixture(scope="module")
 def repo(tiny_pipeline, tmp_path_factory) -> Path:
-    """A copy of the tiny pipeline right after its first `dvc repro` (every model's v1 is champion):
-    this module changes its registry and retrains in it."""
+    """A copy of the tiny pipeline right after its first `dvc repro` (every model's v1 is champion),
+    which the tests that only look share; the one that changes the registry has its own (`own_repo`)."""
     return copy_repository(tiny_pipeline.pristine, tmp_path_factory.mktemp("browser") / "genzoo")
+
+
+def mlflow_ui(repo: Path):
+    port = free_port()
+    return server(["mlflow", "ui", "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", "1"], repo, port, "/health", timeout=240,
+                  env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})   # no job consumers: 2 cores
 
 
 @pytest.fixture(scope="module")
 def ui(repo):
-    port = free_port()
-    with server(["mlflow", "ui", "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}", "--host", "127.0.0.1",
-                 "--port", str(port), "--workers", "1"], repo, port, "/health", timeout=240,
-                env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}) as url:   # no job consumers: 2 cores
+    with mlflow_ui(repo) as url:
         yield url
+
+
+@pytest.fixture
+def own_repo(tiny_pipeline, tmp_path) -> Path:
+    return copy_repository(tiny_pipeline.pristine, tmp_path / "genzoo")
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +62,26 @@ def browser():
         chromium.close()
 
 
+def new_context(browser, url: str):
+    context = browser.new_context(base_url=url, viewport={"width": 1600, "height": 1000})
+    context.set_default_timeout(120_000)
+    return context
+
+
 @pytest.fixture
 def page(browser, ui) -> Page:
-    context = browser.new_context(base_url=ui, viewport={"width": 1600, "height": 1000})
-    context.set_default_timeout(120_000)
+    context = new_context(browser, ui)
     yield context.new_page()
     context.close()
+
+
+@pytest.fixture
+def own_page(browser, own_repo) -> Page:
+    """A page of the MLflow UI over `own_repo`."""
+    with mlflow_ui(own_repo) as url:
+        context = new_context(browser, url)
+        yield context.new_page()
+        context.close()
 
 
 def tidy(page: Page) -> None:
@@ -179,7 +202,8 @@ def retrain_bernoulli(repo: Path, pseudocount: float) -> list[str]:
     return run(["dvc", "repro"], repo).stdout
 
 
-def test_a_person_moves_champion_in_the_alias_editor_and_the_next_repro_keeps_it(page, repo):
+def test_a_person_moves_champion_in_the_alias_editor_and_the_next_repro_keeps_it(own_page, own_repo):
+    page, repo = own_page, own_repo
     registry = client(repo)
     retrain_bernoulli(repo, 50.0)   # heavy smoothing: a worse version 2, not promoted
     assert registry.get_registered_model("genzoo-bernoulli").aliases == {"champion": 1}
