@@ -25,12 +25,11 @@ from components.classifier import EvaluationClassifier
 from components.completion import lower_half_hidden
 from components.data.batch import Batch, Split
 from components.data.prepared import draw_binary, read_split
-from components.errors import ConfigError
 from components.latent_figures import interpolation_grid, latent_scatter, reconstruction_grid
 from components.metrics.anomaly import anomaly_auroc
 from components.metrics.likelihood import bits_per_dim, per_image_log_prob
 from components.metrics.representation import probe_accuracies
-from components.metrics.sample_quality import SampleJudge, conditional_accuracy, sample_quality
+from components.metrics.sample_quality import SampleJudge, asked_conditions, conditional_accuracy, sample_quality
 from components.metrics.translation import translation_metrics
 from components.models.base import GenerativeModel
 from components.plots import draw, image_grid
@@ -84,8 +83,9 @@ class Evaluation:
         """(the evaluation samples, the class each was asked for, or None): `num_samples` of them, drawn
         once for the measurements and the figures."""
         n = self.settings["num_samples"]
-        condition = sample_conditions(self.model, n, self.batches["test"])
-        asked = condition.numpy() if label_conditioned(self.model) and condition is not None else None
+        condition, classes = asked_conditions(self.model, n, self.batches["test"])
+        # A caption model's classes are measured by its own hook, per phrasing (gan_cls), not here.
+        asked = classes if label_conditioned(self.model) else None
         return draw_samples(self.model, n, condition, self.seed), asked
 
     @cached_property
@@ -244,20 +244,6 @@ def hook_settings(ev: Evaluation) -> dict:
 
 def label_conditioned(model) -> bool:
     return model.can("conditional_sample") and model.condition == "labels"
-
-
-def sample_conditions(model, n: int, test: Batch):
-    """What a conditional model's evaluation samples are asked for: every class equally often
-    (labels), else the test split's own conditions in turn; None for an unconditional model."""
-    if not model.can("conditional_sample"):
-        return None
-    if label_conditioned(model) and model.spec.num_classes:
-        return torch.arange(n) % model.spec.num_classes
-    given = getattr(test, model.condition)
-    if given is None:
-        raise ConfigError(f"{model.name} samples given {model.condition}, but the test split has none")
-    order = [i % len(given) for i in range(n)]
-    return given[torch.tensor(order)] if isinstance(given, torch.Tensor) else [given[i] for i in order]
 
 
 @torch.no_grad()

@@ -83,7 +83,7 @@ def test_an_unconditional_model_is_sampled_without_a_condition_and_scored_withou
     from components.models import build_model
 
     bernoulli = build_model("bernoulli", DataSpec.single((1, 2, 2)))
-    assert evaluate.sample_conditions(bernoulli, 5, Batch(torch.zeros(5, 1, 2, 2))) is None
+    assert evaluate.asked_conditions(bernoulli, 5, Batch(torch.zeros(5, 1, 2, 2))) == (None, None)
     figures = evaluate.figures_of(bernoulli, "b", Batch(torch.zeros(12, 1, 2, 2)), np.zeros((5, 1, 2, 2)), CFG)
     assert set(figures) == {"samples.png"}
 

@@ -29,6 +29,7 @@ import torch
 from scipy import linalg
 
 from components.classifier import predict
+from components.errors import ConfigError
 from components.metrics.clustering import unsupervised_accuracy
 
 
@@ -129,6 +130,24 @@ def sample_quality(real_features: np.ndarray, fake_features: np.ndarray, fake_pr
     return {"fid": frechet_distance(real, fake), "fid_standard_error": fid_standard_error(real, fake, seed=seed),
             "kid": kid, "kid_std": kid_std,
             "precision": precision, "recall": recall, **class_coverage(fake_predictions, num_classes)}
+
+
+def asked_conditions(model, n: int, given) -> tuple[object, np.ndarray | None]:
+    """What `n` samples of a conditional model are asked for, and the class of each: every class equally
+    often (labels), else the conditions of `given` (a Batch) in turn, each of the class of the row it came
+    from (None without labels); (None, None) for an unconditional model. Evaluation and selection ask alike."""
+    if not model.can("conditional_sample"):
+        return None, None
+    if model.condition == "labels" and model.spec.num_classes:
+        condition = torch.arange(n) % model.spec.num_classes
+        return condition, condition.numpy()
+    conditions = getattr(given, model.condition)
+    if conditions is None:
+        raise ConfigError(f"{model.name} samples given {model.condition}, but the data has none")
+    order = torch.arange(n) % len(conditions)
+    condition = (conditions[order] if isinstance(conditions, torch.Tensor)
+                 else [conditions[i] for i in order.tolist()])
+    return condition, None if given.labels is None else given.labels[order].numpy()
 
 
 def conditional_accuracy(predicted: np.ndarray, asked: np.ndarray, num_classes: int) -> dict[str, float]:

@@ -28,7 +28,7 @@ import torch
 
 from components.classifier import load_classifier, predict
 from components.data.batch import Batch
-from components.metrics.sample_quality import conditional_accuracy, frechet_distance, per_class_fid
+from components.metrics.sample_quality import asked_conditions, conditional_accuracy, frechet_distance, per_class_fid
 
 SAMPLE_QUALITY = ("fid", "intra_fid")
 
@@ -84,30 +84,15 @@ class SampleQuality:
     def __init__(self, classifier, reference: Batch, num_samples: int, seed: int = 0):
 
         self.classifier, self.num_samples, self.seed = classifier, int(num_samples), int(seed)
-        self.conditions = reference
+        self.given = reference
         features, labels = predict(classifier, reference.images)
         self.reference, self.reference_labels = features.double().numpy(), labels.numpy()
-
-    def asked(self, model):
-        """What a conditional model's samples are asked for, and the class of each; (None, None) for an
-        unconditional model (or data without the conditions and labels to ask with)."""
-        if not model.can("conditional_sample"):
-            return None, None
-        if model.condition == "labels":   # every class, equally
-            condition = torch.arange(self.num_samples) % max(1, model.spec.num_classes)
-            return condition, condition.numpy()
-        given, labels = getattr(self.conditions, model.condition), self.conditions.labels
-        if given is None or labels is None:
-            return None, None
-        order = torch.arange(self.num_samples) % len(labels)
-        condition = given[order] if isinstance(given, torch.Tensor) else [given[i] for i in order.tolist()]
-        return condition, labels[order].numpy()
 
     @torch.no_grad()
     def __call__(self, model, epoch: int) -> dict[str, float]:
 
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        condition, asked = self.asked(model)
+        condition, asked = asked_conditions(model, self.num_samples, self.given)
         model.eval()
         samples = model.sample(self.num_samples, condition=condition, generator=generator).float().cpu()
         features, predicted = predict(self.classifier, samples)
